@@ -1,0 +1,208 @@
+//! sandfs tmpfs: an in-memory filesystem implementing the vfs traits.
+//!
+//! Every node type, hard links, extended attributes, sparse files (holes read as
+//! zeros, `st_blocks` counts allocated pages), the mount options mode, uid, gid,
+//! size and nr_inodes with ENOSPC at the limits, and a root that is either a
+//! directory or a single regular file. Each inode has its own lock, so unrelated
+//! files never wait for each other; only renames between directories share a lock.
+
+mod data;
+mod dir;
+mod inode;
+mod xattr;
+
+pub use inode::Inode;
+
+use sandfs_vfs::{Errno, FileType, Filesystem, NodeRef, Result, StatFs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Page size used for allocation and accounting.
+pub const PAGE_SIZE: u64 = 4096;
+/// f_type of tmpfs (TMPFS_MAGIC), reported by statfs.
+pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// Mount options, as `mount -t tmpfs -o ...` takes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TmpfsOptions {
+    /// Permission bits of the root (default 01777 for a directory, 0644 for a file).
+    pub mode: Option<u32>,
+    /// Owner of the root.
+    pub uid: u32,
+    /// Group of the root.
+    pub gid: u32,
+    /// Cap on file data, in bytes (rounded up to pages); `None`: unlimited.
+    pub size: Option<u64>,
+    /// Cap on the number of inodes (the root included); `None`: unlimited.
+    pub nr_inodes: Option<u64>,
+    /// Whether the root is a directory or a single regular file.
+    pub root: FileType,
+}
+
+impl Default for TmpfsOptions {
+    fn default() -> Self {
+        TmpfsOptions { mode: None, uid: 0, gid: 0, size: None, nr_inodes: None, root: FileType::Directory }
+    }
+}
+
+impl TmpfsOptions {
+    /// Parse a comma-separated option string (`mode=1777,size=64m,uid=0,...`).
+    /// Sizes take k/m/g suffixes or a `%` of nothing (rejected: no RAM figure here).
+    pub fn parse(s: &str) -> std::result::Result<TmpfsOptions, String> {
+        let mut o = TmpfsOptions::default();
+        for opt in s.split(',').filter(|x| !x.is_empty()) {
+            let (k, v) = opt.split_once('=').ok_or_else(|| format!("tmpfs option {opt:?} needs a value"))?;
+            match k {
+                "mode" => {
+                    o.mode =
+                        Some(u32::from_str_radix(v, 8).map_err(|_| format!("bad tmpfs mode {v:?}"))? & 0o7777)
+                }
+                "uid" => o.uid = v.parse().map_err(|_| format!("bad tmpfs uid {v:?}"))?,
+                "gid" => o.gid = v.parse().map_err(|_| format!("bad tmpfs gid {v:?}"))?,
+                "size" => o.size = Some(parse_size(v)?),
+                "nr_blocks" => o.size = Some(parse_size(v)?.saturating_mul(PAGE_SIZE)),
+                "nr_inodes" => o.nr_inodes = Some(parse_size(v)?),
+                _ => return Err(format!("unknown tmpfs option {k:?}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Parse `N`, `Nk`, `Nm`, `Ng`, `Nt` (binary multiples).
+pub fn parse_size(v: &str) -> std::result::Result<u64, String> {
+    let (num, mult) = match v.chars().last() {
+        Some('k' | 'K') => (&v[..v.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&v[..v.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&v[..v.len() - 1], 1 << 30),
+        Some('t' | 'T') => (&v[..v.len() - 1], 1 << 40),
+        _ => (v, 1),
+    };
+    num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(|| format!("bad size {v:?}"))
+}
+
+/// State shared by every inode of one tmpfs: limits, counters, the rename lock.
+pub(crate) struct Shared {
+    pub dev: u64,
+    next_ino: AtomicU64,
+    pages: AtomicU64,
+    max_pages: u64,
+    inodes: AtomicU64,
+    max_inodes: u64,
+    pub rename_lock: parking_lot::Mutex<()>,
+}
+
+impl Shared {
+    pub fn alloc_ino(&self) -> u64 {
+        self.next_ino.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Reserve `n` pages of data; ENOSPC beyond the size limit.
+    pub fn charge_pages(&self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let prev = self.pages.fetch_add(n, Ordering::Relaxed);
+        if prev + n > self.max_pages {
+            self.pages.fetch_sub(n, Ordering::Relaxed);
+            return Err(Errno::NOSPC);
+        }
+        Ok(())
+    }
+
+    pub fn uncharge_pages(&self, n: u64) {
+        self.pages.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Reserve one inode; ENOSPC beyond nr_inodes.
+    pub fn charge_inode(&self) -> Result<()> {
+        let prev = self.inodes.fetch_add(1, Ordering::Relaxed);
+        if prev + 1 > self.max_inodes {
+            self.inodes.fetch_sub(1, Ordering::Relaxed);
+            return Err(Errno::NOSPC);
+        }
+        Ok(())
+    }
+
+    pub fn uncharge_inode(&self) {
+        self.inodes.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+static NEXT_DEV: AtomicU64 = AtomicU64::new(1);
+
+/// One tmpfs instance.
+pub struct Tmpfs {
+    shared: Arc<Shared>,
+    root: Arc<Inode>,
+}
+
+impl Tmpfs {
+    /// A new, empty tmpfs. ENOSPC if nr_inodes is 0.
+    pub fn new(opts: &TmpfsOptions) -> Result<Arc<Tmpfs>> {
+        let minor = NEXT_DEV.fetch_add(1, Ordering::Relaxed);
+        // Anonymous device numbers live under major 0, as the kernel's do.
+        let dev = (minor & 0xff) | ((minor & !0xff) << 12) | (1 << 44);
+        let shared = Arc::new(Shared {
+            dev,
+            next_ino: AtomicU64::new(1),
+            pages: AtomicU64::new(0),
+            max_pages: opts.size.map(|s| s.div_ceil(PAGE_SIZE)).unwrap_or(u64::MAX / 2),
+            inodes: AtomicU64::new(0),
+            max_inodes: opts.nr_inodes.unwrap_or(u64::MAX / 2),
+            rename_lock: parking_lot::Mutex::new(()),
+        });
+        let mode = opts.mode.unwrap_or(if opts.root == FileType::Directory { 0o1777 } else { 0o644 });
+        let root = match opts.root {
+            FileType::Directory | FileType::Regular => {
+                Inode::new_root(&shared, opts.root, mode, opts.uid, opts.gid)?
+            }
+            _ => return Err(Errno::INVAL),
+        };
+        Ok(Arc::new(Tmpfs { shared, root }))
+    }
+
+    /// A tmpfs with default options (unlimited, root 01777 owned by root).
+    pub fn new_default() -> Arc<Tmpfs> {
+        match Tmpfs::new(&TmpfsOptions::default()) {
+            Ok(fs) => fs,
+            Err(_) => unreachable!("default options have no inode limit"),
+        }
+    }
+
+    /// Bytes of file data currently allocated.
+    pub fn used_bytes(&self) -> u64 {
+        self.shared.pages.load(Ordering::Relaxed) * PAGE_SIZE
+    }
+
+    /// Inodes currently allocated.
+    pub fn used_inodes(&self) -> u64 {
+        self.shared.inodes.load(Ordering::Relaxed)
+    }
+}
+
+impl Filesystem for Tmpfs {
+    fn root(&self) -> NodeRef {
+        self.root.clone()
+    }
+
+    fn statfs(&self) -> Result<StatFs> {
+        let used = self.shared.pages.load(Ordering::Relaxed);
+        let inodes = self.shared.inodes.load(Ordering::Relaxed);
+        let blocks = self.shared.max_pages;
+        Ok(StatFs {
+            bsize: PAGE_SIZE as u32,
+            blocks,
+            bfree: blocks.saturating_sub(used),
+            bavail: blocks.saturating_sub(used),
+            files: self.shared.max_inodes,
+            ffree: self.shared.max_inodes.saturating_sub(inodes),
+            namelen: sandfs_vfs::NAME_MAX as u32,
+            fs_type: TMPFS_MAGIC,
+        })
+    }
+
+    fn name(&self) -> &str {
+        "tmpfs"
+    }
+}

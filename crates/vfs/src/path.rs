@@ -1,0 +1,216 @@
+//! Path resolution inside a mount namespace: components, `.` and `..` (crossing out
+//! of mounts, never above the namespace root), symlinks resolved inside the root
+//! (ELOOP after 40), search permission on every directory walked, trailing slashes,
+//! and the Linux length limits.
+
+use crate::attr::FileType;
+use crate::creds::Creds;
+use crate::errno::{Errno, Result};
+use crate::mount::{Location, MountNamespace};
+use crate::perm::{MAY_EXEC, check_access};
+use crate::{MAX_SYMLINKS, NAME_MAX, PATH_MAX};
+
+/// The last component of a path after walking to its directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Last {
+    /// A normal name.
+    Name(Vec<u8>),
+    /// `.`
+    Dot,
+    /// `..`
+    DotDot,
+    /// The path had no components (`/`).
+    Root,
+}
+
+/// A walk in progress: the caller's credentials and the symlink budget.
+pub(crate) struct Walker<'a> {
+    pub ns: &'a MountNamespace,
+    pub creds: &'a Creds,
+    links: u32,
+}
+
+fn check_path(path: &[u8]) -> Result<()> {
+    if path.is_empty() {
+        return Err(Errno::NOENT);
+    }
+    if path.len() >= PATH_MAX {
+        return Err(Errno::NAMETOOLONG);
+    }
+    Ok(())
+}
+
+/// Split into components, dropping empty ones; reports a trailing slash.
+fn components(path: &[u8]) -> (Vec<&[u8]>, bool) {
+    let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    let trailing = path.ends_with(b"/") && !comps.is_empty();
+    (comps, trailing)
+}
+
+/// `..` from `loc`: out of mount roots to their mount points, never above the
+/// namespace root.
+pub(crate) fn dotdot(ns: &MountNamespace, mut loc: Location) -> Location {
+    loop {
+        if ns.is_root(&loc) {
+            return loc;
+        }
+        if !loc.is_mount_root() {
+            break;
+        }
+        match loc.mount.parent() {
+            Some((mount, node)) => loc = Location { mount, node },
+            None => return loc,
+        }
+    }
+    match loc.node.parent() {
+        Some(node) => Location { mount: loc.mount, node }.cross_mounts(),
+        None => loc,
+    }
+}
+
+impl<'a> Walker<'a> {
+    pub fn new(ns: &'a MountNamespace, creds: &'a Creds) -> Self {
+        Walker { ns, creds, links: 0 }
+    }
+
+    /// Count one symlink traversal.
+    pub fn count_link(&mut self) -> Result<()> {
+        self.links += 1;
+        if self.links > MAX_SYMLINKS { Err(Errno::LOOP) } else { Ok(()) }
+    }
+
+    /// Look up one name in `dir` (search permission, ENAMETOOLONG, mount crossing).
+    pub fn step(&self, dir: &Location, name: &[u8]) -> Result<Location> {
+        let attr = dir.node.attr()?;
+        if attr.kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        check_access(self.creds, &attr, MAY_EXEC)?;
+        match name {
+            b"." => return Ok(dir.clone()),
+            b".." => return Ok(dotdot(self.ns, dir.clone())),
+            _ => {}
+        }
+        if name.len() > NAME_MAX {
+            return Err(Errno::NAMETOOLONG);
+        }
+        let node = dir.node.lookup(name)?;
+        Ok(Location { mount: dir.mount.clone(), node }.cross_mounts())
+    }
+
+    fn start(&self, cwd: Option<&Location>, path: &[u8]) -> Location {
+        match cwd {
+            Some(c) if !path.starts_with(b"/") => c.clone(),
+            _ => self.ns.root(),
+        }
+    }
+
+    /// Walk every component but the last; symlinks on the way are followed.
+    pub fn walk_parent(&mut self, cwd: Option<&Location>, path: &[u8]) -> Result<(Location, Last, bool)> {
+        check_path(path)?;
+        let mut loc = self.start(cwd, path);
+        let (comps, trailing) = components(path);
+        let Some((last, dirs)) = comps.split_last() else {
+            return Ok((loc, Last::Root, false));
+        };
+        for c in dirs {
+            loc = self.step_follow(&loc, c)?;
+        }
+        let last = match *last {
+            b"." => Last::Dot,
+            b".." => Last::DotDot,
+            n => {
+                if n.len() > NAME_MAX {
+                    return Err(Errno::NAMETOOLONG);
+                }
+                Last::Name(n.to_vec())
+            }
+        };
+        Ok((loc, last, trailing))
+    }
+
+    /// Step into `name` and, if it is a symlink, follow it to a directory.
+    fn step_follow(&mut self, dir: &Location, name: &[u8]) -> Result<Location> {
+        let next = self.step(dir, name)?;
+        if next.node.kind() == FileType::Symlink {
+            return self.follow(dir, &next, true);
+        }
+        Ok(next)
+    }
+
+    /// Follow the symlink `link` found in `dir`.
+    pub fn follow(&mut self, dir: &Location, link: &Location, must_dir: bool) -> Result<Location> {
+        self.count_link()?;
+        let mut target = link.node.readlink()?;
+        if target.is_empty() {
+            return Err(Errno::NOENT);
+        }
+        if must_dir {
+            target.push(b'/');
+        }
+        self.resolve(Some(dir), &target, true)
+    }
+
+    /// Resolve a whole path. `follow`: follow a final symlink (a trailing slash
+    /// always does and requires a directory).
+    pub fn resolve(&mut self, cwd: Option<&Location>, path: &[u8], follow: bool) -> Result<Location> {
+        let (dir, last, trailing) = self.walk_parent(cwd, path)?;
+        let name = match last {
+            Last::Root => return Ok(dir),
+            Last::Dot => b".".to_vec(),
+            Last::DotDot => b"..".to_vec(),
+            Last::Name(n) => n,
+        };
+        let loc = self.step(&dir, &name)?;
+        let kind = loc.node.kind();
+        if kind == FileType::Symlink && (follow || trailing) {
+            return self.follow(&dir, &loc, trailing);
+        }
+        if trailing && kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        Ok(loc)
+    }
+}
+
+/// See [`MountNamespace::make_mount_point`].
+pub(crate) fn make_mount_point(ns: &MountNamespace, path: &[u8], kind: FileType) -> Result<Location> {
+    check_path(path)?;
+    let root = Creds::root();
+    let mut w = Walker::new(ns, &root);
+    make(&mut w, ns.root(), path, kind)
+}
+
+fn make(w: &mut Walker<'_>, start: Location, path: &[u8], kind: FileType) -> Result<Location> {
+    let mut loc = if path.starts_with(b"/") { w.ns.root() } else { start };
+    let (comps, _) = components(path);
+    let n = comps.len();
+    for (i, c) in comps.iter().enumerate() {
+        let want = if i + 1 == n { kind } else { FileType::Directory };
+        if *c == b"." || *c == b".." {
+            loc = w.step(&loc, c)?;
+            continue;
+        }
+        loc = match w.step(&loc, c) {
+            Ok(child) if child.node.kind() == FileType::Symlink => {
+                w.count_link()?;
+                let target = child.node.readlink()?;
+                make(w, loc, &target, want)?
+            }
+            Ok(child) => child,
+            Err(e) if e == Errno::NOENT => w.ns.create_unchecked(&loc, c, want)?.cross_mounts(),
+            Err(e) => return Err(e),
+        };
+        let is_dir = loc.node.kind() == FileType::Directory;
+        if want == FileType::Directory && !is_dir {
+            return Err(Errno::NOTDIR);
+        }
+        if want != FileType::Directory && is_dir {
+            return Err(Errno::ISDIR);
+        }
+    }
+    if n == 0 && kind != FileType::Directory {
+        return Err(Errno::ISDIR);
+    }
+    Ok(loc)
+}
