@@ -197,10 +197,10 @@ impl Inode {
         let src = d.get(name).cloned().ok_or(Errno::NOENT)?;
         let dst = d.get(new_name).cloned();
         let t = now();
-        if let Some(dst) = &dst {
-            if Arc::ptr_eq(dst, &src) {
-                return Ok(());
-            }
+        if let Some(dst) = &dst
+            && Arc::ptr_eq(dst, &src)
+        {
+            return Ok(());
         }
         if flags.contains(RenameFlags::EXCHANGE) {
             let dst = dst.ok_or(Errno::NOENT)?;
@@ -248,10 +248,11 @@ impl Inode {
             if src0.kind == FileType::Directory && src0.is_ancestor_of(ndir) {
                 return Err(Errno::INVAL);
             }
-            if let Some(d) = &dst0 {
-                if d.kind == FileType::Directory && d.is_ancestor_of(self) {
-                    return Err(if exchange { Errno::INVAL } else { Errno::NOTEMPTY });
-                }
+            if let Some(d) = &dst0
+                && d.kind == FileType::Directory
+                && d.is_ancestor_of(self)
+            {
+                return Err(if exchange { Errno::INVAL } else { Errno::NOTEMPTY });
             }
             let self_first = if self.is_ancestor_of(ndir) {
                 true
@@ -354,10 +355,10 @@ impl Drop for Inode {
                 // Tear down iteratively: a deep tree must not overflow the stack.
                 let mut stack = d.drain();
                 while let Some(n) = stack.pop() {
-                    if let Ok(mut inner) = Arc::try_unwrap(n) {
-                        if let Body::Dir(d) = &mut inner.state.get_mut().body {
-                            stack.extend(d.drain());
-                        }
+                    if let Ok(mut inner) = Arc::try_unwrap(n)
+                        && let Body::Dir(d) = &mut inner.state.get_mut().body
+                    {
+                        stack.extend(d.drain());
                     }
                 }
             }

@@ -3,10 +3,13 @@
 
 use sandfs_vfs::{Errno, Result, XattrFlags};
 
+/// One attribute: name and value.
+type Item = (Box<[u8]>, Box<[u8]>);
+
 /// Name/value pairs.
 #[derive(Default)]
 pub(crate) struct Xattrs {
-    items: Vec<(Box<[u8]>, Box<[u8]>)>,
+    items: Vec<Item>,
 }
 
 impl Xattrs {

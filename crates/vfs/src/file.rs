@@ -111,11 +111,11 @@ impl OpenFile {
         {
             return;
         }
-        if let Ok(a) = self.loc.node.attr() {
-            if a.atime <= a.mtime || a.atime <= a.ctime {
-                let set = SetAttr { atime: Some(TimeSet::Now), ctime: Some(a.ctime), ..SetAttr::default() };
-                let _ = self.loc.node.setattr(&set);
-            }
+        if let Ok(a) = self.loc.node.attr()
+            && (a.atime <= a.mtime || a.atime <= a.ctime)
+        {
+            let set = SetAttr { atime: Some(TimeSet::Now), ctime: Some(a.ctime), ..SetAttr::default() };
+            let _ = self.loc.node.setattr(&set);
         }
     }
 
@@ -130,6 +130,9 @@ impl OpenFile {
     /// pwrite(2). With O_APPEND the data goes to the end, as Linux does.
     pub fn write_at(&self, data: &[u8], off: u64) -> Result<usize> {
         let h = self.data(true)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
         self.kill_suid()?;
         if self.flags.contains(OpenFlags::APPEND) {
             h.append(data)?;
@@ -149,6 +152,9 @@ impl OpenFile {
     /// write(2) at the file position (or the end with O_APPEND).
     pub fn write(&self, data: &[u8]) -> Result<usize> {
         let h = self.data(true)?;
+        if data.is_empty() {
+            return Ok(0);
+        }
         self.kill_suid()?;
         let mut pos = self.pos.lock();
         if self.flags.contains(OpenFlags::APPEND) {

@@ -9,7 +9,7 @@ use crate::creds::{Caps, Creds};
 use crate::errno::{Errno, Result};
 use crate::file::OpenFile;
 use crate::mount::{Location, MountFlags, MountNamespace};
-use crate::node::{NewNode, OpenFlags, RenameFlags, XattrFlags};
+use crate::node::{NewNode, NodeRef, OpenFlags, RenameFlags, XattrFlags};
 use crate::path::{Last, Walker, dotdot};
 use crate::perm::{
     MAY_EXEC, MAY_READ, MAY_WRITE, check_access, check_delete, check_hardlink, is_owner_or_capable,
@@ -114,6 +114,36 @@ fn check_xattr(creds: &Creds, attr: &Attr, name: &[u8], write: bool) -> Result<(
     Err(Errno::OPNOTSUPP)
 }
 
+/// Linux `may_create_in_sticky` for an O_CREAT open of an existing node, with
+/// `fs.protected_regular` and `fs.protected_fifos` at 0 (regular files and FIFOs
+/// exempt): other nodes owned by neither the opener nor the directory's owner in a
+/// sticky, world-writable directory give EACCES.
+fn check_create_in_sticky(creds: &Creds, dir: &Location, node: &Location) -> Result<()> {
+    let d = dir.node.attr()?;
+    let a = node.node.attr()?;
+    if d.mode & 0o1000 == 0
+        || matches!(a.kind, FileType::Regular | FileType::Fifo)
+        || a.uid == d.uid
+        || a.uid == creds.uid
+    {
+        return Ok(());
+    }
+    if d.mode & 0o002 != 0 { Err(Errno::ACCESS) } else { Ok(()) }
+}
+
+/// Whether directory `a` is `b` or one of its ancestors (same filesystem).
+fn is_ancestor(a: &NodeRef, b: &NodeRef) -> bool {
+    let ino = a.ino();
+    let mut cur = Some(b.clone());
+    while let Some(c) = cur {
+        if c.ino() == ino {
+            return true;
+        }
+        cur = c.parent();
+    }
+    false
+}
+
 impl MountNamespace {
     // ----- operations on locations (the FUSE level) -----
 
@@ -192,10 +222,21 @@ impl MountNamespace {
         let _w = dir.mount.want_write()?;
         check_access(creds, &dattr, MAY_WRITE | MAY_EXEC)?;
         let kind = what.kind();
-        if matches!(kind, FileType::CharDevice | FileType::BlockDevice) && !creds.has(Caps::MKNOD) {
+        // Devices need CAP_MKNOD, except a 0/0 character device (a whiteout), which
+        // Linux lets anyone make since 5.8.
+        let whiteout = what == Make::CharDev(0);
+        if matches!(kind, FileType::CharDevice | FileType::BlockDevice)
+            && !whiteout
+            && !creds.has(Caps::MKNOD)
+        {
             return Err(Errno::PERM);
         }
-        let mode = if kind == FileType::Symlink { 0o777 } else { mode & 0o7777 };
+        // mkdir keeps only the permission and sticky bits (setgid comes from the parent).
+        let mode = match kind {
+            FileType::Symlink => 0o777,
+            FileType::Directory => mode & 0o1777,
+            _ => mode & 0o7777,
+        };
         let (uid, gid, mode) = new_node_owner(creds, &dattr, kind, mode);
         let (rdev, target) = match what {
             Make::CharDev(d) | Make::BlockDev(d) => (d, Vec::new()),
@@ -230,7 +271,7 @@ impl MountNamespace {
         }
         let write = flags.intersects(OpenFlags::WRITE);
         let trunc = flags.contains(OpenFlags::TRUNC) && kind == FileType::Regular;
-        if kind == FileType::Directory && (write || flags.contains(OpenFlags::CREAT)) {
+        if kind == FileType::Directory && (write || flags.intersects(OpenFlags::CREAT | OpenFlags::TRUNC)) {
             return Err(Errno::ISDIR);
         }
         let mut want = 0;
@@ -376,7 +417,7 @@ impl MountNamespace {
             return Err(Errno::XDEV);
         }
         if is_dots(oname) || is_dots(nname) {
-            return Err(if flags.contains(RenameFlags::NOREPLACE) && is_dots(nname) {
+            return Err(if flags.contains(RenameFlags::NOREPLACE) && !is_dots(oname) {
                 Errno::EXIST
             } else {
                 Errno::BUSY
@@ -395,17 +436,24 @@ impl MountNamespace {
         if flags.contains(RenameFlags::NOREPLACE) && dst.is_some() {
             return Err(Errno::EXIST);
         }
-        if flags.contains(RenameFlags::WHITEOUT) && !creds.has(Caps::MKNOD) {
-            return Err(Errno::PERM);
+        // Loops: a directory may not move below itself (EINVAL), nor replace one of
+        // the source's ancestors (ENOTEMPTY; EINVAL for an exchange).
+        if src.kind() == FileType::Directory && is_ancestor(&src, &ndir.node) {
+            return Err(Errno::INVAL);
+        }
+        if let Some(d) = &dst
+            && d.kind() == FileType::Directory
+            && is_ancestor(d, &odir.node)
+        {
+            return Err(if flags.contains(RenameFlags::EXCHANGE) { Errno::INVAL } else { Errno::NOTEMPTY });
         }
         let sattr = src.attr()?;
         let same_dir = odir.node.ino() == ndir.node.ino();
-        if let Some(d) = &dst {
-            if d.ino() == src.ino() && !flags.contains(RenameFlags::EXCHANGE) {
-                // Two names of one inode (or the same name): nothing to do.
-                check_delete(creds, &oattr, &sattr)?;
-                return Ok(());
-            }
+        if let Some(d) = &dst
+            && d.ino() == src.ino()
+        {
+            // Two names of one inode (or the same name): nothing to do, no checks.
+            return Ok(());
         }
         check_delete(creds, &oattr, &sattr)?;
         if sattr.kind == FileType::Directory && !same_dir {
@@ -433,7 +481,14 @@ impl MountNamespace {
         if self.is_mount_point(&odir.mount, &src) {
             return Err(Errno::BUSY);
         }
-        odir.node.clone().rename(oname, &ndir.node, nname, flags)
+        odir.node.clone().rename(oname, &ndir.node, nname, flags)?;
+        if flags.contains(RenameFlags::WHITEOUT) {
+            // The whiteout belongs to the caller, as a mknod of it would.
+            let (uid, gid, _) = new_node_owner(creds, &oattr, FileType::CharDevice, 0);
+            let wo = odir.node.lookup(oname)?;
+            wo.setattr(&SetAttr { uid: Some(uid), gid: Some(gid), ..SetAttr::default() })?;
+        }
+        Ok(())
     }
 
     /// Symlink target (no permission needed beyond reaching it).
@@ -605,6 +660,7 @@ impl MountNamespace {
             let (dir, last, trailing) = w.walk_parent(cwd.as_ref(), &cur)?;
             let name = match last {
                 Last::Name(n) => n,
+                _ if flags.contains(OpenFlags::EXCL) => return Err(Errno::EXIST),
                 _ => return Err(Errno::ISDIR),
             };
             if trailing {
@@ -624,6 +680,7 @@ impl MountNamespace {
                     if loc.node.kind() == FileType::Directory {
                         return Err(Errno::ISDIR);
                     }
+                    check_create_in_sticky(creds, &dir, &loc)?;
                     return self.open(creds, &loc, flags - OpenFlags::CREAT);
                 }
                 Err(e) if e == Errno::NOENT => return self.create_open(creds, &dir, &name, flags, mode),
@@ -644,9 +701,6 @@ impl MountNamespace {
         let (dir, name, trailing) = self.parent_named(creds, cwd, new.as_ref(), Errno::EXIST)?;
         if trailing {
             return Err(if dir.node.lookup(&name).is_ok() { Errno::EXIST } else { Errno::NOENT });
-        }
-        if target.node.kind() == FileType::Directory {
-            return Err(Errno::PERM);
         }
         self.link(creds, &target, &dir, &name)
     }

@@ -116,6 +116,13 @@ impl<'a> Walker<'a> {
         for c in dirs {
             loc = self.step_follow(&loc, c)?;
         }
+        // Linux checks search permission on the directory holding the last component
+        // too, whatever that component turns out to be.
+        let attr = loc.node.attr()?;
+        if attr.kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        check_access(self.creds, &attr, MAY_EXEC)?;
         let last = match *last {
             b"." => Last::Dot,
             b".." => Last::DotDot,

@@ -118,15 +118,17 @@ fn kill_bits(creds: &Creds, attr: &Attr) -> u32 {
 pub fn prepare_setattr(creds: &Creds, attr: &Attr, set: &SetAttr) -> Result<SetAttr> {
     let mut out = *set;
     let owner = is_owner_or_capable(creds, attr);
-    if let Some(uid) = set.uid {
-        if !creds.has(Caps::CHOWN) && (creds.uid != attr.uid || uid != attr.uid) {
-            return Err(Errno::PERM);
-        }
+    if let Some(uid) = set.uid
+        && !creds.has(Caps::CHOWN)
+        && (creds.uid != attr.uid || uid != attr.uid)
+    {
+        return Err(Errno::PERM);
     }
-    if let Some(gid) = set.gid {
-        if !creds.has(Caps::CHOWN) && (creds.uid != attr.uid || (gid != attr.gid && !creds.in_group(gid))) {
-            return Err(Errno::PERM);
-        }
+    if let Some(gid) = set.gid
+        && !creds.has(Caps::CHOWN)
+        && (creds.uid != attr.uid || (gid != attr.gid && !creds.in_group(gid)))
+    {
+        return Err(Errno::PERM);
     }
     if let Some(mode) = set.mode {
         if !owner {
@@ -139,12 +141,13 @@ pub fn prepare_setattr(creds: &Creds, attr: &Attr, set: &SetAttr) -> Result<SetA
         }
         out.mode = Some(mode);
     }
-    let explicit = matches!(set.atime, Some(TimeSet::At(_))) || matches!(set.mtime, Some(TimeSet::At(_)));
-    let touch = set.atime.is_some() || set.mtime.is_some();
-    if explicit && !owner {
-        return Err(Errno::PERM);
-    }
-    if touch && !explicit && !owner {
+    // utimensat: both UTIME_NOW is a "touch" (owner, or write permission); anything
+    // else (an explicit time, or one UTIME_OMIT) needs ownership.
+    let touch = set.atime == Some(TimeSet::Now) && set.mtime == Some(TimeSet::Now);
+    if (set.atime.is_some() || set.mtime.is_some()) && !owner {
+        if !touch {
+            return Err(Errno::PERM);
+        }
         check_access(creds, attr, MAY_WRITE)?;
     }
     if set.size.is_some() && attr.kind == FileType::Directory {
