@@ -664,13 +664,8 @@ impl Handle for FileHandle {
                     f.zero(off, end - off, fs);
                 }
             } else if flags.contains(FallocFlags::ZERO_RANGE) {
-                let end = off.checked_add(len).ok_or(Errno::FBIG)?;
-                let keep = flags.contains(FallocFlags::KEEP_SIZE);
-                f.zero(off, len, fs);
-                f.allocate(off, len, true, fs)?;
-                if !keep && end > f.size {
-                    f.size = end;
-                }
+                // As kernel tmpfs: only allocation and hole punching.
+                return Err(Errno::OPNOTSUPP);
             } else {
                 f.allocate(off, len, flags.contains(FallocFlags::KEEP_SIZE), fs)?;
             }

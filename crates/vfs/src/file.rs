@@ -211,8 +211,10 @@ impl OpenFile {
             return Err(Errno::OPNOTSUPP);
         }
         off.checked_add(len).filter(|&e| e <= i64::MAX as u64).ok_or(Errno::FBIG)?;
-        self.kill_suid()?;
-        h.fallocate(flags, off, len)
+        h.fallocate(flags, off, len)?;
+        // After the filesystem accepted the mode (kernel tmpfs: file_modified after
+        // its EOPNOTSUPP check).
+        self.kill_suid()
     }
 
     /// fsync(2) / fdatasync(2).

@@ -455,30 +455,43 @@ impl MountNamespace {
             // Two names of one inode (or the same name): nothing to do, no checks.
             return Ok(());
         }
+        // Linux vfs_rename order: may_delete on the source, may_delete (with the type
+        // rules) or may_create on the target, then write permission on directories
+        // whose `..` changes, then busy mount points.
         check_delete(creds, &oattr, &sattr)?;
-        if sattr.kind == FileType::Directory && !same_dir {
-            check_access(creds, &sattr, MAY_WRITE)?;
-        }
-        match &dst {
+        let is_dir = |k: FileType| k == FileType::Directory;
+        let dattr = match &dst {
             Some(d) => {
                 let dattr = d.attr()?;
                 check_delete(creds, &nattr, &dattr)?;
-                if flags.contains(RenameFlags::EXCHANGE) {
-                    if dattr.kind == FileType::Directory && !same_dir {
-                        check_access(creds, &dattr, MAY_WRITE)?;
-                    }
-                } else if sattr.kind == FileType::Directory && dattr.kind != FileType::Directory {
-                    return Err(Errno::NOTDIR);
-                } else if sattr.kind != FileType::Directory && dattr.kind == FileType::Directory {
-                    return Err(Errno::ISDIR);
+                let victim_should_be_dir = if flags.contains(RenameFlags::EXCHANGE) {
+                    is_dir(dattr.kind)
+                } else {
+                    is_dir(sattr.kind)
+                };
+                match (victim_should_be_dir, is_dir(dattr.kind)) {
+                    (true, false) => return Err(Errno::NOTDIR),
+                    (false, true) => return Err(Errno::ISDIR),
+                    _ => {}
                 }
-                if self.is_mount_point(&ndir.mount, d) {
-                    return Err(Errno::BUSY);
-                }
+                Some(dattr)
             }
-            None => check_access(creds, &nattr, MAY_WRITE | MAY_EXEC)?,
+            None => {
+                check_access(creds, &nattr, MAY_WRITE | MAY_EXEC)?;
+                None
+            }
+        };
+        if !same_dir {
+            if is_dir(sattr.kind) {
+                check_access(creds, &sattr, MAY_WRITE)?;
+            }
+            if let Some(dattr) = dattr.filter(|a| is_dir(a.kind) && flags.contains(RenameFlags::EXCHANGE)) {
+                check_access(creds, &dattr, MAY_WRITE)?;
+            }
         }
-        if self.is_mount_point(&odir.mount, &src) {
+        if self.is_mount_point(&odir.mount, &src)
+            || dst.as_ref().is_some_and(|d| self.is_mount_point(&ndir.mount, d))
+        {
             return Err(Errno::BUSY);
         }
         odir.node.clone().rename(oname, &ndir.node, nname, flags)?;

@@ -22,14 +22,14 @@ use rustix::io::Errno;
 use sandfs_tmpfs::Tmpfs;
 use sandfs_vfs::ops::Make;
 use sandfs_vfs::{
-    Creds, FileType, MountFlags, MountNamespace, OpenFlags, RenameFlags, SetAttr, TimeSet, Timespec,
-    XattrFlags,
+    Creds, FallocFlags, FileType, MountFlags, MountNamespace, OpenFlags, RenameFlags, SetAttr, TimeSet,
+    Timespec, XattrFlags,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-const NAMES: &[&str] = &["a", "b", "c"];
+const NAMES: &[&str] = &["a", "b", "c", "s", "g", "f", "l"];
 const WHO: &[(u32, u32, &[u32])] = &[(0, 0, &[]), (1000, 1000, &[1000, 1002]), (1001, 1001, &[1001, 1000])];
 const MODES: &[u32] =
     &[0o755, 0o777, 0o700, 0o644, 0o600, 0o000, 0o1777, 0o2775, 0o2777, 0o4755, 0o6755, 0o2745, 0o711, 0o070];
@@ -61,6 +61,7 @@ enum Op {
     Utimes(String, u8),
     Open(String, u8),
     Access(String, u8),
+    Fallocate(String, u8, u64, u64),
 }
 
 #[derive(Clone, Debug)]
@@ -70,7 +71,7 @@ struct Step {
 }
 
 fn path() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop_oneof![8 => prop::sample::select(NAMES), 1 => Just("..")], 1..=3)
+    prop::collection::vec(prop_oneof![12 => prop::sample::select(NAMES), 1 => Just("..")], 1..=2)
         .prop_map(|v| v.join("/"))
 }
 
@@ -112,6 +113,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (path(), 0u8..5).prop_map(|(p, v)| Op::Utimes(p, v)),
         2 => (path(), 0u8..6).prop_map(|(p, v)| Op::Open(p, v)),
         1 => (path(), 0u8..8).prop_map(|(p, m)| Op::Access(p, m)),
+        2 => (path(), 0u8..4, 0u64..12000, 1u64..9000).prop_map(|(p, m, o, l)| Op::Fallocate(p, m, o, l)),
     ]
 }
 
@@ -119,7 +121,33 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     // Root acts more often so that trees get built; users then poke at them.
     let step = (prop_oneof![3 => Just(0usize), 2 => Just(1usize), 2 => Just(2usize)], op())
         .prop_map(|(who, op)| Step { who, op });
-    prop::collection::vec(step, 1..40)
+    prop::collection::vec(step, 1..60)
+}
+
+/// A fixed start for every sequence, so generated operations find something to act
+/// on: a world-writable dir, a sticky dir and a setgid dir with files of several
+/// owners, a symlink and a hard link.
+fn prelude() -> Vec<Step> {
+    let s = |who, op| Step { who, op };
+    let p = |x: &str| x.to_string();
+    vec![
+        s(0, Op::Mkdir(p("a"), 0o777)),
+        s(0, Op::Mkdir(p("s"), 0o1777)),
+        s(0, Op::Mkdir(p("g"), 0o2777)),
+        s(0, Op::Chown(p("g"), None, Some(1002), false)),
+        s(0, Op::Chmod(p("g"), 0o2777)),
+        s(0, Op::Create(p("c"), 0o666)),
+        s(0, Op::Create(p("a/f"), 0o644)),
+        s(0, Op::Write(p("c"), 0, 10, b'c', false)),
+        s(1, Op::Create(p("s/f"), 0o664)),
+        s(1, Op::Mkdir(p("s/b"), 0o775)),
+        s(2, Op::Create(p("g/f"), 0o2755)),
+        s(2, Op::Mkdir(p("g/b"), 0o755)),
+        s(1, Op::Create(p("a/c"), 0o4755)),
+        s(0, Op::Symlink(p("a"), p("l"))),
+        s(0, Op::Link(p("c"), p("a/b"))),
+        s(1, Op::SetX(p("s/f"), 0, 1, 0)),
+    ]
 }
 
 /// The attributes that must agree.
@@ -280,8 +308,20 @@ fn open_variant(v: u8) -> (OFlags, OpenFlags) {
 /// The path of a data operation (read, write, truncate, open), if `op` is one.
 fn data_path(op: &Op) -> Option<&str> {
     match op {
-        Op::Truncate(p, _) | Op::Write(p, ..) | Op::Read(p) | Op::Open(p, _) => Some(p),
+        Op::Truncate(p, _) | Op::Write(p, ..) | Op::Read(p) | Op::Open(p, _) | Op::Fallocate(p, ..) => {
+            Some(p)
+        }
         _ => None,
+    }
+}
+
+fn falloc_mode(m: u8) -> (rustix::fs::FallocateFlags, FallocFlags) {
+    use rustix::fs::FallocateFlags as K;
+    match m {
+        0 => (K::empty(), FallocFlags::empty()),
+        1 => (K::KEEP_SIZE, FallocFlags::KEEP_SIZE),
+        2 => (K::KEEP_SIZE | K::PUNCH_HOLE, FallocFlags::KEEP_SIZE | FallocFlags::PUNCH_HOLE),
+        _ => (K::ZERO_RANGE, FallocFlags::ZERO_RANGE),
     }
 }
 
@@ -356,6 +396,10 @@ fn kernel_op(op: &Op) -> Outcome {
         Op::Open(p, v) => {
             let (k, _) = open_variant(*v);
             kopen(p, k, 0o644).map(|_| Val::Unit)
+        }
+        Op::Fallocate(p, m, off, len) => {
+            let fd = kopen(p, OFlags::WRONLY, 0)?;
+            unit(f::fallocate(&fd, falloc_mode(*m).0, *off, *len))
         }
         Op::Access(p, m) => {
             let acc = f::Access::from_bits_truncate(*m as u32);
@@ -647,6 +691,10 @@ fn sandfs_op(ns: &MountNamespace, who: usize, op: &Op) -> Outcome {
             let (_, fl) = open_variant(*v);
             ns.open_path(c, None, p, fl, 0o644).map(|_| Val::Unit).map_err(e)
         }
+        Op::Fallocate(p, m, off, len) => {
+            let f = ns.open_path(c, None, p, OpenFlags::WRITE, 0).map_err(e)?;
+            unit(f.fallocate(falloc_mode(*m).1, *off, *len))
+        }
         Op::Access(p, m) => {
             let loc = ns.resolve(c, None, p, true).map_err(e)?;
             unit(ns.access(c, &loc, *m as u32 & 7))
@@ -709,6 +757,7 @@ fn differential_against_kernel_tmpfs() {
     let config = ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() };
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let total = std::sync::atomic::AtomicUsize::new(0);
+    let stats = std::sync::Mutex::new(BTreeMap::<String, (usize, usize)>::new());
     let result = runner.run(&steps(), |steps| {
         total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         kernel.run(|| {
@@ -716,7 +765,8 @@ fn differential_against_kernel_tmpfs() {
             kwipe();
         });
         let ns = MountNamespace::new(Tmpfs::new_default(), MountFlags::empty());
-        for (i, s) in steps.iter().enumerate() {
+        let all: Vec<Step> = prelude().into_iter().chain(steps).collect();
+        for (i, s) in all.iter().enumerate() {
             let op = s.op.clone();
             let who = s.who;
             let k = kernel.run(move || {
@@ -730,6 +780,15 @@ fn differential_against_kernel_tmpfs() {
                 r
             });
             let v = sandfs_op(&ns, s.who, &s.op);
+            let kind = format!("{:?}", s.op);
+            let kind = kind.split('(').next().unwrap_or("").to_string();
+            let mut st = stats.lock().expect("stats");
+            let e = st.entry(kind).or_insert((0usize, 0usize));
+            e.0 += 1;
+            if matches!(k, Ok(Val::Unit | Val::Num(_) | Val::Attr(_) | Val::Bytes(_) | Val::Names(_))) {
+                e.1 += 1;
+            }
+            drop(st);
             prop_assert_eq!(
                 &v,
                 &k,
@@ -748,5 +807,8 @@ fn differential_against_kernel_tmpfs() {
     if let Err(e) = result {
         panic!("{e}");
     }
-    eprintln!("differential: {} sequences compared", total.into_inner());
+    eprintln!("differential: {} sequences compared; operations (succeeded/run):", total.into_inner());
+    for (k, (n, ok)) in stats.into_inner().expect("stats") {
+        eprintln!("  {k:10} {ok:6}/{n}");
+    }
 }
