@@ -1,0 +1,637 @@
+//! The host-backed filesystem: a vfs [`Filesystem`] whose nodes are fids on a gofer
+//! connection. Caching follows the mount's file-access mode, as in runsc:
+//! `exclusive` (sandfs is the only writer: names and attributes are cached for the
+//! life of the mount and kept current by our own operations) and `shared` (cached
+//! entries and attributes are revalidated against the host after [`SHARED_TTL`]).
+//! File data moves through the host descriptors the gofer donates (pread/pwrite
+//! here, FUSE passthrough in the front end), never through messages. A broken
+//! connection fails every pending and later operation with EIO.
+
+use crate::proto::{self, Fid, Reply, Request, WalkEnd};
+use crate::transport::{Conn, RecvError};
+use parking_lot::Mutex;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use sandfs_vfs::{
+    Attr, DirEntry, FallocFlags, FileType, Filesystem, Handle, NewNode, Node, NodeRef, OpenFlags,
+    RenameFlags, Result, SetAttr, StatFs, Whence, XattrFlags,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a cached entry or attribute is trusted in `shared` mode.
+pub const SHARED_TTL: Duration = Duration::from_millis(100);
+
+/// Who else may change the files behind a mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileAccess {
+    /// sandfs is the only writer: cache everything.
+    Exclusive,
+    /// The host may change files: revalidate.
+    Shared,
+}
+
+impl std::str::FromStr for FileAccess {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "exclusive" => Ok(FileAccess::Exclusive),
+            "shared" => Ok(FileAccess::Shared),
+            _ => Err(format!("unknown file access mode {s:?} (exclusive or shared)")),
+        }
+    }
+}
+
+/// One connection, used by one request at a time.
+struct Client {
+    conn: Mutex<(Conn, Vec<u8>, Vec<OwnedFd>)>,
+    tag: AtomicU32,
+    broken: AtomicBool,
+}
+
+impl Client {
+    fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>)> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(Errno::IO);
+        }
+        let tag = self.tag.fetch_add(1, Ordering::Relaxed);
+        let msg = req.encode(tag);
+        let mut guard = self.conn.lock();
+        let (conn, buf, fds) = &mut *guard;
+        let fail = |why: &str| {
+            tracing::error!("gofer connection broken: {why}");
+            self.broken.store(true, Ordering::Release);
+            Errno::IO
+        };
+        if self.broken.load(Ordering::Acquire) {
+            return Err(Errno::IO);
+        }
+        if let Err(e) = conn.send(&msg, &[]) {
+            return Err(fail(&format!("send: {e}")));
+        }
+        match conn.recv(buf, fds) {
+            Ok(()) => {}
+            Err(RecvError::Closed) => return Err(fail("gofer closed the connection")),
+            Err(RecvError::Malformed(w)) => return Err(fail(w)),
+            Err(RecvError::Io(e)) => return Err(fail(&format!("receive: {e}"))),
+        }
+        let (rtag, reply) = match proto::decode_reply(buf) {
+            Ok(x) => x,
+            Err(e) => return Err(fail(&format!("malformed reply: {e}"))),
+        };
+        if rtag != tag {
+            return Err(fail("reply tag mismatch"));
+        }
+        let fd = fds.pop();
+        match reply {
+            Ok(r) => Ok((r, fd)),
+            Err(e) => Err(Errno::from_raw_os_error(e)),
+        }
+    }
+}
+
+struct Inner {
+    client: Client,
+    access: FileAccess,
+    dev: u64,
+    root_dev: u64,
+    inos: Mutex<HashMap<(u64, u64), u64>>,
+    next_ino: AtomicU64,
+    closing: Mutex<Vec<Fid>>,
+}
+
+impl Inner {
+    fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>)> {
+        self.flush_closes();
+        self.client.call(req)
+    }
+
+    fn flush_closes(&self) {
+        let fids = {
+            let mut c = self.closing.lock();
+            if c.len() < 64 {
+                return;
+            }
+            std::mem::take(&mut *c)
+        };
+        for chunk in fids.chunks(proto::MAX_CLOSE) {
+            let _ = self.client.call(&Request::Close { fids: chunk.to_vec() });
+        }
+    }
+
+    /// The inode number sandfs shows for a host (dev, ino): the host number on the
+    /// mount source's device, a private number for files on other devices.
+    fn ino(&self, dev: u64, ino: u64) -> u64 {
+        if dev == self.root_dev {
+            return ino;
+        }
+        *self.inos.lock().entry((dev, ino)).or_insert_with(|| self.next_ino.fetch_add(1, Ordering::Relaxed))
+    }
+
+    fn view(&self, mut a: Attr) -> Attr {
+        a.ino = self.ino(a.dev, a.ino);
+        a.dev = self.dev;
+        a
+    }
+
+    fn fresh(&self, at: Instant) -> bool {
+        match self.access {
+            FileAccess::Exclusive => true,
+            FileAccess::Shared => at.elapsed() < SHARED_TTL,
+        }
+    }
+}
+
+/// A filesystem served by a gofer.
+pub struct GoferFs {
+    inner: Arc<Inner>,
+    root: Arc<GNode>,
+    readonly: bool,
+}
+
+static NEXT_DEV: AtomicU64 = AtomicU64::new(1);
+
+impl GoferFs {
+    /// Attach to the mount served on `conn`.
+    pub fn attach(conn: Conn, access: FileAccess) -> Result<Arc<GoferFs>> {
+        let client = Client {
+            conn: Mutex::new((conn, Vec::new(), Vec::new())),
+            tag: AtomicU32::new(1),
+            broken: AtomicBool::new(false),
+        };
+        let (reply, _) = client.call(&Request::Attach { version: proto::VERSION })?;
+        let Reply::Attached { version, root, attr, readonly } = reply else { return Err(Errno::PROTO) };
+        if version != proto::VERSION {
+            return Err(Errno::PROTO);
+        }
+        let minor = NEXT_DEV.fetch_add(1, Ordering::Relaxed);
+        let inner = Arc::new(Inner {
+            client,
+            access,
+            dev: (minor & 0xff) | ((minor & !0xff) << 12) | (2 << 44),
+            root_dev: attr.dev,
+            inos: Mutex::new(HashMap::new()),
+            next_ino: AtomicU64::new(1 << 62),
+            closing: Mutex::new(Vec::new()),
+        });
+        let root = GNode::new(&inner, root, attr, None);
+        Ok(Arc::new(GoferFs { inner, root, readonly }))
+    }
+
+    /// Whether the gofer serves this mount read-only.
+    pub fn readonly(&self) -> bool {
+        self.readonly
+    }
+}
+
+impl Filesystem for GoferFs {
+    fn root(&self) -> NodeRef {
+        self.root.clone()
+    }
+    fn statfs(&self) -> Result<StatFs> {
+        match self.inner.call(&Request::Statfs { fid: self.root.fid })?.0 {
+            Reply::StatFs(s) => Ok(s),
+            _ => Err(Errno::PROTO),
+        }
+    }
+    fn name(&self) -> &str {
+        "gofer"
+    }
+}
+
+/// Cached directory entries: name → (node, when it was last confirmed).
+type Children = HashMap<Box<[u8]>, (Arc<GNode>, Instant)>;
+
+/// A host file reached through the gofer.
+pub struct GNode {
+    me: std::sync::Weak<GNode>,
+    inner: Arc<Inner>,
+    fid: Fid,
+    ino: u64,
+    kind: FileType,
+    parent: Mutex<Option<Arc<GNode>>>,
+    attr: Mutex<(Attr, Option<Instant>)>,
+    children: Mutex<Children>,
+    target: OnceLock<Vec<u8>>,
+    spare: Mutex<Option<OwnedFd>>,
+}
+
+impl Drop for GNode {
+    fn drop(&mut self) {
+        self.inner.closing.lock().push(self.fid);
+    }
+}
+
+fn want<T>(
+    r: Result<(Reply, Option<OwnedFd>)>,
+    f: impl FnOnce(Reply, Option<OwnedFd>) -> Option<T>,
+) -> Result<T> {
+    let (reply, fd) = r?;
+    f(reply, fd).ok_or(Errno::PROTO)
+}
+
+impl GNode {
+    fn new(inner: &Arc<Inner>, fid: Fid, attr: Attr, parent: Option<Arc<GNode>>) -> Arc<GNode> {
+        let attr = inner.view(attr);
+        Arc::new_cyclic(|me| GNode {
+            me: me.clone(),
+            inner: inner.clone(),
+            fid,
+            ino: attr.ino,
+            kind: attr.kind,
+            parent: Mutex::new(parent),
+            attr: Mutex::new((attr, Some(Instant::now()))),
+            children: Mutex::new(HashMap::new()),
+            target: OnceLock::new(),
+            spare: Mutex::new(None),
+        })
+    }
+
+    fn stale(&self) {
+        self.attr.lock().1 = None;
+    }
+
+    fn set_attr(&self, a: Attr) -> Attr {
+        let a = self.inner.view(a);
+        *self.attr.lock() = (a, Some(Instant::now()));
+        a
+    }
+
+    fn me(&self) -> Result<Arc<GNode>> {
+        self.me.upgrade().ok_or(Errno::STALE)
+    }
+
+    fn downcast(&self, n: &NodeRef) -> Result<Arc<GNode>> {
+        let any: Arc<dyn std::any::Any + Send + Sync> = n.clone();
+        let g = any.downcast::<GNode>().map_err(|_| Errno::XDEV)?;
+        if !Arc::ptr_eq(&g.inner, &self.inner) {
+            return Err(Errno::XDEV);
+        }
+        Ok(g)
+    }
+
+    /// Cache `child` under `name`, keeping an existing node for the same file.
+    fn remember(&self, name: &[u8], fid: Fid, attr: Attr) -> Arc<GNode> {
+        let mut ch = self.children.lock();
+        let ino = self.inner.ino(attr.dev, attr.ino);
+        if let Some((old, at)) = ch.get_mut(name)
+            && old.ino == ino
+            && old.kind == attr.kind
+        {
+            old.set_attr(attr);
+            *at = Instant::now();
+            self.inner.closing.lock().push(fid);
+            return old.clone();
+        }
+        let parent = if attr.kind == FileType::Directory { self.me().ok() } else { None };
+        let node = GNode::new(&self.inner, fid, attr, parent);
+        ch.insert(name.into(), (node.clone(), Instant::now()));
+        node
+    }
+}
+
+impl Node for GNode {
+    fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    fn kind(&self) -> FileType {
+        self.kind
+    }
+
+    fn attr(&self) -> Result<Attr> {
+        {
+            let a = self.attr.lock();
+            if let (attr, Some(at)) = &*a
+                && self.inner.fresh(*at)
+            {
+                return Ok(*attr);
+            }
+        }
+        let a = want(self.inner.call(&Request::Getattr { fid: self.fid }), |r, _| match r {
+            Reply::Attr(a) => Some(a),
+            _ => None,
+        })?;
+        Ok(self.set_attr(a))
+    }
+
+    fn setattr(&self, set: &SetAttr) -> Result<Attr> {
+        let (valid, mode, uid, gid, size, atime, mtime) = proto::setattr_fields(set);
+        if valid == 0 {
+            return self.attr();
+        }
+        let req = Request::Setattr { fid: self.fid, valid, mode, uid, gid, size, atime, mtime };
+        let a = want(self.inner.call(&req), |r, _| match r {
+            Reply::Attr(a) => Some(a),
+            _ => None,
+        })?;
+        Ok(self.set_attr(a))
+    }
+
+    fn lookup(&self, name: &[u8]) -> Result<NodeRef> {
+        if self.kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        if let Some((n, at)) = self.children.lock().get(name)
+            && self.inner.fresh(*at)
+        {
+            return Ok(n.clone());
+        }
+        let req = Request::Walk { dir: self.fid, names: vec![name.to_vec()] };
+        let (end, entries) = want(self.inner.call(&req), |r, _| match r {
+            Reply::Walked { end, entries } => Some((end, entries)),
+            _ => None,
+        })?;
+        if let WalkEnd::Stopped { errno, .. } = end {
+            self.children.lock().remove(name);
+            return Err(Errno::from_raw_os_error(errno));
+        }
+        let &(fid, attr) = entries.first().ok_or(Errno::PROTO)?;
+        Ok(self.remember(name, fid, attr))
+    }
+
+    fn parent(&self) -> Option<NodeRef> {
+        self.parent.lock().clone().map(|p| p as NodeRef)
+    }
+
+    fn create(self: Arc<Self>, name: &[u8], new: &NewNode) -> Result<NodeRef> {
+        let (fid, attr, fd) = match new.kind {
+            FileType::Regular => {
+                let req = Request::Create {
+                    dir: self.fid,
+                    name: name.to_vec(),
+                    flags: (rustix::fs::OFlags::RDWR).bits(),
+                    mode: new.mode,
+                    uid: new.uid,
+                    gid: new.gid,
+                };
+                want(self.inner.call(&req), |r, fd| match r {
+                    Reply::Node { fid, attr } => Some((fid, attr, fd)),
+                    _ => None,
+                })?
+            }
+            FileType::Symlink => {
+                let req = Request::Symlink {
+                    dir: self.fid,
+                    name: name.to_vec(),
+                    target: new.target.clone(),
+                    uid: new.uid,
+                    gid: new.gid,
+                };
+                want(self.inner.call(&req), |r, _| match r {
+                    Reply::Node { fid, attr } => Some((fid, attr, None)),
+                    _ => None,
+                })?
+            }
+            kind => {
+                let req = Request::Mknod {
+                    dir: self.fid,
+                    name: name.to_vec(),
+                    mode: kind.mode_bits() | new.mode,
+                    rdev: new.rdev,
+                    uid: new.uid,
+                    gid: new.gid,
+                };
+                want(self.inner.call(&req), |r, _| match r {
+                    Reply::Node { fid, attr } => Some((fid, attr, None)),
+                    _ => None,
+                })?
+            }
+        };
+        self.stale();
+        let node = self.remember(name, fid, attr);
+        *node.spare.lock() = fd;
+        Ok(node)
+    }
+
+    fn link(&self, name: &[u8], target: &NodeRef) -> Result<()> {
+        let t = self.downcast(target)?;
+        let req = Request::Link { dir: self.fid, name: name.to_vec(), target: t.fid };
+        let (fid, attr) = want(self.inner.call(&req), |r, _| match r {
+            Reply::Node { fid, attr } => Some((fid, attr)),
+            _ => None,
+        })?;
+        self.inner.closing.lock().push(fid);
+        t.set_attr(attr);
+        self.stale();
+        self.children.lock().insert(name.into(), (t, Instant::now()));
+        Ok(())
+    }
+
+    fn unlink(&self, name: &[u8]) -> Result<()> {
+        self.remove(name, false)
+    }
+
+    fn rmdir(&self, name: &[u8]) -> Result<()> {
+        self.remove(name, true)
+    }
+
+    fn rename(
+        self: Arc<Self>,
+        name: &[u8],
+        new_dir: &NodeRef,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        let nd = self.downcast(new_dir)?;
+        let req = Request::Rename {
+            olddir: self.fid,
+            oldname: name.to_vec(),
+            newdir: nd.fid,
+            newname: new_name.to_vec(),
+            flags: flags.bits(), // the vfs bits are Linux's RENAME_* values
+        };
+        self.inner.call(&req)?;
+        let src = self.children.lock().remove(name);
+        let dst = nd.children.lock().remove(new_name);
+        if let Some((s, _)) = &src {
+            s.stale();
+            if s.kind == FileType::Directory {
+                *s.parent.lock() = Some(nd.clone());
+            }
+            nd.children.lock().insert(new_name.into(), (s.clone(), Instant::now()));
+        }
+        if let Some((d, _)) = dst {
+            d.stale();
+            if flags.contains(RenameFlags::EXCHANGE) {
+                if d.kind == FileType::Directory {
+                    *d.parent.lock() = Some(self.clone());
+                }
+                self.children.lock().insert(name.into(), (d, Instant::now()));
+            }
+        }
+        self.stale();
+        nd.stale();
+        Ok(())
+    }
+
+    fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()> {
+        let mut off = after;
+        loop {
+            let (entries, eof) =
+                want(self.inner.call(&Request::Getdents { dir: self.fid, off }), |r, _| match r {
+                    Reply::Dents { entries, eof } => Some((entries, eof)),
+                    _ => None,
+                })?;
+            for d in &entries {
+                let ino = self.inner.ino(d.attr.dev, d.attr.ino);
+                if !sink(DirEntry { name: &d.name, ino, kind: d.attr.kind, offset: d.off }) {
+                    return Ok(());
+                }
+                off = d.off;
+            }
+            if eof || entries.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn readlink(&self) -> Result<Vec<u8>> {
+        if self.kind != FileType::Symlink {
+            return Err(Errno::INVAL);
+        }
+        if self.inner.access == FileAccess::Exclusive
+            && let Some(t) = self.target.get()
+        {
+            return Ok(t.clone());
+        }
+        let t = want(self.inner.call(&Request::Readlink { fid: self.fid }), |r, _| match r {
+            Reply::Data(d) => Some(d),
+            _ => None,
+        })?;
+        let _ = self.target.set(t.clone());
+        Ok(t)
+    }
+
+    fn open(self: Arc<Self>, flags: OpenFlags) -> Result<Arc<dyn Handle>> {
+        use rustix::fs::OFlags;
+        if self.kind != FileType::Regular {
+            return Err(if self.kind == FileType::Directory { Errno::ISDIR } else { Errno::NXIO });
+        }
+        let mut f = match (flags.contains(OpenFlags::READ), flags.contains(OpenFlags::WRITE)) {
+            (_, false) => OFlags::RDONLY,
+            (false, true) => OFlags::WRONLY,
+            (true, true) => OFlags::RDWR,
+        };
+        if flags.contains(OpenFlags::APPEND) {
+            f |= OFlags::APPEND;
+        }
+        if !flags.contains(OpenFlags::APPEND) {
+            let spare = self.spare.lock().take();
+            if let Some(fd) = spare {
+                return Ok(Arc::new(GHandle { fd, node: self }));
+            }
+        }
+        let fd = want(self.inner.call(&Request::Open { fid: self.fid, flags: f.bits() }), |r, fd| match r {
+            Reply::Opened => fd,
+            _ => None,
+        })?;
+        Ok(Arc::new(GHandle { fd, node: self }))
+    }
+
+    fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
+        want(self.inner.call(&Request::Getxattr { fid: self.fid, name: name.to_vec() }), |r, _| match r {
+            Reply::Data(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+        let fl = (if flags.contains(XattrFlags::CREATE) { 1 } else { 0 })
+            | (if flags.contains(XattrFlags::REPLACE) { 2 } else { 0 });
+        self.inner.call(&Request::Setxattr {
+            fid: self.fid,
+            name: name.to_vec(),
+            value: value.to_vec(),
+            flags: fl,
+        })?;
+        self.stale();
+        Ok(())
+    }
+
+    fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
+        want(self.inner.call(&Request::Listxattr { fid: self.fid }), |r, _| match r {
+            Reply::Names(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    fn removexattr(&self, name: &[u8]) -> Result<()> {
+        self.inner.call(&Request::Removexattr { fid: self.fid, name: name.to_vec() })?;
+        self.stale();
+        Ok(())
+    }
+}
+
+impl GNode {
+    fn remove(&self, name: &[u8], rmdir: bool) -> Result<()> {
+        self.inner.call(&Request::Unlink { dir: self.fid, name: name.to_vec(), rmdir })?;
+        if let Some((n, _)) = self.children.lock().remove(name) {
+            n.stale();
+        }
+        self.stale();
+        Ok(())
+    }
+}
+
+/// An open host file.
+struct GHandle {
+    fd: OwnedFd,
+    node: Arc<GNode>,
+}
+
+impl Handle for GHandle {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
+        rustix::io::pread(&self.fd, buf, off)
+    }
+
+    fn write_at(&self, data: &[u8], off: u64) -> Result<usize> {
+        let n = rustix::io::pwrite(&self.fd, data, off)?;
+        self.node.stale();
+        Ok(n)
+    }
+
+    fn append(&self, data: &[u8]) -> Result<u64> {
+        let mut done = 0;
+        while done < data.len() {
+            done += rustix::io::write(&self.fd, &data[done..])?;
+        }
+        self.node.stale();
+        rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Current(0))
+    }
+
+    fn fsync(&self, datasync: bool) -> Result<()> {
+        if datasync { rustix::fs::fdatasync(&self.fd) } else { rustix::fs::fsync(&self.fd) }
+    }
+
+    fn fallocate(&self, flags: FallocFlags, off: u64, len: u64) -> Result<()> {
+        use rustix::fs::FallocateFlags as F;
+        let mut f = F::empty();
+        if flags.contains(FallocFlags::KEEP_SIZE) {
+            f |= F::KEEP_SIZE;
+        }
+        if flags.contains(FallocFlags::PUNCH_HOLE) {
+            f |= F::PUNCH_HOLE;
+        }
+        if flags.contains(FallocFlags::ZERO_RANGE) {
+            f |= F::ZERO_RANGE;
+        }
+        rustix::fs::fallocate(&self.fd, f, off, len)?;
+        self.node.stale();
+        Ok(())
+    }
+
+    fn seek(&self, off: u64, whence: Whence) -> Result<u64> {
+        let w = match whence {
+            Whence::Data => rustix::fs::SeekFrom::Data(off),
+            Whence::Hole => rustix::fs::SeekFrom::Hole(off),
+        };
+        rustix::fs::seek(&self.fd, w)
+    }
+
+    fn host_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+}

@@ -1,0 +1,610 @@
+//! The gofer server for one mount: a table of fids (host `O_PATH` descriptors, each
+//! remembered with its parent and name), answering requests strictly beneath the
+//! mount source. Every open is relative to a held descriptor, one component at a
+//! time, with `openat2` RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
+//! and O_NOFOLLOW: symlinks are returned to the client, never followed here. A
+//! read-only mount answers EROFS to every mutation.
+
+use crate::proto::{Dent, Fid, MAX_DENTS, MAX_MESSAGE, Reply, Request, VERSION, WalkEnd, setattr_valid};
+use crate::transport::{Conn, RecvError};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::io::Errno;
+use sandfs_vfs::{Attr, FileType, StatFs, Timespec};
+use std::collections::HashMap;
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Most fids one connection may hold.
+const MAX_FIDS: usize = 1 << 20;
+
+/// A host directory or file to serve, opened before confinement.
+pub struct Source {
+    root: OwnedFd,
+    parent: Option<(Arc<OwnedFd>, Vec<u8>)>,
+    readonly: bool,
+}
+
+impl Source {
+    /// Open `path` (a directory, or a regular file served as a single-file mount).
+    pub fn open(path: &Path, readonly: bool) -> Result<Source, Errno> {
+        let root = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        let st = rustix::fs::fstat(&root)?;
+        let parent = if st.st_mode & 0o170000 == 0o040000 {
+            None
+        } else {
+            // A file mount: remember its directory and name so it can be reopened.
+            use std::os::unix::ffi::OsStrExt;
+            let name = path.file_name().ok_or(Errno::INVAL)?.as_bytes().to_vec();
+            let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dfd =
+                rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+            Some((Arc::new(dfd), name))
+        };
+        Ok(Source { root, parent, readonly })
+    }
+
+    /// Whether mutations are refused.
+    pub fn readonly(&self) -> bool {
+        self.readonly
+    }
+}
+
+struct Entry {
+    fd: Arc<OwnedFd>,
+    parent: Option<(Arc<OwnedFd>, Vec<u8>)>,
+    kind: FileType,
+    dev: u64,
+    ino: u64,
+}
+
+/// Serves one mount over one connection.
+pub struct Server {
+    readonly: bool,
+    fids: HashMap<Fid, Entry>,
+    next: Fid,
+    root: Option<Entry>,
+}
+
+fn resolve_flags() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS
+}
+
+fn ts(t: rustix::fs::StatxTimestamp) -> Timespec {
+    Timespec { sec: t.tv_sec, nsec: t.tv_nsec }
+}
+
+/// Attributes of a descriptor (not following a symlink it refers to).
+pub fn stat_fd(fd: BorrowedFd<'_>) -> Result<Attr, Errno> {
+    let x = rustix::fs::statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )?;
+    statx_attr(&x)
+}
+
+fn statx_attr(x: &rustix::fs::Statx) -> Result<Attr, Errno> {
+    let mode = x.stx_mode as u32;
+    Ok(Attr {
+        kind: FileType::from_mode(mode).ok_or(Errno::IO)?,
+        mode: mode & 0o7777,
+        nlink: x.stx_nlink as u64,
+        uid: x.stx_uid,
+        gid: x.stx_gid,
+        size: x.stx_size,
+        blocks: x.stx_blocks,
+        blksize: x.stx_blksize,
+        atime: ts(x.stx_atime),
+        mtime: ts(x.stx_mtime),
+        ctime: ts(x.stx_ctime),
+        btime: ts(x.stx_btime),
+        ino: x.stx_ino,
+        dev: rustix::fs::makedev(x.stx_dev_major, x.stx_dev_minor),
+        rdev: rustix::fs::makedev(x.stx_rdev_major, x.stx_rdev_minor),
+    })
+}
+
+/// Open `name` in `dir` without following symlinks or leaving `dir`.
+fn open_beneath(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags, mode: u32) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat2(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+        resolve_flags(),
+    )
+}
+
+fn errno(e: Errno) -> i32 {
+    e.raw_os_error()
+}
+
+impl Server {
+    /// A server for `src`.
+    pub fn new(src: Source) -> Result<Server, Errno> {
+        let attr = stat_fd(src.root.as_fd())?;
+        let root = Entry {
+            fd: Arc::new(src.root),
+            parent: src.parent,
+            kind: attr.kind,
+            dev: attr.dev,
+            ino: attr.ino,
+        };
+        Ok(Server { readonly: src.readonly, fids: HashMap::new(), next: 1, root: Some(root) })
+    }
+
+    /// Answer requests until the peer closes the connection or breaks the protocol.
+    pub fn serve(mut self, conn: Conn) {
+        let mut buf = Vec::with_capacity(MAX_MESSAGE + 1);
+        let mut fds = Vec::new();
+        loop {
+            match conn.recv(&mut buf, &mut fds) {
+                Ok(()) => {}
+                Err(RecvError::Closed) => return,
+                Err(RecvError::Malformed(why)) => {
+                    tracing::error!("gofer: closing connection: {why}");
+                    return;
+                }
+                Err(RecvError::Io(e)) => {
+                    tracing::error!("gofer: receive failed: {e}");
+                    return;
+                }
+            }
+            if !fds.is_empty() {
+                tracing::error!("gofer: closing connection: client sent descriptors");
+                return;
+            }
+            let (tag, req) = match Request::decode(&buf) {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::error!("gofer: closing connection: malformed request: {e}");
+                    return;
+                }
+            };
+            let (reply, fd) = self.handle(req);
+            let msg = crate::proto::encode_reply(tag, &reply.map_err(errno));
+            let fds: Vec<BorrowedFd<'_>> = fd.iter().map(|f| f.as_fd()).collect();
+            if let Err(e) = conn.send(&msg, &fds) {
+                tracing::error!("gofer: send failed: {e}");
+                return;
+            }
+        }
+    }
+
+    fn entry(&self, fid: Fid) -> Result<&Entry, Errno> {
+        self.fids.get(&fid).ok_or(Errno::BADF)
+    }
+
+    fn insert(&mut self, e: Entry) -> Result<Fid, Errno> {
+        if self.fids.len() >= MAX_FIDS {
+            return Err(Errno::NFILE);
+        }
+        let fid = self.next;
+        self.next += 1;
+        self.fids.insert(fid, e);
+        Ok(fid)
+    }
+
+    /// Track `name` (just created or found) in `dir` as a new fid.
+    fn adopt(&mut self, dir: &Arc<OwnedFd>, name: &[u8]) -> Result<(Fid, Attr), Errno> {
+        let fd = open_beneath(dir.as_fd(), name, OFlags::PATH, 0)?;
+        let attr = stat_fd(fd.as_fd())?;
+        let e = Entry {
+            fd: Arc::new(fd),
+            parent: Some((dir.clone(), name.to_vec())),
+            kind: attr.kind,
+            dev: attr.dev,
+            ino: attr.ino,
+        };
+        Ok((self.insert(e)?, attr))
+    }
+
+    fn dir_fd(&self, fid: Fid) -> Result<Arc<OwnedFd>, Errno> {
+        let e = self.entry(fid)?;
+        if e.kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        Ok(e.fd.clone())
+    }
+
+    /// Reopen a fid for data access, checking it is still the same file.
+    fn reopen(&self, fid: Fid, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let e = self.entry(fid)?;
+        let fd = match (e.kind, &e.parent) {
+            (FileType::Directory, _) => rustix::fs::openat(
+                e.fd.as_fd(),
+                ".",
+                flags | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?,
+            (FileType::Regular, Some((dir, name))) => open_beneath(dir.as_fd(), name, flags, 0)?,
+            (FileType::Symlink, _) => return Err(Errno::LOOP),
+            _ => return Err(Errno::NXIO),
+        };
+        let st = rustix::fs::fstat(&fd)?;
+        if st.st_ino != e.ino || st.st_dev != e.dev {
+            // Replaced on the host since it was walked.
+            return Err(Errno::STALE);
+        }
+        Ok(fd)
+    }
+
+    fn open_flags(&self, flags: u32) -> Result<OFlags, Errno> {
+        let f = OFlags::from_bits_retain(flags);
+        let allowed = OFlags::RWMODE | OFlags::APPEND | OFlags::TRUNC | OFlags::DIRECT | OFlags::NOATIME;
+        let f = f & allowed;
+        if self.readonly && (f.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC | OFlags::APPEND)) {
+            return Err(Errno::ROFS);
+        }
+        Ok(f)
+    }
+
+    fn chown_new(&self, dir: &OwnedFd, name: &[u8], uid: u32, gid: u32) {
+        // As far as the host allows: an unprivileged gofer keeps its own ids.
+        let _ = rustix::fs::chownat(
+            dir,
+            name,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
+    }
+
+    /// Answer one request; an opened descriptor travels with the reply.
+    pub fn handle(&mut self, req: Request) -> (Result<Reply, Errno>, Option<OwnedFd>) {
+        if self.readonly && req.is_mutation() {
+            return (Err(Errno::ROFS), None);
+        }
+        match req {
+            Request::Open { fid, flags } => match self.open_flags(flags).and_then(|f| self.reopen(fid, f)) {
+                Ok(fd) => (Ok(Reply::Opened), Some(fd)),
+                Err(e) => (Err(e), None),
+            },
+            Request::Create { dir, name, flags, mode, uid, gid } => {
+                match self.create(dir, &name, flags, mode, uid, gid) {
+                    Ok((reply, fd)) => (Ok(reply), Some(fd)),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            other => (self.handle_plain(other), None),
+        }
+    }
+
+    fn create(
+        &mut self,
+        dir: Fid,
+        name: &[u8],
+        flags: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(Reply, OwnedFd), Errno> {
+        let d = self.dir_fd(dir)?;
+        let flags = self.open_flags(flags)? | OFlags::CREATE | OFlags::EXCL;
+        let fd = open_beneath(d.as_fd(), name, flags, mode & 0o7777)?;
+        self.chown_new(&d, name, uid, gid);
+        let (fid, attr) = self.adopt(&d, name)?;
+        Ok((Reply::Node { fid, attr }, fd))
+    }
+
+    fn handle_plain(&mut self, req: Request) -> Result<Reply, Errno> {
+        match req {
+            Request::Attach { version } => {
+                let root = self.root.take().ok_or(Errno::ALREADY)?;
+                let attr = stat_fd(root.fd.as_fd())?;
+                let fid = self.insert(root)?;
+                Ok(Reply::Attached {
+                    version: version.min(VERSION),
+                    root: fid,
+                    attr,
+                    readonly: self.readonly,
+                })
+            }
+            Request::Walk { dir, names } => self.walk(dir, &names),
+            Request::Getattr { fid } => Ok(Reply::Attr(stat_fd(self.entry(fid)?.fd.as_fd())?)),
+            Request::Getdents { dir, off } => self.getdents(dir, off),
+            Request::Mknod { dir, name, mode, rdev, uid, gid } => {
+                let d = self.dir_fd(dir)?;
+                let perm = Mode::from_raw_mode(mode & 0o7777);
+                match FileType::from_mode(mode).ok_or(Errno::INVAL)? {
+                    FileType::Directory => rustix::fs::mkdirat(&d, name.as_slice(), perm)?,
+                    FileType::Regular => {
+                        open_beneath(
+                            d.as_fd(),
+                            &name,
+                            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY,
+                            mode & 0o7777,
+                        )?;
+                    }
+                    FileType::Symlink => return Err(Errno::INVAL),
+                    t => {
+                        let ft = rustix::fs::FileType::from_raw_mode(t.mode_bits());
+                        rustix::fs::mknodat(&d, name.as_slice(), ft, perm, rdev)?
+                    }
+                }
+                self.chown_new(&d, &name, uid, gid);
+                let (fid, attr) = self.adopt(&d, &name)?;
+                Ok(Reply::Node { fid, attr })
+            }
+            Request::Symlink { dir, name, target, uid, gid } => {
+                let d = self.dir_fd(dir)?;
+                rustix::fs::symlinkat(target.as_slice(), &d, name.as_slice())?;
+                self.chown_new(&d, &name, uid, gid);
+                let (fid, attr) = self.adopt(&d, &name)?;
+                Ok(Reply::Node { fid, attr })
+            }
+            Request::Link { dir, name, target } => {
+                let d = self.dir_fd(dir)?;
+                let t = self.entry(target)?;
+                if t.kind == FileType::Directory {
+                    return Err(Errno::PERM);
+                }
+                match &t.parent {
+                    Some((tdir, tname)) => {
+                        rustix::fs::linkat(tdir, tname.as_slice(), &d, name.as_slice(), AtFlags::empty())?
+                    }
+                    None => return Err(Errno::PERM),
+                }
+                let (fid, attr) = self.adopt(&d, &name)?;
+                if attr.ino != self.entry(target)?.ino {
+                    return Err(Errno::STALE);
+                }
+                Ok(Reply::Node { fid, attr })
+            }
+            Request::Unlink { dir, name, rmdir } => {
+                let d = self.dir_fd(dir)?;
+                rustix::fs::unlinkat(
+                    &d,
+                    name.as_slice(),
+                    if rmdir { AtFlags::REMOVEDIR } else { AtFlags::empty() },
+                )?;
+                Ok(Reply::Unit)
+            }
+            Request::Rename { olddir, oldname, newdir, newname, flags } => {
+                let od = self.dir_fd(olddir)?;
+                let nd = self.dir_fd(newdir)?;
+                let fl = rustix::fs::RenameFlags::from_bits(flags).ok_or(Errno::INVAL)?;
+                rustix::fs::renameat_with(&od, oldname.as_slice(), &nd, newname.as_slice(), fl)?;
+                // Fids keep their descriptors; their remembered names are refreshed
+                // the next time the client walks to them.
+                for e in self.fids.values_mut() {
+                    if let Some((p, n)) = &e.parent
+                        && Arc::ptr_eq(p, &od)
+                        && *n == oldname
+                    {
+                        e.parent = Some((nd.clone(), newname.clone()));
+                    }
+                }
+                Ok(Reply::Unit)
+            }
+            Request::Setattr { fid, valid, mode, uid, gid, size, atime, mtime } => {
+                self.setattr(fid, valid, mode, uid, gid, size, atime, mtime)
+            }
+            Request::Readlink { fid } => {
+                let e = self.entry(fid)?;
+                if e.kind != FileType::Symlink {
+                    return Err(Errno::INVAL);
+                }
+                let t = rustix::fs::readlinkat(e.fd.as_fd(), "", Vec::new())?;
+                Ok(Reply::Data(t.into_bytes()))
+            }
+            Request::Statfs { fid } => {
+                let s = rustix::fs::fstatfs(self.entry(fid)?.fd.as_fd())?;
+                Ok(Reply::StatFs(StatFs {
+                    bsize: s.f_bsize as u32,
+                    blocks: s.f_blocks,
+                    bfree: s.f_bfree,
+                    bavail: s.f_bavail,
+                    files: s.f_files,
+                    ffree: s.f_ffree,
+                    namelen: s.f_namelen as u32,
+                    fs_type: s.f_type as u64,
+                }))
+            }
+            Request::Getxattr { fid, name } => {
+                let fd = self.reopen(fid, OFlags::RDONLY).map_err(xattr_errno)?;
+                let mut buf = vec![0u8; crate::proto::MAX_XATTR_VALUE];
+                let n = rustix::fs::fgetxattr(&fd, name.as_slice(), &mut buf[..])?;
+                buf.truncate(n);
+                Ok(Reply::Data(buf))
+            }
+            Request::Setxattr { fid, name, value, flags } => {
+                let fd = self.reopen(fid, OFlags::RDONLY).map_err(xattr_errno)?;
+                let fl = rustix::fs::XattrFlags::from_bits(flags).ok_or(Errno::INVAL)?;
+                rustix::fs::fsetxattr(&fd, name.as_slice(), &value, fl)?;
+                Ok(Reply::Unit)
+            }
+            Request::Listxattr { fid } => {
+                let fd = match self.reopen(fid, OFlags::RDONLY) {
+                    Ok(fd) => fd,
+                    Err(_) => return Ok(Reply::Names(Vec::new())),
+                };
+                let mut buf = vec![0u8; crate::proto::MAX_XATTR_VALUE];
+                let n = rustix::fs::flistxattr(&fd, &mut buf[..])?;
+                let names =
+                    buf[..n].split(|&b| b == 0).filter(|s| !s.is_empty()).map(<[u8]>::to_vec).collect();
+                Ok(Reply::Names(names))
+            }
+            Request::Removexattr { fid, name } => {
+                let fd = self.reopen(fid, OFlags::RDONLY).map_err(xattr_errno)?;
+                rustix::fs::fremovexattr(&fd, name.as_slice())?;
+                Ok(Reply::Unit)
+            }
+            Request::Fsync { fid, datasync } => {
+                let fd = self.reopen(fid, OFlags::RDONLY)?;
+                if datasync {
+                    rustix::fs::fdatasync(&fd)?
+                } else {
+                    rustix::fs::fsync(&fd)?
+                }
+                Ok(Reply::Unit)
+            }
+            Request::Fallocate { fid, mode, off, len } => {
+                let fd = self.reopen(fid, OFlags::WRONLY)?;
+                let fl = rustix::fs::FallocateFlags::from_bits(mode).ok_or(Errno::INVAL)?;
+                rustix::fs::fallocate(&fd, fl, off, len)?;
+                Ok(Reply::Unit)
+            }
+            Request::Close { fids } => {
+                for f in fids {
+                    self.fids.remove(&f);
+                }
+                Ok(Reply::Unit)
+            }
+            Request::Open { .. } | Request::Create { .. } => Err(Errno::INVAL),
+        }
+    }
+
+    fn walk(&mut self, dir: Fid, names: &[Vec<u8>]) -> Result<Reply, Errno> {
+        let mut cur = self.dir_fd(dir)?;
+        let mut entries = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let fd = match open_beneath(cur.as_fd(), name, OFlags::PATH, 0) {
+                Ok(fd) => fd,
+                Err(e) if i == 0 && e != Errno::NOENT => return Err(e),
+                Err(e) => {
+                    return Ok(Reply::Walked {
+                        end: WalkEnd::Stopped { index: i as u16, errno: errno(e) },
+                        entries,
+                    });
+                }
+            };
+            let attr = stat_fd(fd.as_fd())?;
+            let fd = Arc::new(fd);
+            let e = Entry {
+                fd: fd.clone(),
+                parent: Some((cur.clone(), name.clone())),
+                kind: attr.kind,
+                dev: attr.dev,
+                ino: attr.ino,
+            };
+            let fid = self.insert(e)?;
+            entries.push((fid, attr));
+            match attr.kind {
+                FileType::Symlink => {
+                    return Ok(Reply::Walked { end: WalkEnd::Symlink { index: i as u16 }, entries });
+                }
+                FileType::Directory => cur = fd,
+                _ if i + 1 < names.len() => {
+                    return Ok(Reply::Walked {
+                        end: WalkEnd::Stopped { index: i as u16 + 1, errno: errno(Errno::NOTDIR) },
+                        entries,
+                    });
+                }
+                _ => {}
+            }
+        }
+        Ok(Reply::Walked { end: WalkEnd::Complete, entries })
+    }
+
+    fn getdents(&mut self, dir: Fid, off: u64) -> Result<Reply, Errno> {
+        let d = self.dir_fd(dir)?;
+        let fd = rustix::fs::openat(
+            d.as_fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(off))?;
+        let mut space = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
+        let mut raw = rustix::fs::RawDir::new(&fd, &mut space);
+        let mut entries = Vec::new();
+        let mut size = 64;
+        let mut eof = true;
+        while let Some(ent) = raw.next() {
+            let ent = ent?;
+            let name = ent.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            // Entries whose names the protocol cannot carry are skipped: none exist on
+            // Linux, but a hostile host filesystem must not break the client.
+            if !crate::proto::valid_name(name) {
+                continue;
+            }
+            let x = match rustix::fs::statx(
+                &fd,
+                name,
+                AtFlags::SYMLINK_NOFOLLOW,
+                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+            ) {
+                Ok(x) => x,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e),
+            };
+            let attr = statx_attr(&x)?;
+            size += 4 + name.len() + 8 + 128;
+            entries.push(Dent { name: name.to_vec(), off: ent.next_entry_cookie(), attr });
+            if size + 4 + 255 + 8 + 128 > MAX_MESSAGE || entries.len() >= MAX_DENTS {
+                eof = false;
+                break;
+            }
+        }
+        Ok(Reply::Dents { entries, eof })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr(
+        &self,
+        fid: Fid,
+        valid: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        size: u64,
+        atime: Timespec,
+        mtime: Timespec,
+    ) -> Result<Reply, Errno> {
+        use setattr_valid as v;
+        let e = self.entry(fid)?;
+        if valid & v::SIZE != 0 {
+            let fd = self.reopen(fid, OFlags::WRONLY)?;
+            rustix::fs::ftruncate(&fd, size)?;
+        }
+        if valid & v::MODE != 0 {
+            let m = Mode::from_raw_mode(mode & 0o7777);
+            match e.kind {
+                FileType::Directory | FileType::Regular => {
+                    rustix::fs::fchmod(self.reopen(fid, OFlags::RDONLY)?, m)?
+                }
+                FileType::Symlink => return Err(Errno::OPNOTSUPP),
+                _ => match &e.parent {
+                    // Not a symlink (checked on walk); confinement bounds a race.
+                    Some((dir, name)) => rustix::fs::chmodat(dir, name.as_slice(), m, AtFlags::empty())?,
+                    None => return Err(Errno::PERM),
+                },
+            }
+        }
+        if valid & (v::UID | v::GID) != 0 {
+            let u = (valid & v::UID != 0).then(|| rustix::process::Uid::from_raw(uid));
+            let g = (valid & v::GID != 0).then(|| rustix::process::Gid::from_raw(gid));
+            rustix::fs::chownat(e.fd.as_fd(), "", u, g, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        if valid & (v::ATIME | v::MTIME | v::ATIME_NOW | v::MTIME_NOW) != 0 {
+            let t = |set: u32, now: u32, t: Timespec| {
+                if valid & now != 0 {
+                    rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW }
+                } else if valid & set != 0 {
+                    rustix::fs::Timespec { tv_sec: t.sec, tv_nsec: t.nsec as _ }
+                } else {
+                    rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT }
+                }
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: t(v::ATIME, v::ATIME_NOW, atime),
+                last_modification: t(v::MTIME, v::MTIME_NOW, mtime),
+            };
+            rustix::fs::utimensat(e.fd.as_fd(), "", &times, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        Ok(Reply::Attr(stat_fd(self.entry(fid)?.fd.as_fd())?))
+    }
+}
+
+/// xattrs live on regular files and directories here; others have none to read and
+/// refuse changes, like Linux's user namespace.
+fn xattr_errno(e: Errno) -> Errno {
+    if e == Errno::NXIO || e == Errno::LOOP { Errno::OPNOTSUPP } else { e }
+}

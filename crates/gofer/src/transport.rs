@@ -1,0 +1,103 @@
+//! One connection: a SOCK_SEQPACKET Unix socket carrying whole messages, with host
+//! file descriptors passed alongside as SCM_RIGHTS. A message or control data that
+//! does not fit is a protocol error, never a partial read.
+
+use crate::proto::MAX_MESSAGE;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType, recvmsg, sendmsg, socketpair,
+};
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+
+/// Most descriptors in one message.
+pub const MAX_FDS: usize = 2;
+
+/// A connected SEQPACKET socket.
+pub struct Conn {
+    fd: OwnedFd,
+}
+
+/// Why a receive failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// The peer closed the connection.
+    Closed,
+    /// The message or its control data was too large, or carried more descriptors
+    /// than allowed.
+    Malformed(&'static str),
+    /// The socket failed.
+    Io(Errno),
+}
+
+impl Conn {
+    /// Wrap a connected SEQPACKET socket.
+    pub fn new(fd: OwnedFd) -> Conn {
+        Conn { fd }
+    }
+
+    /// A connected pair; both ends close on exec.
+    pub fn pair() -> Result<(Conn, Conn), Errno> {
+        let (a, b) = socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
+        Ok((Conn::new(a), Conn::new(b)))
+    }
+
+    /// The socket.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Give up the socket.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Send one message with descriptors.
+    pub fn send(&self, msg: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Errno> {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(Errno::INVAL);
+        }
+        loop {
+            match sendmsg(&self.fd, &[IoSlice::new(msg)], &mut control, SendFlags::NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Receive one message into `buf` (resized to fit) and its descriptors.
+    pub fn recv(&self, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> Result<(), RecvError> {
+        buf.resize(MAX_MESSAGE + 1, 0);
+        fds.clear();
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let r = loop {
+            match recvmsg(&self.fd, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+                Ok(r) => break r,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(RecvError::Io(e)),
+            }
+        };
+        for msg in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = msg {
+                fds.extend(received);
+            }
+        }
+        if r.bytes == 0 && fds.is_empty() {
+            return Err(RecvError::Closed);
+        }
+        if r.flags.contains(ReturnFlags::CTRUNC) || fds.len() > MAX_FDS {
+            return Err(RecvError::Malformed("too many descriptors"));
+        }
+        if r.flags.contains(ReturnFlags::TRUNC) || r.bytes > MAX_MESSAGE {
+            return Err(RecvError::Malformed("message too large"));
+        }
+        buf.truncate(r.bytes);
+        Ok(())
+    }
+}
