@@ -186,6 +186,18 @@ impl GoferFs {
     }
 }
 
+impl Drop for GoferFs {
+    fn drop(&mut self) {
+        // Directories and their cached children point at each other: empty every
+        // cache so the nodes (and with the last of them, the connection) go away.
+        let mut stack = vec![self.root.clone()];
+        while let Some(n) = stack.pop() {
+            let children = std::mem::take(&mut *n.children.lock());
+            stack.extend(children.into_values().map(|(c, _)| c));
+        }
+    }
+}
+
 impl Filesystem for GoferFs {
     fn root(&self) -> NodeRef {
         self.root.clone()
@@ -593,13 +605,11 @@ impl Handle for GHandle {
         Ok(n)
     }
 
-    fn append(&self, data: &[u8]) -> Result<u64> {
-        let mut done = 0;
-        while done < data.len() {
-            done += rustix::io::write(&self.fd, &data[done..])?;
-        }
+    fn append(&self, data: &[u8]) -> Result<(usize, u64)> {
+        // The descriptor was opened O_APPEND: the host places the data at the end.
+        let n = rustix::io::write(&self.fd, data)?;
         self.node.stale();
-        rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Current(0))
+        Ok((n, rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Current(0))?))
     }
 
     fn fsync(&self, datasync: bool) -> Result<()> {

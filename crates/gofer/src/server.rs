@@ -118,6 +118,34 @@ fn open_beneath(dir: BorrowedFd<'_>, name: &[u8], flags: OFlags, mode: u32) -> R
     )
 }
 
+/// `/proc/self/fd`, opened once before confinement: reopening an `O_PATH`
+/// descriptor through its magic link reaches exactly the inode it refers to, however
+/// it was renamed since.
+fn proc_fds() -> Result<BorrowedFd<'static>, Errno> {
+    static PROC: std::sync::OnceLock<Result<OwnedFd, Errno>> = std::sync::OnceLock::new();
+    match PROC.get_or_init(|| {
+        rustix::fs::open("/proc/self/fd", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+    }) {
+        Ok(fd) => Ok(fd.as_fd()),
+        Err(e) => Err(*e),
+    }
+}
+
+/// Open `/proc/self/fd` now (call before entering a mount namespace without /proc).
+pub fn prepare_reopen() -> Result<(), Errno> {
+    proc_fds().map(|_| ())
+}
+
+fn fd_name(fd: BorrowedFd<'_>) -> String {
+    use std::os::fd::AsRawFd;
+    fd.as_raw_fd().to_string()
+}
+
+/// Reopen an `O_PATH` descriptor for data access.
+fn reopen_fd(fd: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd, Errno> {
+    rustix::fs::openat(proc_fds()?, fd_name(fd).as_str(), flags | OFlags::CLOEXEC, Mode::empty())
+}
+
 fn errno(e: Errno) -> i32 {
     e.raw_os_error()
 }
@@ -138,6 +166,16 @@ impl Server {
 
     /// Answer requests until the peer closes the connection or breaks the protocol.
     pub fn serve(mut self, conn: Conn) {
+        // Modes the client sends are final (it applied the sandbox's umask): this
+        // thread gets its own filesystem context with umask 0.
+        // SAFETY: CLONE_FS does not touch the file descriptor table.
+        if let Err(e) = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) } {
+            tracing::warn!(
+                "gofer: cannot unshare the filesystem context ({e}); modes follow the process umask"
+            );
+        } else {
+            rustix::process::umask(Mode::empty());
+        }
         let mut buf = Vec::with_capacity(MAX_MESSAGE + 1);
         let mut fds = Vec::new();
         loop {
@@ -213,15 +251,16 @@ impl Server {
     /// Reopen a fid for data access, checking it is still the same file.
     fn reopen(&self, fid: Fid, flags: OFlags) -> Result<OwnedFd, Errno> {
         let e = self.entry(fid)?;
-        let fd = match (e.kind, &e.parent) {
-            (FileType::Directory, _) => rustix::fs::openat(
+        let fd = match e.kind {
+            FileType::Directory => rustix::fs::openat(
                 e.fd.as_fd(),
                 ".",
                 flags | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )?,
-            (FileType::Regular, Some((dir, name))) => open_beneath(dir.as_fd(), name, flags, 0)?,
-            (FileType::Symlink, _) => return Err(Errno::LOOP),
+            // The very inode the fid holds, whatever its names are now.
+            FileType::Regular => reopen_fd(e.fd.as_fd(), flags)?,
+            FileType::Symlink => return Err(Errno::LOOP),
             _ => return Err(Errno::NXIO),
         };
         let st = rustix::fs::fstat(&fd)?;
@@ -242,8 +281,10 @@ impl Server {
         Ok(f)
     }
 
-    fn chown_new(&self, dir: &OwnedFd, name: &[u8], uid: u32, gid: u32) {
-        // As far as the host allows: an unprivileged gofer keeps its own ids.
+    /// Give a new node the requested owner, as far as the host allows (an
+    /// unprivileged gofer keeps its own ids), then restore setuid/setgid bits the
+    /// chown cleared: the client already decided them.
+    fn chown_new(&self, dir: &OwnedFd, name: &[u8], uid: u32, gid: u32, kind: FileType, mode: u32) {
         let _ = rustix::fs::chownat(
             dir,
             name,
@@ -251,6 +292,9 @@ impl Server {
             Some(rustix::process::Gid::from_raw(gid)),
             AtFlags::SYMLINK_NOFOLLOW,
         );
+        if mode & 0o6000 != 0 && kind != FileType::Symlink {
+            let _ = rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty());
+        }
     }
 
     /// Answer one request; an opened descriptor travels with the reply.
@@ -285,7 +329,7 @@ impl Server {
         let d = self.dir_fd(dir)?;
         let flags = self.open_flags(flags)? | OFlags::CREATE | OFlags::EXCL;
         let fd = open_beneath(d.as_fd(), name, flags, mode & 0o7777)?;
-        self.chown_new(&d, name, uid, gid);
+        self.chown_new(&d, name, uid, gid, FileType::Regular, mode);
         let (fid, attr) = self.adopt(&d, name)?;
         Ok((Reply::Node { fid, attr }, fd))
     }
@@ -325,14 +369,21 @@ impl Server {
                         rustix::fs::mknodat(&d, name.as_slice(), ft, perm, rdev)?
                     }
                 }
-                self.chown_new(&d, &name, uid, gid);
+                self.chown_new(
+                    &d,
+                    &name,
+                    uid,
+                    gid,
+                    FileType::from_mode(mode).unwrap_or(FileType::Regular),
+                    mode,
+                );
                 let (fid, attr) = self.adopt(&d, &name)?;
                 Ok(Reply::Node { fid, attr })
             }
             Request::Symlink { dir, name, target, uid, gid } => {
                 let d = self.dir_fd(dir)?;
                 rustix::fs::symlinkat(target.as_slice(), &d, name.as_slice())?;
-                self.chown_new(&d, &name, uid, gid);
+                self.chown_new(&d, &name, uid, gid, FileType::Symlink, 0);
                 let (fid, attr) = self.adopt(&d, &name)?;
                 Ok(Reply::Node { fid, attr })
             }
@@ -342,12 +393,14 @@ impl Server {
                 if t.kind == FileType::Directory {
                     return Err(Errno::PERM);
                 }
-                match &t.parent {
-                    Some((tdir, tname)) => {
-                        rustix::fs::linkat(tdir, tname.as_slice(), &d, name.as_slice(), AtFlags::empty())?
-                    }
-                    None => return Err(Errno::PERM),
-                }
+                // Link the inode the fid holds (not whatever its old name is now).
+                rustix::fs::linkat(
+                    proc_fds()?,
+                    fd_name(t.fd.as_fd()).as_str(),
+                    &d,
+                    name.as_slice(),
+                    AtFlags::SYMLINK_FOLLOW,
+                )?;
                 let (fid, attr) = self.adopt(&d, &name)?;
                 if attr.ino != self.entry(target)?.ino {
                     return Err(Errno::STALE);
@@ -571,11 +624,7 @@ impl Server {
                     rustix::fs::fchmod(self.reopen(fid, OFlags::RDONLY)?, m)?
                 }
                 FileType::Symlink => return Err(Errno::OPNOTSUPP),
-                _ => match &e.parent {
-                    // Not a symlink (checked on walk); confinement bounds a race.
-                    Some((dir, name)) => rustix::fs::chmodat(dir, name.as_slice(), m, AtFlags::empty())?,
-                    None => return Err(Errno::PERM),
-                },
+                _ => rustix::fs::chmodat(proc_fds()?, fd_name(e.fd.as_fd()).as_str(), m, AtFlags::empty())?,
             }
         }
         if valid & (v::UID | v::GID) != 0 {

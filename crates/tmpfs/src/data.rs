@@ -1,6 +1,7 @@
 //! Contents of a regular file: a sparse map of 4 KiB pages. Missing pages are holes
 //! and read as zeros; only allocated pages are charged to the filesystem's size limit
-//! and counted in `st_blocks`.
+//! and counted in `st_blocks`. Pages fallocate reserved but nothing wrote hold no
+//! memory yet: they read as zeros and are holes to SEEK_DATA, as on kernel tmpfs.
 
 use crate::{PAGE_SIZE, Shared};
 use sandfs_vfs::{Errno, Result, Whence};
@@ -20,7 +21,8 @@ fn zero_page() -> Page {
 #[derive(Default)]
 pub(crate) struct FileData {
     pub size: u64,
-    pages: BTreeMap<u64, Page>,
+    /// Allocated pages; `None`: reserved by fallocate, never written.
+    pages: BTreeMap<u64, Option<Page>>,
 }
 
 impl FileData {
@@ -42,8 +44,8 @@ impl FileData {
             let chunk = (PS - in_page).min(n - done);
             let out = &mut buf[done..done + chunk];
             match self.pages.get(&idx) {
-                Some(p) => out.copy_from_slice(&p[in_page..in_page + chunk]),
-                None => out.fill(0),
+                Some(Some(p)) => out.copy_from_slice(&p[in_page..in_page + chunk]),
+                _ => out.fill(0),
             }
             done += chunk;
         }
@@ -65,7 +67,7 @@ impl FileData {
             let pos = off + done as u64;
             let (idx, in_page) = (pos / PAGE_SIZE, (pos % PAGE_SIZE) as usize);
             let chunk = (PS - in_page).min(len - done);
-            let page = match self.pages.entry(idx) {
+            let slot = match self.pages.entry(idx) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => {
                     if let Err(e) = fs.charge_pages(1) {
@@ -74,9 +76,10 @@ impl FileData {
                         }
                         break;
                     }
-                    v.insert(zero_page())
+                    v.insert(None)
                 }
             };
+            let page = slot.get_or_insert_with(zero_page);
             page[in_page..in_page + chunk].copy_from_slice(&data[done..done + chunk]);
             done += chunk;
         }
@@ -84,14 +87,17 @@ impl FileData {
         Ok(done)
     }
 
-    /// Set the size; shrinking frees whole pages past the end and zeroes the tail of
-    /// the last one.
+    /// Set the size; shrinking frees every page past the end (a partly used last
+    /// page and pages fallocated beyond the old end included, as shmem does) and
+    /// zeroes the tail of the last one kept.
     pub fn truncate(&mut self, size: u64, fs: &Shared) -> Result<()> {
         if size > MAX_SIZE {
             return Err(Errno::FBIG);
         }
-        if size < self.size {
+        if size <= self.size {
             self.zero(size, self.size - size, fs);
+            let doomed = self.pages.split_off(&size.div_ceil(PAGE_SIZE));
+            fs.uncharge_pages(doomed.len() as u64);
         }
         self.size = size;
         Ok(())
@@ -113,7 +119,7 @@ impl FileData {
             if from >= to {
                 return;
             }
-            if let Some(p) = self.pages.get_mut(&(from / PAGE_SIZE)) {
+            if let Some(Some(p)) = self.pages.get_mut(&(from / PAGE_SIZE)) {
                 let a = (from % PAGE_SIZE) as usize;
                 p[a..a + (to - from) as usize].fill(0);
             }
@@ -136,7 +142,7 @@ impl FileData {
         let missing: Vec<u64> = (first..last).filter(|i| !self.pages.contains_key(i)).collect();
         fs.charge_pages(missing.len() as u64)?;
         for i in missing {
-            self.pages.insert(i, zero_page());
+            self.pages.insert(i, None);
         }
         if !keep_size {
             self.size = self.size.max(end);
@@ -144,7 +150,8 @@ impl FileData {
         Ok(())
     }
 
-    /// SEEK_DATA / SEEK_HOLE at page granularity; ENXIO at or past the end.
+    /// SEEK_DATA / SEEK_HOLE at page granularity (written pages are data; holes
+    /// and never-written fallocated pages are holes); ENXIO at or past the end.
     pub fn seek(&self, off: u64, whence: Whence) -> Result<u64> {
         if off >= self.size {
             return Err(Errno::NXIO);
@@ -152,17 +159,17 @@ impl FileData {
         let idx = off / PAGE_SIZE;
         match whence {
             Whence::Data => {
-                if self.pages.contains_key(&idx) {
+                if matches!(self.pages.get(&idx), Some(Some(_))) {
                     return Ok(off);
                 }
-                match self.pages.range(idx..).next() {
+                match self.pages.range(idx..).find(|(_, p)| p.is_some()) {
                     Some((k, _)) if k * PAGE_SIZE < self.size => Ok(k * PAGE_SIZE),
                     _ => Err(Errno::NXIO),
                 }
             }
             Whence::Hole => {
                 let mut i = idx;
-                while self.pages.contains_key(&i) {
+                while matches!(self.pages.get(&i), Some(Some(_))) {
                     i += 1;
                 }
                 let hole = if i == idx { off } else { i * PAGE_SIZE };

@@ -642,14 +642,14 @@ impl Handle for FileHandle {
         self.write_locked(|f, fs| f.write(data, off, fs))
     }
 
-    fn append(&self, data: &[u8]) -> Result<u64> {
+    fn append(&self, data: &[u8]) -> Result<(usize, u64)> {
         let mut end = 0;
-        self.write_locked(|f, fs| {
+        let n = self.write_locked(|f, fs| {
             let n = f.write(data, f.size, fs)?;
             end = f.size;
             Ok(n)
         })?;
-        Ok(end)
+        Ok((n, end))
     }
 
     fn fsync(&self, _datasync: bool) -> Result<()> {
@@ -659,10 +659,9 @@ impl Handle for FileHandle {
     fn fallocate(&self, flags: FallocFlags, off: u64, len: u64) -> Result<()> {
         self.write_locked(|f, fs| {
             if flags.contains(FallocFlags::PUNCH_HOLE) {
-                let end = off.saturating_add(len).min(f.size);
-                if off < end {
-                    f.zero(off, end - off, fs);
-                }
+                // Not clipped at the size: pages past the end (a partly used last one,
+                // or fallocated with KEEP_SIZE) are punched too, as shmem does.
+                f.zero(off, len, fs);
             } else if flags.contains(FallocFlags::ZERO_RANGE) {
                 // As kernel tmpfs: only allocation and hole punching.
                 return Err(Errno::OPNOTSUPP);

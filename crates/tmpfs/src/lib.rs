@@ -48,6 +48,7 @@ impl Default for TmpfsOptions {
 impl TmpfsOptions {
     /// Parse a comma-separated option string (`mode=1777,size=64m,uid=0,...`).
     /// Sizes take k/m/g suffixes or a `%` of nothing (rejected: no RAM figure here).
+    /// As on Linux, 0 for size, nr_blocks or nr_inodes means no limit.
     pub fn parse(s: &str) -> std::result::Result<TmpfsOptions, String> {
         let mut o = TmpfsOptions::default();
         for opt in s.split(',').filter(|x| !x.is_empty()) {
@@ -59,9 +60,9 @@ impl TmpfsOptions {
                 }
                 "uid" => o.uid = v.parse().map_err(|_| format!("bad tmpfs uid {v:?}"))?,
                 "gid" => o.gid = v.parse().map_err(|_| format!("bad tmpfs gid {v:?}"))?,
-                "size" => o.size = Some(parse_size(v)?),
-                "nr_blocks" => o.size = Some(parse_size(v)?.saturating_mul(PAGE_SIZE)),
-                "nr_inodes" => o.nr_inodes = Some(parse_size(v)?),
+                "size" => o.size = Some(parse_size(v)?).filter(|&n| n != 0),
+                "nr_blocks" => o.size = Some(parse_size(v)?.saturating_mul(PAGE_SIZE)).filter(|&n| n != 0),
+                "nr_inodes" => o.nr_inodes = Some(parse_size(v)?).filter(|&n| n != 0),
                 _ => return Err(format!("unknown tmpfs option {k:?}")),
             }
         }

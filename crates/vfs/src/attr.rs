@@ -75,11 +75,13 @@ impl Timespec {
     }
 
     /// Nanoseconds since the epoch (saturating outside ±292 years).
+    #[inline]
     pub fn as_nanos(self) -> i64 {
         self.sec.saturating_mul(1_000_000_000).saturating_add(self.nsec as i64)
     }
 
     /// From nanoseconds since the epoch.
+    #[inline]
     pub fn from_nanos(ns: i64) -> Timespec {
         Timespec { sec: ns.div_euclid(1_000_000_000), nsec: ns.rem_euclid(1_000_000_000) as u32 }
     }

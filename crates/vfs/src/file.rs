@@ -135,8 +135,7 @@ impl OpenFile {
         }
         self.kill_suid()?;
         if self.flags.contains(OpenFlags::APPEND) {
-            h.append(data)?;
-            return Ok(data.len());
+            return Ok(h.append(data)?.0);
         }
         h.write_at(data, off)
     }
@@ -158,8 +157,9 @@ impl OpenFile {
         self.kill_suid()?;
         let mut pos = self.pos.lock();
         if self.flags.contains(OpenFlags::APPEND) {
-            *pos = h.append(data)?;
-            return Ok(data.len());
+            let (n, end) = h.append(data)?;
+            *pos = end;
+            return Ok(n);
         }
         let n = h.write_at(data, *pos)?;
         *pos += n as u64;

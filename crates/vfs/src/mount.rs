@@ -297,9 +297,30 @@ impl MountNamespace {
         Ok(())
     }
 
-    /// Whether `node` in `mount` has something mounted on it.
+    /// Whether `node` in `mount` has something mounted on it, through `mount` or
+    /// through another mount of the same filesystem in this namespace (a bind mount
+    /// shows the same node): Linux's is_local_mountpoint looks at the dentry, not at
+    /// the path it was reached by.
     pub fn is_mount_point(&self, mount: &Arc<Mount>, node: &NodeRef) -> bool {
-        mount.child_at(node).is_some()
+        if mount.child_at(node).is_some() {
+            return true;
+        }
+        if self.root.nchildren.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let ino = node.ino();
+        let mut stack = vec![self.root.clone()];
+        while let Some(m) = stack.pop() {
+            if m.nchildren.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let children = m.children.read();
+            if Arc::ptr_eq(&m.fs, &mount.fs) && children.contains_key(&ino) {
+                return true;
+            }
+            stack.extend(children.values().cloned());
+        }
+        false
     }
 
     /// Create a missing mount point at `path` (absolute, inside this namespace) with

@@ -206,8 +206,10 @@ pub trait Handle: Send + Sync {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize>;
     /// Write at an offset; returns bytes written.
     fn write_at(&self, data: &[u8], off: u64) -> Result<usize>;
-    /// Write at the current end of file atomically; returns the end offset after.
-    fn append(&self, data: &[u8]) -> Result<u64>;
+    /// Write at the current end of file atomically; returns the bytes written
+    /// (fewer than `data.len()` when the filesystem filled up part way: a short
+    /// write, as Linux reports it) and the end offset after.
+    fn append(&self, data: &[u8]) -> Result<(usize, u64)>;
     /// Flush to stable storage.
     fn fsync(&self, datasync: bool) -> Result<()>;
     /// Allocate, punch or zero a range.

@@ -185,6 +185,14 @@ impl MountNamespace {
         if set.is_empty() {
             return loc.node.attr();
         }
+        // truncate(2) checks the type before the mount: EISDIR / EINVAL, then EROFS.
+        if set.size.is_some() {
+            match loc.node.kind() {
+                FileType::Directory => return Err(Errno::ISDIR),
+                FileType::Regular => {}
+                _ => return Err(Errno::INVAL),
+            }
+        }
         let _w = loc.mount.want_write()?;
         let attr = loc.node.attr()?;
         if set.size.is_some() {
@@ -260,14 +268,16 @@ impl MountNamespace {
     pub fn open(&self, creds: &Creds, loc: &Location, flags: OpenFlags) -> Result<OpenFile> {
         let attr = loc.node.attr()?;
         let kind = attr.kind;
+        // Linux checks O_DIRECTORY before anything else, so O_NOFOLLOW|O_DIRECTORY on
+        // a symlink is ENOTDIR, not ELOOP.
+        if flags.contains(OpenFlags::DIRECTORY) && kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
         if flags.contains(OpenFlags::PATH) {
             return OpenFile::new(self, loc.clone(), flags, creds, None, None);
         }
         if kind == FileType::Symlink {
             return Err(Errno::LOOP);
-        }
-        if flags.contains(OpenFlags::DIRECTORY) && kind != FileType::Directory {
-            return Err(Errno::NOTDIR);
         }
         let write = flags.intersects(OpenFlags::WRITE);
         let trunc = flags.contains(OpenFlags::TRUNC) && kind == FileType::Regular;
@@ -303,6 +313,9 @@ impl MountNamespace {
             }
             loc.node.setattr(&set)?;
         }
+        // The write access O_TRUNC took ends with the truncation (Linux drops it in
+        // do_open): only a file open for writing keeps the mount busy for remount ro.
+        let guard = if write { guard } else { None };
         let handle = if kind == FileType::Regular { Some(loc.node.clone().open(flags)?) } else { None };
         OpenFile::new(self, loc.clone(), flags, creds, handle, guard)
     }
@@ -528,9 +541,8 @@ impl MountNamespace {
         value: &[u8],
         flags: XattrFlags,
     ) -> Result<()> {
-        if flags.contains(XattrFlags::CREATE | XattrFlags::REPLACE) {
-            return Err(Errno::INVAL);
-        }
+        // Both XATTR_CREATE and XATTR_REPLACE is not an error on Linux: each is
+        // tested in turn (EEXIST if present, ENODATA if absent).
         if value.len() > XATTR_SIZE_MAX {
             return Err(Errno::TOOBIG);
         }

@@ -52,7 +52,9 @@ fn components(path: &[u8]) -> (Vec<&[u8]>, bool) {
 pub(crate) fn dotdot(ns: &MountNamespace, mut loc: Location) -> Location {
     loop {
         if ns.is_root(&loc) {
-            return loc;
+            // Stay at the root, as seen from above: what is mounted on `/` (as
+            // `MountNamespace::root` does), never the directory it covers.
+            return loc.cross_mounts();
         }
         if !loc.is_mount_root() {
             break;
@@ -81,21 +83,58 @@ impl<'a> Walker<'a> {
 
     /// Look up one name in `dir` (search permission, ENAMETOOLONG, mount crossing).
     pub fn step(&self, dir: &Location, name: &[u8]) -> Result<Location> {
+        self.search(dir)?;
+        if name.len() > NAME_MAX {
+            return Err(Errno::NAMETOOLONG);
+        }
+        self.step_searched(dir, name)
+    }
+
+    /// ENOTDIR unless `dir` is a directory, EACCES without search permission on it.
+    fn search(&self, dir: &Location) -> Result<()> {
         let attr = dir.node.attr()?;
         if attr.kind != FileType::Directory {
             return Err(Errno::NOTDIR);
         }
-        check_access(self.creds, &attr, MAY_EXEC)?;
+        check_access(self.creds, &attr, MAY_EXEC)
+    }
+
+    /// [`Walker::step`] in a directory already searched, for a name already checked.
+    fn step_searched(&self, dir: &Location, name: &[u8]) -> Result<Location> {
         match name {
             b"." => return Ok(dir.clone()),
             b".." => return Ok(dotdot(self.ns, dir.clone())),
             _ => {}
         }
+        let node = dir.node.lookup(name)?;
+        Ok(Location { mount: dir.mount.clone(), node }.cross_mounts())
+    }
+
+    /// Step into `name` and, if it is a symlink, follow it to a directory, in place:
+    /// `loc` moves to where `name` leads. The hot path of every walk: with no mount
+    /// or symlink on the way it swaps the node only, without cloning the mount or
+    /// building a new location.
+    fn advance(&mut self, loc: &mut Location, name: &[u8]) -> Result<()> {
+        self.search(loc)?;
+        match name {
+            b"." => return Ok(()),
+            b".." => {
+                *loc = dotdot(self.ns, loc.clone());
+                return Ok(());
+            }
+            _ => {}
+        }
         if name.len() > NAME_MAX {
             return Err(Errno::NAMETOOLONG);
         }
-        let node = dir.node.lookup(name)?;
-        Ok(Location { mount: dir.mount.clone(), node }.cross_mounts())
+        let node = loc.node.lookup(name)?;
+        if node.kind() != FileType::Symlink && loc.mount.child_at(&node).is_none() {
+            loc.node = node;
+            return Ok(());
+        }
+        let next = Location { mount: loc.mount.clone(), node }.cross_mounts();
+        *loc = if next.node.kind() == FileType::Symlink { self.follow(loc, &next, true)? } else { next };
+        Ok(())
     }
 
     fn start(&self, cwd: Option<&Location>, path: &[u8]) -> Location {
@@ -107,42 +146,40 @@ impl<'a> Walker<'a> {
 
     /// Walk every component but the last; symlinks on the way are followed.
     pub fn walk_parent(&mut self, cwd: Option<&Location>, path: &[u8]) -> Result<(Location, Last, bool)> {
-        check_path(path)?;
-        let mut loc = self.start(cwd, path);
-        let (comps, trailing) = components(path);
-        let Some((last, dirs)) = comps.split_last() else {
-            return Ok((loc, Last::Root, false));
-        };
-        for c in dirs {
-            loc = self.step_follow(&loc, c)?;
-        }
-        // Linux checks search permission on the directory holding the last component
-        // too, whatever that component turns out to be.
-        let attr = loc.node.attr()?;
-        if attr.kind != FileType::Directory {
-            return Err(Errno::NOTDIR);
-        }
-        check_access(self.creds, &attr, MAY_EXEC)?;
-        let last = match *last {
-            b"." => Last::Dot,
-            b".." => Last::DotDot,
-            n => {
-                if n.len() > NAME_MAX {
-                    return Err(Errno::NAMETOOLONG);
-                }
-                Last::Name(n.to_vec())
-            }
+        let (loc, last, trailing) = self.walk_to_last(cwd, path)?;
+        let last = match last {
+            None => Last::Root,
+            Some(b".") => Last::Dot,
+            Some(b"..") => Last::DotDot,
+            Some(n) => Last::Name(n.to_vec()),
         };
         Ok((loc, last, trailing))
     }
 
-    /// Step into `name` and, if it is a symlink, follow it to a directory.
-    fn step_follow(&mut self, dir: &Location, name: &[u8]) -> Result<Location> {
-        let next = self.step(dir, name)?;
-        if next.node.kind() == FileType::Symlink {
-            return self.follow(dir, &next, true);
+    /// What [`Walker::walk_parent`] does, with the last component borrowed from
+    /// `path` (`None` for `/`): the walk allocates nothing.
+    fn walk_to_last<'p>(
+        &mut self,
+        cwd: Option<&Location>,
+        path: &'p [u8],
+    ) -> Result<(Location, Option<&'p [u8]>, bool)> {
+        check_path(path)?;
+        let mut loc = self.start(cwd, path);
+        let mut comps = path.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        let Some(mut last) = comps.next() else {
+            return Ok((loc, None, false));
+        };
+        for c in comps {
+            self.advance(&mut loc, last)?;
+            last = c;
         }
-        Ok(next)
+        // Linux checks search permission on the directory holding the last component
+        // too, whatever that component turns out to be.
+        self.search(&loc)?;
+        if last.len() > NAME_MAX {
+            return Err(Errno::NAMETOOLONG);
+        }
+        Ok((loc, Some(last), path.ends_with(b"/")))
     }
 
     /// Follow the symlink `link` found in `dir`.
@@ -161,14 +198,11 @@ impl<'a> Walker<'a> {
     /// Resolve a whole path. `follow`: follow a final symlink (a trailing slash
     /// always does and requires a directory).
     pub fn resolve(&mut self, cwd: Option<&Location>, path: &[u8], follow: bool) -> Result<Location> {
-        let (dir, last, trailing) = self.walk_parent(cwd, path)?;
-        let name = match last {
-            Last::Root => return Ok(dir),
-            Last::Dot => b".".to_vec(),
-            Last::DotDot => b"..".to_vec(),
-            Last::Name(n) => n,
+        let (dir, last, trailing) = self.walk_to_last(cwd, path)?;
+        let Some(name) = last else {
+            return Ok(dir);
         };
-        let loc = self.step(&dir, &name)?;
+        let loc = self.step_searched(&dir, name)?;
         let kind = loc.node.kind();
         if kind == FileType::Symlink && (follow || trailing) {
             return self.follow(&dir, &loc, trailing);
