@@ -8,6 +8,7 @@
 //! client ([`client`]) is a vfs filesystem over a connection.
 
 pub mod client;
+pub mod confine;
 pub mod proto;
 pub mod server;
 pub mod transport;

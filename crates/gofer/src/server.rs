@@ -49,6 +49,11 @@ impl Source {
     pub fn readonly(&self) -> bool {
         self.readonly
     }
+
+    /// The descriptor of the source.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
 }
 
 struct Entry {
