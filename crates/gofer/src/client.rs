@@ -176,7 +176,7 @@ impl GoferFs {
             next_ino: AtomicU64::new(1 << 62),
             closing: Mutex::new(Vec::new()),
         });
-        let root = GNode::new(&inner, root, attr, None);
+        let root = GNode::new(&inner, Some(root), attr, None);
         Ok(Arc::new(GoferFs { inner, root, readonly }))
     }
 
@@ -203,7 +203,7 @@ impl Filesystem for GoferFs {
         self.root.clone()
     }
     fn statfs(&self) -> Result<StatFs> {
-        match self.inner.call(&Request::Statfs { fid: self.root.fid })?.0 {
+        match self.inner.call(&Request::Statfs { fid: self.root.fid()? })?.0 {
             Reply::StatFs(s) => Ok(s),
             _ => Err(Errno::PROTO),
         }
@@ -213,6 +213,9 @@ impl Filesystem for GoferFs {
     }
 }
 
+/// A directory and a name in it.
+type Origin = (std::sync::Weak<GNode>, Box<[u8]>);
+
 /// Cached directory entries: name → (node, when it was last confirmed).
 type Children = HashMap<Box<[u8]>, (Arc<GNode>, Instant)>;
 
@@ -220,7 +223,11 @@ type Children = HashMap<Box<[u8]>, (Arc<GNode>, Instant)>;
 pub struct GNode {
     me: std::sync::Weak<GNode>,
     inner: Arc<Inner>,
-    fid: Fid,
+    /// The server's fid; `None` for a node first seen in a directory listing, until
+    /// an operation needs it (then it is walked from `origin`).
+    fid: Mutex<Option<Fid>>,
+    /// Directory and name this node can be walked from.
+    origin: Mutex<Option<Origin>>,
     ino: u64,
     kind: FileType,
     parent: Mutex<Option<Arc<GNode>>>,
@@ -232,7 +239,9 @@ pub struct GNode {
 
 impl Drop for GNode {
     fn drop(&mut self) {
-        self.inner.closing.lock().push(self.fid);
+        if let Some(fid) = *self.fid.get_mut() {
+            self.inner.closing.lock().push(fid);
+        }
     }
 }
 
@@ -245,12 +254,13 @@ fn want<T>(
 }
 
 impl GNode {
-    fn new(inner: &Arc<Inner>, fid: Fid, attr: Attr, parent: Option<Arc<GNode>>) -> Arc<GNode> {
+    fn new(inner: &Arc<Inner>, fid: Option<Fid>, attr: Attr, parent: Option<Arc<GNode>>) -> Arc<GNode> {
         let attr = inner.view(attr);
         Arc::new_cyclic(|me| GNode {
             me: me.clone(),
             inner: inner.clone(),
-            fid,
+            fid: Mutex::new(fid),
+            origin: Mutex::new(None),
             ino: attr.ino,
             kind: attr.kind,
             parent: Mutex::new(parent),
@@ -259,6 +269,40 @@ impl GNode {
             target: OnceLock::new(),
             spare: Mutex::new(None),
         })
+    }
+
+    /// The server's fid, walking to it from `origin` the first time it is needed.
+    fn fid(&self) -> Result<Fid> {
+        if let Some(f) = *self.fid.lock() {
+            return Ok(f);
+        }
+        let (parent, name) = self.origin.lock().clone().ok_or(Errno::STALE)?;
+        let parent = parent.upgrade().ok_or(Errno::STALE)?;
+        let req = Request::Walk { dir: parent.fid()?, names: vec![name.to_vec()] };
+        let (end, entries) = want(self.inner.call(&req), |r, _| match r {
+            Reply::Walked { end, entries } => Some((end, entries)),
+            _ => None,
+        })?;
+        if let WalkEnd::Stopped { errno, .. } = end {
+            return Err(Errno::from_raw_os_error(errno));
+        }
+        let &(fid, attr) = entries.first().ok_or(Errno::PROTO)?;
+        if self.inner.ino(attr.dev, attr.ino) != self.ino {
+            // The name now refers to another file: this one is gone from the host.
+            self.inner.closing.lock().push(fid);
+            return Err(Errno::STALE);
+        }
+        let mut mine = self.fid.lock();
+        match *mine {
+            Some(f) => {
+                self.inner.closing.lock().push(fid);
+                Ok(f)
+            }
+            None => {
+                *mine = Some(fid);
+                Ok(fid)
+            }
+        }
     }
 
     fn stale(&self) {
@@ -285,7 +329,7 @@ impl GNode {
     }
 
     /// Cache `child` under `name`, keeping an existing node for the same file.
-    fn remember(&self, name: &[u8], fid: Fid, attr: Attr) -> Arc<GNode> {
+    fn remember(&self, name: &[u8], fid: Option<Fid>, attr: Attr) -> Arc<GNode> {
         let mut ch = self.children.lock();
         let ino = self.inner.ino(attr.dev, attr.ino);
         if let Some((old, at)) = ch.get_mut(name)
@@ -294,11 +338,19 @@ impl GNode {
         {
             old.set_attr(attr);
             *at = Instant::now();
-            self.inner.closing.lock().push(fid);
+            if let Some(fid) = fid {
+                let mut mine = old.fid.lock();
+                if mine.is_none() {
+                    *mine = Some(fid);
+                } else {
+                    self.inner.closing.lock().push(fid);
+                }
+            }
             return old.clone();
         }
         let parent = if attr.kind == FileType::Directory { self.me().ok() } else { None };
         let node = GNode::new(&self.inner, fid, attr, parent);
+        *node.origin.lock() = Some((self.me.clone(), name.into()));
         ch.insert(name.into(), (node.clone(), Instant::now()));
         node
     }
@@ -322,7 +374,7 @@ impl Node for GNode {
                 return Ok(*attr);
             }
         }
-        let a = want(self.inner.call(&Request::Getattr { fid: self.fid }), |r, _| match r {
+        let a = want(self.inner.call(&Request::Getattr { fid: self.fid()? }), |r, _| match r {
             Reply::Attr(a) => Some(a),
             _ => None,
         })?;
@@ -334,7 +386,7 @@ impl Node for GNode {
         if valid == 0 {
             return self.attr();
         }
-        let req = Request::Setattr { fid: self.fid, valid, mode, uid, gid, size, atime, mtime };
+        let req = Request::Setattr { fid: self.fid()?, valid, mode, uid, gid, size, atime, mtime };
         let a = want(self.inner.call(&req), |r, _| match r {
             Reply::Attr(a) => Some(a),
             _ => None,
@@ -351,7 +403,7 @@ impl Node for GNode {
         {
             return Ok(n.clone());
         }
-        let req = Request::Walk { dir: self.fid, names: vec![name.to_vec()] };
+        let req = Request::Walk { dir: self.fid()?, names: vec![name.to_vec()] };
         let (end, entries) = want(self.inner.call(&req), |r, _| match r {
             Reply::Walked { end, entries } => Some((end, entries)),
             _ => None,
@@ -361,7 +413,7 @@ impl Node for GNode {
             return Err(Errno::from_raw_os_error(errno));
         }
         let &(fid, attr) = entries.first().ok_or(Errno::PROTO)?;
-        Ok(self.remember(name, fid, attr))
+        Ok(self.remember(name, Some(fid), attr))
     }
 
     fn parent(&self) -> Option<NodeRef> {
@@ -372,7 +424,7 @@ impl Node for GNode {
         let (fid, attr, fd) = match new.kind {
             FileType::Regular => {
                 let req = Request::Create {
-                    dir: self.fid,
+                    dir: self.fid()?,
                     name: name.to_vec(),
                     flags: (rustix::fs::OFlags::RDWR).bits(),
                     mode: new.mode,
@@ -386,7 +438,7 @@ impl Node for GNode {
             }
             FileType::Symlink => {
                 let req = Request::Symlink {
-                    dir: self.fid,
+                    dir: self.fid()?,
                     name: name.to_vec(),
                     target: new.target.clone(),
                     uid: new.uid,
@@ -399,7 +451,7 @@ impl Node for GNode {
             }
             kind => {
                 let req = Request::Mknod {
-                    dir: self.fid,
+                    dir: self.fid()?,
                     name: name.to_vec(),
                     mode: kind.mode_bits() | new.mode,
                     rdev: new.rdev,
@@ -413,14 +465,14 @@ impl Node for GNode {
             }
         };
         self.stale();
-        let node = self.remember(name, fid, attr);
+        let node = self.remember(name, Some(fid), attr);
         *node.spare.lock() = fd;
         Ok(node)
     }
 
     fn link(&self, name: &[u8], target: &NodeRef) -> Result<()> {
         let t = self.downcast(target)?;
-        let req = Request::Link { dir: self.fid, name: name.to_vec(), target: t.fid };
+        let req = Request::Link { dir: self.fid()?, name: name.to_vec(), target: t.fid()? };
         let (fid, attr) = want(self.inner.call(&req), |r, _| match r {
             Reply::Node { fid, attr } => Some((fid, attr)),
             _ => None,
@@ -449,9 +501,9 @@ impl Node for GNode {
     ) -> Result<()> {
         let nd = self.downcast(new_dir)?;
         let req = Request::Rename {
-            olddir: self.fid,
+            olddir: self.fid()?,
             oldname: name.to_vec(),
-            newdir: nd.fid,
+            newdir: nd.fid()?,
             newname: new_name.to_vec(),
             flags: flags.bits(), // the vfs bits are Linux's RENAME_* values
         };
@@ -460,6 +512,7 @@ impl Node for GNode {
         let dst = nd.children.lock().remove(new_name);
         if let Some((s, _)) = &src {
             s.stale();
+            *s.origin.lock() = Some((nd.me.clone(), new_name.into()));
             if s.kind == FileType::Directory {
                 *s.parent.lock() = Some(nd.clone());
             }
@@ -468,6 +521,7 @@ impl Node for GNode {
         if let Some((d, _)) = dst {
             d.stale();
             if flags.contains(RenameFlags::EXCHANGE) {
+                *d.origin.lock() = Some((self.me.clone(), name.into()));
                 if d.kind == FileType::Directory {
                     *d.parent.lock() = Some(self.clone());
                 }
@@ -483,10 +537,16 @@ impl Node for GNode {
         let mut off = after;
         loop {
             let (entries, eof) =
-                want(self.inner.call(&Request::Getdents { dir: self.fid, off }), |r, _| match r {
+                want(self.inner.call(&Request::Getdents { dir: self.fid()?, off }), |r, _| match r {
                     Reply::Dents { entries, eof } => Some((entries, eof)),
                     _ => None,
                 })?;
+            // The listing carries every entry's attributes: cache them as nodes
+            // (fids are walked to only when an operation needs one), so a stat of
+            // each entry after a readdir costs no round trip.
+            for d in &entries {
+                self.remember(&d.name, None, d.attr);
+            }
             for d in &entries {
                 let ino = self.inner.ino(d.attr.dev, d.attr.ino);
                 if !sink(DirEntry { name: &d.name, ino, kind: d.attr.kind, offset: d.off }) {
@@ -509,7 +569,7 @@ impl Node for GNode {
         {
             return Ok(t.clone());
         }
-        let t = want(self.inner.call(&Request::Readlink { fid: self.fid }), |r, _| match r {
+        let t = want(self.inner.call(&Request::Readlink { fid: self.fid()? }), |r, _| match r {
             Reply::Data(d) => Some(d),
             _ => None,
         })?;
@@ -536,15 +596,16 @@ impl Node for GNode {
                 return Ok(Arc::new(GHandle { fd, node: self }));
             }
         }
-        let fd = want(self.inner.call(&Request::Open { fid: self.fid, flags: f.bits() }), |r, fd| match r {
-            Reply::Opened => fd,
-            _ => None,
-        })?;
+        let fd =
+            want(self.inner.call(&Request::Open { fid: self.fid()?, flags: f.bits() }), |r, fd| match r {
+                Reply::Opened => fd,
+                _ => None,
+            })?;
         Ok(Arc::new(GHandle { fd, node: self }))
     }
 
     fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
-        want(self.inner.call(&Request::Getxattr { fid: self.fid, name: name.to_vec() }), |r, _| match r {
+        want(self.inner.call(&Request::Getxattr { fid: self.fid()?, name: name.to_vec() }), |r, _| match r {
             Reply::Data(d) => Some(d),
             _ => None,
         })
@@ -554,7 +615,7 @@ impl Node for GNode {
         let fl = (if flags.contains(XattrFlags::CREATE) { 1 } else { 0 })
             | (if flags.contains(XattrFlags::REPLACE) { 2 } else { 0 });
         self.inner.call(&Request::Setxattr {
-            fid: self.fid,
+            fid: self.fid()?,
             name: name.to_vec(),
             value: value.to_vec(),
             flags: fl,
@@ -564,14 +625,14 @@ impl Node for GNode {
     }
 
     fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
-        want(self.inner.call(&Request::Listxattr { fid: self.fid }), |r, _| match r {
+        want(self.inner.call(&Request::Listxattr { fid: self.fid()? }), |r, _| match r {
             Reply::Names(n) => Some(n),
             _ => None,
         })
     }
 
     fn removexattr(&self, name: &[u8]) -> Result<()> {
-        self.inner.call(&Request::Removexattr { fid: self.fid, name: name.to_vec() })?;
+        self.inner.call(&Request::Removexattr { fid: self.fid()?, name: name.to_vec() })?;
         self.stale();
         Ok(())
     }
@@ -579,7 +640,7 @@ impl Node for GNode {
 
 impl GNode {
     fn remove(&self, name: &[u8], rmdir: bool) -> Result<()> {
-        self.inner.call(&Request::Unlink { dir: self.fid, name: name.to_vec(), rmdir })?;
+        self.inner.call(&Request::Unlink { dir: self.fid()?, name: name.to_vec(), rmdir })?;
         if let Some((n, _)) = self.children.lock().remove(name) {
             n.stale();
         }
