@@ -27,7 +27,7 @@ fn differential_gofer_against_kernel_tmpfs() {
     // private mount namespace (gone when the worker ends).
     let served = tempfile::tempdir().expect("tempdir");
     let host = kit::kernel_tmpfs(served.path()).expect("host worker");
-    let cfg = kit::Config { cases: kit::cases(300), special_xattrs: false };
+    let cfg = kit::Config { special_xattrs: false, ..kit::Config::new(kit::cases(300)) };
     let (total, stats) = kit::run_with(&kernel, cfg, || {
         let src = host
             .run(|| {

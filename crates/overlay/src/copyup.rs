@@ -1,0 +1,128 @@
+//! Copy-up: giving a lower node an upper copy before its first change. The copy is
+//! built in the work directory (data with holes kept, owner, mode, times, xattrs
+//! other than the overlay's own), then renamed into place under the overlay lock, so
+//! a half-made copy is never visible and a file is copied up once however many
+//! writers race for it.
+
+use crate::is_private_xattr;
+use crate::lower::Lower;
+use crate::node::ONode;
+use sandfs_vfs::{
+    Errno, FileType, NewNode, NodeRef, OpenFlags, RenameFlags, Result, SetAttr, TimeSet, Whence, XattrFlags,
+};
+
+const CHUNK: usize = 1 << 20;
+
+/// Copy a lower regular file's data into `upper` (an empty regular file), keeping
+/// holes: only data segments are copied, and the size is set at the end.
+pub(crate) fn copy_data(lower: &Lower, upper: &NodeRef) -> Result<()> {
+    let size = lower.attr()?.size;
+    let src = lower.open_read()?;
+    let dst = upper.clone().open(OpenFlags::WRITE)?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut off = 0u64;
+    while off < size {
+        let data = match src.seek(off, Whence::Data) {
+            Ok(d) => d,
+            Err(e) if e == Errno::NXIO => break,
+            // No hole support: copy everything, skipping all-zero chunks.
+            Err(_) => off,
+        };
+        let end = match src.seek(data, Whence::Hole) {
+            Ok(h) => h.min(size),
+            Err(_) => size,
+        };
+        let mut pos = data;
+        while pos < end {
+            let want = ((end - pos) as usize).min(CHUNK);
+            let n = src.read_at(&mut buf[..want], pos)?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                let mut done = 0;
+                while done < n {
+                    done += dst.write_at(&buf[done..n], pos + done as u64)?;
+                }
+            }
+            pos += n as u64;
+        }
+        off = end.max(pos);
+    }
+    upper.setattr(&SetAttr { size: Some(size), ..SetAttr::default() })?;
+    Ok(())
+}
+
+impl ONode {
+    /// The upper node, copying this node (and its ancestors) up first if needed.
+    pub(crate) fn copy_up(&self) -> Result<NodeRef> {
+        if let Some(u) = self.upper() {
+            return Ok(u);
+        }
+        let (parent, name) = self.parent.lock().clone().ok_or(Errno::STALE)?;
+        let pu = parent.copy_up()?;
+        let _one = self.copy_lock.lock();
+        if let Some(u) = self.upper() {
+            return Ok(u);
+        }
+        let lower = self.lowers.lock().first().cloned().ok_or(Errno::STALE)?;
+        let a = lower.attr()?;
+        let target = if a.kind == FileType::Symlink { lower.readlink()? } else { Vec::new() };
+        let work = self.fs.work.clone();
+        let tmp = self.fs.tmp_name();
+        let new = NewNode { kind: a.kind, mode: a.mode, uid: a.uid, gid: a.gid, rdev: a.rdev, target };
+        let u = work.clone().create(&tmp, &new)?;
+        let built = (|| -> Result<()> {
+            if a.kind == FileType::Regular {
+                copy_data(&lower, &u)?;
+            }
+            for x in lower.listxattr().unwrap_or_default() {
+                if is_private_xattr(&x) {
+                    continue;
+                }
+                if let Ok(v) = lower.getxattr(&x) {
+                    u.setxattr(&x, &v, XattrFlags::empty())?;
+                }
+            }
+            u.setattr(&SetAttr {
+                atime: Some(TimeSet::At(a.atime)),
+                mtime: Some(TimeSet::At(a.mtime)),
+                ctime: Some(a.ctime),
+                ..SetAttr::default()
+            })?;
+            Ok(())
+        })();
+        let placed = built.and_then(|()| {
+            let _w = self.fs.lock.write();
+            work.clone().rename(&tmp, &pu, &name, RenameFlags::NOREPLACE)
+        });
+        if let Err(e) = placed {
+            let _ = if a.kind == FileType::Directory { work.rmdir(&tmp) } else { work.unlink(&tmp) };
+            return Err(e);
+        }
+        *self.upper.lock() = Some(u.clone());
+        Ok(u)
+    }
+
+    /// Copy up for a rename: a directory that has lower layers is copied up whole
+    /// (everything it shows) and made opaque, gVisor's answer to overlayfs's EXDEV.
+    pub(crate) fn copy_up_for_move(&self) -> Result<()> {
+        let u = self.copy_up()?;
+        if self.kind != FileType::Directory || *self.opaque.lock() || self.lowers.lock().is_empty() {
+            return Ok(());
+        }
+        let mut names = Vec::new();
+        crate::dir::readdir(self, 0, &mut |e| {
+            names.push(e.name.to_vec());
+            true
+        })?;
+        for n in names {
+            self.child(&n)?.copy_up_for_move()?;
+        }
+        let _w = self.fs.lock.write();
+        u.setxattr(crate::OPAQUE_XATTR, b"y", XattrFlags::empty())?;
+        *self.opaque.lock() = true;
+        self.lowers.lock().clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,578 @@
+//! Overlay nodes: one per name looked up, cached for the life of the mount, each
+//! holding its upper node (once it exists) and its lower nodes (the topmost one for
+//! a non-directory, every merged one for a directory).
+//!
+//! Locking: the overlay's RwLock serialises namespace changes (write) against
+//! lookups that miss the cache (read); copy-ups of data happen outside it, in the
+//! work directory, and only the final rename into place takes it. A node's own
+//! mutexes are leaf locks.
+
+use crate::lower::Lower;
+use crate::{Inner, OPAQUE_XATTR, WHITEOUT_XATTR, is_private_xattr};
+use parking_lot::Mutex;
+use sandfs_vfs::{
+    Attr, DirEntry, Errno, FileType, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags, Result, SetAttr,
+    XattrFlags,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+/// A node's containing directory and its name there.
+pub(crate) type Placement = (Arc<ONode>, Box<[u8]>);
+
+/// A node of the overlay.
+pub struct ONode {
+    pub(crate) me: Weak<ONode>,
+    pub(crate) fs: Arc<Inner>,
+    pub(crate) ino: u64,
+    pub(crate) kind: FileType,
+    /// Containing directory and name (None for the root).
+    pub(crate) parent: Mutex<Option<Placement>>,
+    pub(crate) upper: Mutex<Option<NodeRef>>,
+    pub(crate) lowers: Mutex<Vec<Lower>>,
+    pub(crate) opaque: Mutex<bool>,
+    pub(crate) copy_lock: Mutex<()>,
+    pub(crate) dir: Mutex<crate::dir::DirState>,
+}
+
+/// Whether an upper node is one of our whiteouts.
+pub(crate) fn is_whiteout(n: &NodeRef) -> bool {
+    n.kind() == FileType::CharDevice
+        && n.attr().map(|a| a.rdev == 0).unwrap_or(false)
+        && n.getxattr(WHITEOUT_XATTR).is_ok()
+}
+
+pub(crate) fn is_opaque(n: &NodeRef) -> bool {
+    n.kind() == FileType::Directory && n.getxattr(OPAQUE_XATTR).map(|v| v == b"y").unwrap_or(false)
+}
+
+pub(crate) fn lower_is_whiteout(l: &Lower) -> bool {
+    l.kind() == FileType::CharDevice
+        && l.attr().map(|a| a.rdev == 0).unwrap_or(false)
+        && l.getxattr(WHITEOUT_XATTR).is_ok()
+}
+
+fn lower_is_opaque(l: &Lower) -> bool {
+    l.kind() == FileType::Directory && l.getxattr(OPAQUE_XATTR).map(|v| v == b"y").unwrap_or(false)
+}
+
+/// What a name resolves to across the layers.
+pub(crate) struct Found {
+    pub upper: Option<NodeRef>,
+    pub lowers: Vec<Lower>,
+    pub opaque: bool,
+    /// An upper whiteout sits at the name.
+    pub whiteout: bool,
+    /// Some lower layer has the name (visible or not from here).
+    pub in_lower: bool,
+}
+
+impl ONode {
+    pub(crate) fn new_root(
+        fs: &Arc<Inner>,
+        ino: u64,
+        kind: FileType,
+        upper: NodeRef,
+        lowers: Vec<Lower>,
+    ) -> Arc<ONode> {
+        ONode::build(fs, ino, kind, None, Some(upper), lowers, false)
+    }
+
+    fn build(
+        fs: &Arc<Inner>,
+        ino: u64,
+        kind: FileType,
+        parent: Option<Placement>,
+        upper: Option<NodeRef>,
+        lowers: Vec<Lower>,
+        opaque: bool,
+    ) -> Arc<ONode> {
+        Arc::new_cyclic(|me| ONode {
+            me: me.clone(),
+            fs: fs.clone(),
+            ino,
+            kind,
+            parent: Mutex::new(parent),
+            upper: Mutex::new(upper),
+            lowers: Mutex::new(lowers),
+            opaque: Mutex::new(opaque),
+            copy_lock: Mutex::new(()),
+            dir: Mutex::new(crate::dir::DirState::default()),
+        })
+    }
+
+    pub(crate) fn arc(&self) -> Result<Arc<ONode>> {
+        self.me.upgrade().ok_or(Errno::STALE)
+    }
+
+    /// The upper node, if copied up.
+    pub fn upper(&self) -> Option<NodeRef> {
+        self.upper.lock().clone()
+    }
+
+    fn top_lower(&self) -> Option<Lower> {
+        self.lowers.lock().first().cloned()
+    }
+
+    /// Look `name` up through the layers below this directory (caller holds the
+    /// overlay lock, read or write).
+    pub(crate) fn find(&self, name: &[u8]) -> Result<Found> {
+        let mut f =
+            Found { upper: None, lowers: Vec::new(), opaque: false, whiteout: false, in_lower: false };
+        let mut stop = false;
+        let mut first_kind = None;
+        if let Some(u) = self.upper() {
+            match u.lookup(name) {
+                Ok(c) if is_whiteout(&c) => {
+                    f.whiteout = true;
+                    stop = true;
+                }
+                Ok(c) => {
+                    first_kind = Some(c.kind());
+                    if c.kind() != FileType::Directory || is_opaque(&c) {
+                        f.opaque = c.kind() == FileType::Directory;
+                        stop = true;
+                    }
+                    f.upper = Some(c);
+                }
+                Err(e) if e == Errno::NOENT => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let opaque_here = *self.opaque.lock();
+        let lowers = self.lowers.lock().clone();
+        for l in &lowers {
+            if l.kind() != FileType::Directory {
+                break;
+            }
+            let c = match l.lookup(name) {
+                Ok(c) => c,
+                Err(e) if e == Errno::NOENT => continue,
+                Err(e) => return Err(e),
+            };
+            f.in_lower = true;
+            if stop || opaque_here || lower_is_whiteout(&c) {
+                break;
+            }
+            match first_kind {
+                None => {
+                    first_kind = Some(c.kind());
+                    let dir = c.kind() == FileType::Directory;
+                    let opaque = lower_is_opaque(&c);
+                    f.lowers.push(c);
+                    if !dir || opaque {
+                        stop = true;
+                    }
+                }
+                Some(FileType::Directory) if c.kind() == FileType::Directory => {
+                    let opaque = lower_is_opaque(&c);
+                    f.lowers.push(c);
+                    if opaque {
+                        stop = true;
+                    }
+                }
+                Some(_) => stop = true,
+            }
+        }
+        Ok(f)
+    }
+
+    /// The child named `name`, from the cache or the layers.
+    pub(crate) fn child(&self, name: &[u8]) -> Result<Arc<ONode>> {
+        if self.kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        if let Some(c) = self.dir.lock().children.get(name) {
+            return Ok(c.clone());
+        }
+        let _r = self.fs.lock.read();
+        self.child_locked(name)
+    }
+
+    /// [`ONode::child`] with the overlay lock already held.
+    pub(crate) fn child_locked(&self, name: &[u8]) -> Result<Arc<ONode>> {
+        if let Some(c) = self.dir.lock().children.get(name) {
+            return Ok(c.clone());
+        }
+        let f = self.find(name)?;
+        let (kind, layer, real) = match (&f.upper, f.lowers.first()) {
+            (_, Some(l)) => (l.kind(), 1 + l.layer(), l.ino()),
+            (Some(u), None) => (u.kind(), 0, u.ino()),
+            (None, None) => return Err(Errno::NOENT),
+        };
+        let kind = f.upper.as_ref().map(|u| u.kind()).unwrap_or(kind);
+        let ino = self.fs.ino(layer, real);
+        let node =
+            ONode::build(&self.fs, ino, kind, Some((self.arc()?, name.into())), f.upper, f.lowers, f.opaque);
+        self.dir.lock().children.insert(name.into(), node.clone());
+        Ok(node)
+    }
+
+    /// Cache `child` under `name` in this directory.
+    pub(crate) fn cache(&self, name: &[u8], child: Arc<ONode>) {
+        self.dir.lock().children.insert(name.into(), child);
+    }
+
+    pub(crate) fn uncache(&self, name: &[u8]) -> Option<Arc<ONode>> {
+        self.dir.lock().children.remove(name)
+    }
+
+    /// Make a whiteout at `name` in upper directory `udir`.
+    pub(crate) fn make_whiteout(udir: &NodeRef, name: &[u8]) -> Result<()> {
+        let new =
+            NewNode { kind: FileType::CharDevice, mode: 0, uid: 0, gid: 0, rdev: 0, target: Vec::new() };
+        let wo = udir.clone().create(name, &new)?;
+        if let Err(e) = wo.setxattr(WHITEOUT_XATTR, b"y", XattrFlags::empty()) {
+            let _ = udir.unlink(name);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn set_opaque(&self, udir: &NodeRef) -> Result<()> {
+        udir.setxattr(OPAQUE_XATTR, b"y", XattrFlags::empty())?;
+        *self.opaque.lock() = true;
+        self.lowers.lock().clear();
+        Ok(())
+    }
+
+    fn writing(flags: OpenFlags) -> bool {
+        flags.intersects(OpenFlags::WRITE | OpenFlags::TRUNC | OpenFlags::APPEND)
+    }
+
+    /// Remove the upper entry `name` of directory `udir` if it is a whiteout.
+    fn clear_whiteout(udir: &NodeRef, name: &[u8]) -> Result<bool> {
+        match udir.lookup(name) {
+            Ok(n) if is_whiteout(&n) => {
+                udir.unlink(name)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether this directory shows no entries.
+    fn is_empty_merged(&self) -> Result<bool> {
+        let mut empty = true;
+        self.readdir(0, &mut |_| {
+            empty = false;
+            false
+        })?;
+        Ok(empty)
+    }
+
+    /// Empty the upper directory of a merged directory that shows nothing (it can
+    /// hold only whiteouts), so it can be removed or replaced.
+    fn purge_whiteouts(udir: &NodeRef) -> Result<()> {
+        let mut names = Vec::new();
+        udir.readdir(0, &mut |e| {
+            names.push(e.name.to_vec());
+            true
+        })?;
+        for n in names {
+            udir.unlink(&n)?;
+        }
+        Ok(())
+    }
+}
+
+impl Node for ONode {
+    fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    fn kind(&self) -> FileType {
+        self.kind
+    }
+
+    fn attr(&self) -> Result<Attr> {
+        let mut a = match self.upper() {
+            Some(u) => {
+                let mut a = u.attr()?;
+                // A merged directory's link count is unknown; like overlayfs, say 1
+                // (which find(1) understands).
+                if self.kind == FileType::Directory && !self.lowers.lock().is_empty() {
+                    a.nlink = 1;
+                }
+                a
+            }
+            None => self.top_lower().ok_or(Errno::STALE)?.attr()?,
+        };
+        a.ino = self.ino;
+        a.dev = self.fs.dev;
+        Ok(a)
+    }
+
+    fn setattr(&self, set: &SetAttr) -> Result<Attr> {
+        let u = self.copy_up()?;
+        let mut a = u.setattr(set)?;
+        a.ino = self.ino;
+        a.dev = self.fs.dev;
+        Ok(a)
+    }
+
+    fn lookup(&self, name: &[u8]) -> Result<NodeRef> {
+        self.child(name).map(|c| c as NodeRef)
+    }
+
+    fn parent(&self) -> Option<NodeRef> {
+        self.parent.lock().as_ref().map(|(p, _)| p.clone() as NodeRef)
+    }
+
+    fn create(self: Arc<Self>, name: &[u8], new: &NewNode) -> Result<NodeRef> {
+        let udir = self.copy_up()?;
+        let _w = self.fs.lock.write();
+        if self.child_locked(name).is_ok() {
+            return Err(Errno::EXIST);
+        }
+        let f = self.find(name)?;
+        let had_whiteout = Self::clear_whiteout(&udir, name)?;
+        let child = match udir.clone().create(name, new) {
+            Ok(c) => c,
+            Err(e) => {
+                if had_whiteout {
+                    let _ = Self::make_whiteout(&udir, name);
+                }
+                return Err(e);
+            }
+        };
+        let mut opaque = false;
+        if new.kind == FileType::Directory && (had_whiteout || f.in_lower) {
+            child.setxattr(OPAQUE_XATTR, b"y", XattrFlags::empty())?;
+            opaque = true;
+        }
+        let ino = self.fs.ino(0, child.ino());
+        let node = ONode::build(
+            &self.fs,
+            ino,
+            new.kind,
+            Some((self.clone(), name.into())),
+            Some(child),
+            Vec::new(),
+            opaque,
+        );
+        self.cache(name, node.clone());
+        Ok(node)
+    }
+
+    fn link(&self, name: &[u8], target: &NodeRef) -> Result<()> {
+        let any: Arc<dyn std::any::Any + Send + Sync> = target.clone();
+        let t = any.downcast::<ONode>().map_err(|_| Errno::XDEV)?;
+        let tu = t.copy_up()?;
+        let udir = self.copy_up()?;
+        let _w = self.fs.lock.write();
+        if self.child_locked(name).is_ok() {
+            return Err(Errno::EXIST);
+        }
+        let had_whiteout = Self::clear_whiteout(&udir, name)?;
+        if let Err(e) = udir.link(name, &tu) {
+            if had_whiteout {
+                let _ = Self::make_whiteout(&udir, name);
+            }
+            return Err(e);
+        }
+        self.cache(name, t);
+        Ok(())
+    }
+
+    fn unlink(&self, name: &[u8]) -> Result<()> {
+        self.remove(name, false)
+    }
+
+    fn rmdir(&self, name: &[u8]) -> Result<()> {
+        self.remove(name, true)
+    }
+
+    fn rename(
+        self: Arc<Self>,
+        name: &[u8],
+        new_dir: &NodeRef,
+        new_name: &[u8],
+        flags: RenameFlags,
+    ) -> Result<()> {
+        let any: Arc<dyn std::any::Any + Send + Sync> = new_dir.clone();
+        let nd = any.downcast::<ONode>().map_err(|_| Errno::XDEV)?;
+        if flags.contains(RenameFlags::WHITEOUT) {
+            return Err(Errno::INVAL);
+        }
+        let src = self.child(name)?;
+        let dst = nd.child(new_name).ok();
+        if let Some(d) = &dst
+            && Arc::ptr_eq(d, &src)
+        {
+            return Ok(());
+        }
+        // Copy-ups first (they take the overlay lock themselves). A directory that
+        // has lower layers moves whole: copied up with everything in it, then opaque.
+        let ou = self.copy_up()?;
+        let nu = nd.copy_up()?;
+        src.copy_up_for_move()?;
+        if flags.contains(RenameFlags::EXCHANGE)
+            && let Some(d) = &dst
+        {
+            d.copy_up_for_move()?;
+        }
+        let _w = self.fs.lock.write();
+        let src_in_lower = self.find(name)?.in_lower;
+        let f = nd.find(new_name)?;
+        let dst_in_lower = f.in_lower;
+        if flags.contains(RenameFlags::NOREPLACE) && (f.upper.is_some() || !f.lowers.is_empty()) {
+            return Err(Errno::EXIST);
+        }
+        if flags.contains(RenameFlags::EXCHANGE) {
+            let dst = dst.ok_or(Errno::NOENT)?;
+            ou.clone().rename(name, &nu, new_name, RenameFlags::EXCHANGE)?;
+            for (node, to_dir, to_name, in_lower) in
+                [(&src, &nd, new_name, dst_in_lower), (&dst, &self, name, src_in_lower)]
+            {
+                if node.kind == FileType::Directory
+                    && in_lower
+                    && !*node.opaque.lock()
+                    && let Some(u) = node.upper()
+                {
+                    node.set_opaque(&u)?;
+                }
+                *node.parent.lock() = Some((to_dir.clone(), to_name.into()));
+            }
+            self.uncache(name);
+            nd.uncache(new_name);
+            nd.cache(new_name, src);
+            self.cache(name, dst);
+            return Ok(());
+        }
+        // Replacing a directory: it must show nothing; its upper may hold whiteouts.
+        if let Some(d) = &dst
+            && d.kind == FileType::Directory
+        {
+            if !d.is_empty_merged()? {
+                return Err(Errno::NOTEMPTY);
+            }
+            if let Some(du) = d.upper() {
+                Self::purge_whiteouts(&du)?;
+            }
+        }
+        let had_whiteout = Self::clear_whiteout(&nu, new_name)?;
+        if let Err(e) = ou.clone().rename(name, &nu, new_name, RenameFlags::empty()) {
+            if had_whiteout {
+                let _ = Self::make_whiteout(&nu, new_name);
+            }
+            return Err(e);
+        }
+        if src_in_lower {
+            Self::make_whiteout(&ou, name)?;
+        }
+        if src.kind == FileType::Directory
+            && (dst_in_lower || had_whiteout)
+            && !*src.opaque.lock()
+            && let Some(u) = src.upper()
+        {
+            src.set_opaque(&u)?;
+        }
+        *src.parent.lock() = Some((nd.clone(), new_name.into()));
+        self.uncache(name);
+        nd.uncache(new_name);
+        nd.cache(new_name, src);
+        Ok(())
+    }
+
+    fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()> {
+        crate::dir::readdir(self, after, sink)
+    }
+
+    fn readlink(&self) -> Result<Vec<u8>> {
+        match self.upper() {
+            Some(u) => u.readlink(),
+            None => self.top_lower().ok_or(Errno::STALE)?.readlink(),
+        }
+    }
+
+    fn open(self: Arc<Self>, flags: OpenFlags) -> Result<Arc<dyn Handle>> {
+        if Self::writing(flags) {
+            return self.copy_up()?.open(flags);
+        }
+        match self.upper() {
+            Some(u) => u.open(flags),
+            // A read-only handle keeps reading the lower file even after another
+            // handle copies it up, as on Linux.
+            None => self.top_lower().ok_or(Errno::STALE)?.open_read(),
+        }
+    }
+
+    fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
+        if is_private_xattr(name) {
+            return Err(Errno::NODATA);
+        }
+        match self.upper() {
+            Some(u) => u.getxattr(name),
+            None => self.top_lower().ok_or(Errno::STALE)?.getxattr(name),
+        }
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+        if is_private_xattr(name) {
+            return Err(Errno::PERM);
+        }
+        self.copy_up()?.setxattr(name, value, flags)
+    }
+
+    fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
+        let mut names = match self.upper() {
+            Some(u) => u.listxattr()?,
+            None => self.top_lower().ok_or(Errno::STALE)?.listxattr()?,
+        };
+        names.retain(|n| !is_private_xattr(n));
+        Ok(names)
+    }
+
+    fn removexattr(&self, name: &[u8]) -> Result<()> {
+        if is_private_xattr(name) {
+            return Err(Errno::PERM);
+        }
+        // Removing what is not there changes nothing: no copy-up (as overlayfs).
+        if self.upper().is_none() {
+            self.top_lower().ok_or(Errno::STALE)?.getxattr(name)?;
+        }
+        self.copy_up()?.removexattr(name)
+    }
+}
+
+impl ONode {
+    fn remove(&self, name: &[u8], is_rmdir: bool) -> Result<()> {
+        let child = self.child(name)?;
+        let check = || -> Result<()> {
+            if is_rmdir {
+                if child.kind != FileType::Directory {
+                    return Err(Errno::NOTDIR);
+                }
+                if !child.is_empty_merged()? {
+                    return Err(Errno::NOTEMPTY);
+                }
+            } else if child.kind == FileType::Directory {
+                return Err(Errno::ISDIR);
+            }
+            Ok(())
+        };
+        // Refuse before copying anything up, and again once the lock is held.
+        check()?;
+        let udir = self.copy_up()?;
+        let _w = self.fs.lock.write();
+        let f = self.find(name)?;
+        check()?;
+        if let Some(u) = &f.upper {
+            if is_rmdir {
+                Self::purge_whiteouts(u)?;
+                udir.rmdir(name)?;
+            } else {
+                udir.unlink(name)?;
+            }
+        }
+        if f.in_lower {
+            Self::make_whiteout(&udir, name)?;
+        }
+        self.uncache(name);
+        Ok(())
+    }
+}
+
+/// Map of children, kept by [`crate::dir::DirState`].
+pub(crate) type Children = HashMap<Box<[u8]>, Arc<ONode>>;

@@ -1,0 +1,295 @@
+//! Overlay behaviour that the kernel differential test cannot cover: gVisor's
+//! extensions, 0/0 devices, concurrency, sparse copy-up, inode stability, hard links
+//! in a lower layer, and the configureOverlay root rules.
+
+use sandfs_overlay::{OPAQUE_XATTR, Overlay};
+use sandfs_tmpfs::{Tmpfs, TmpfsOptions};
+use sandfs_vfs::ops::Make;
+use sandfs_vfs::{
+    Creds, Errno, FallocFlags, FileType, Filesystem, MountFlags, MountNamespace, OpenFlags, RenameFlags,
+    SetAttr, Whence,
+};
+use std::sync::Arc;
+
+fn root() -> Creds {
+    Creds::root()
+}
+
+/// A lower tmpfs with `d/{x,y}`, `d/e/z`, `f` (content "lower"), and `h1`,`h2` hard links.
+fn lower() -> Arc<Tmpfs> {
+    let fs = Tmpfs::new_default();
+    let ns = MountNamespace::new(fs.clone(), MountFlags::empty());
+    let c = root();
+    ns.mkdir(&c, None, "d", 0o755).unwrap();
+    ns.mkdir(&c, None, "d/e", 0o750).unwrap();
+    for p in ["d/x", "d/y", "d/e/z", "f", "h1"] {
+        let f = ns.open_path(&c, None, p, OpenFlags::WRITE | OpenFlags::CREAT, 0o644).unwrap();
+        f.write_at(b"lower", 0).unwrap();
+    }
+    ns.link_path(&c, None, "h1", "h2").unwrap();
+    fs
+}
+
+fn overlay(lower: &Arc<Tmpfs>) -> (Arc<Overlay>, Arc<MountNamespace>) {
+    let ov = Overlay::new(Tmpfs::new_default(), vec![lower.clone()]).unwrap();
+    let ns = MountNamespace::new(ov.clone(), MountFlags::empty());
+    (ov, ns)
+}
+
+fn read(ns: &MountNamespace, p: &str) -> Vec<u8> {
+    let f = ns.open_path(&root(), None, p, OpenFlags::READ, 0).unwrap();
+    let mut buf = vec![0u8; 1 << 16];
+    let n = f.read_at(&mut buf, 0).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn list(ns: &MountNamespace, p: &str) -> Vec<String> {
+    let f = ns.open_path(&root(), None, p, OpenFlags::READ | OpenFlags::DIRECTORY, 0).unwrap();
+    let mut v = Vec::new();
+    f.readdir(&mut |e| {
+        if e.name != b"." && e.name != b".." {
+            v.push(String::from_utf8_lossy(e.name).into_owned());
+        }
+        true
+    })
+    .unwrap();
+    v.sort();
+    v
+}
+
+#[test]
+fn renaming_a_lower_directory_copies_it_up_opaque() {
+    let l = lower();
+    let (ov, ns) = overlay(&l);
+    let c = root();
+    let ino = ns.stat(&c, None, "d", false).unwrap().ino;
+    ns.rename_path(&c, None, "d", "moved", RenameFlags::empty()).unwrap();
+    assert_eq!(list(&ns, "moved"), ["e", "x", "y"]);
+    assert_eq!(list(&ns, "moved/e"), ["z"]);
+    assert_eq!(read(&ns, "moved/e/z"), b"lower");
+    assert_eq!(ns.stat(&c, None, "d", false).unwrap_err(), Errno::NOENT);
+    assert_eq!(ns.stat(&c, None, "moved", false).unwrap().ino, ino, "st_ino survives the move");
+    // The moved directory is opaque in the upper layer; the lower is untouched.
+    let up = ov.upper_root().unwrap().lookup(b"moved").unwrap();
+    assert_eq!(up.getxattr(OPAQUE_XATTR).unwrap(), b"y");
+    assert!(l.root().lookup(b"d").is_ok());
+    assert!(l.root().lookup(b"moved").is_err());
+    // NOREPLACE works onto a lower name.
+    assert_eq!(ns.rename_path(&c, None, "moved", "f", RenameFlags::NOREPLACE), Err(Errno::EXIST));
+}
+
+#[test]
+fn char_device_zero_zero_is_not_a_whiteout() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    ns.mknod(&c, None, "dev00", Make::CharDev(0), 0o600).unwrap();
+    let a = ns.stat(&c, None, "dev00", false).unwrap();
+    assert_eq!((a.kind, a.rdev), (FileType::CharDevice, 0));
+    assert!(list(&ns, "/").contains(&"dev00".to_string()));
+    // Over a deleted lower name too.
+    ns.unlink_path(&c, None, "f").unwrap();
+    ns.mknod(&c, None, "f", Make::CharDev(0), 0o600).unwrap();
+    assert_eq!(ns.stat(&c, None, "f", false).unwrap().kind, FileType::CharDevice);
+    ns.unlink_path(&c, None, "f").unwrap();
+    assert_eq!(ns.stat(&c, None, "f", false).unwrap_err(), Errno::NOENT, "the whiteout came back");
+}
+
+#[test]
+fn one_copy_up_under_concurrent_writers() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let threads: Vec<_> = (0..8u64)
+        .map(|i| {
+            let ns = ns.clone();
+            std::thread::spawn(move || {
+                let f = ns.open_path(&root(), None, "f", OpenFlags::WRITE, 0).unwrap();
+                f.write_at(&[b'0' + i as u8], 100 + i).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let data = read(&ns, "f");
+    assert_eq!(&data[..5], b"lower");
+    for i in 0..8u64 {
+        assert_eq!(data[100 + i as usize], b'0' + i as u8, "write {i} lost");
+    }
+    assert_eq!(read_lower(&l, "f"), b"lower");
+}
+
+fn read_lower(l: &Arc<Tmpfs>, p: &str) -> Vec<u8> {
+    let ns = MountNamespace::new(l.clone(), MountFlags::empty());
+    read(&ns, p)
+}
+
+#[test]
+fn sparse_copy_up_keeps_holes_and_read_handles_keep_the_lower_file() {
+    let l = lower();
+    {
+        let ns = MountNamespace::new(l.clone(), MountFlags::empty());
+        let f = ns.open_path(&root(), None, "sparse", OpenFlags::WRITE | OpenFlags::CREAT, 0o644).unwrap();
+        f.write_at(b"head", 0).unwrap();
+        f.write_at(b"tail", 64 << 20).unwrap();
+    }
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    let reader = ns.open_path(&c, None, "sparse", OpenFlags::READ, 0).unwrap();
+    let w = ns.open_path(&c, None, "sparse", OpenFlags::WRITE, 0).unwrap();
+    w.write_at(b"HEAD", 0).unwrap();
+    let a = ns.stat(&c, None, "sparse", false).unwrap();
+    assert_eq!(a.size, (64 << 20) + 4);
+    assert!(a.blocks <= 16, "holes were filled: {} blocks", a.blocks);
+    assert_eq!(w.seek_data(4096, Whence::Data).unwrap(), 64 << 20);
+    let mut buf = [0u8; 4];
+    reader.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"head", "the read-only handle keeps the lower file");
+    let fresh = ns.open_path(&c, None, "sparse", OpenFlags::READ, 0).unwrap();
+    fresh.read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"HEAD");
+}
+
+#[test]
+fn size_limit_gives_enospc_without_corruption() {
+    let l = lower();
+    let upper = Tmpfs::new(&TmpfsOptions { size: Some(1 << 20), ..TmpfsOptions::default() }).unwrap();
+    let ov = Overlay::new(upper, vec![l.clone()]).unwrap();
+    let ns = MountNamespace::new(ov, MountFlags::empty());
+    let f = ns.open_path(&root(), None, "big", OpenFlags::WRITE | OpenFlags::CREAT, 0o644).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    let mut written = 0u64;
+    let err = loop {
+        match f.write_at(&chunk, written) {
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, Errno::NOSPC);
+    assert!(written > 0 && written <= 1 << 20);
+    let data = read_all(&ns, "big");
+    assert_eq!(data.len() as u64, written);
+    assert!(data.iter().all(|&b| b == 7));
+    // Copy-up of a lower file also fails cleanly, leaving the lower visible.
+    assert_eq!(read(&ns, "f"), b"lower");
+}
+
+fn read_all(ns: &MountNamespace, p: &str) -> Vec<u8> {
+    let f = ns.open_path(&root(), None, p, OpenFlags::READ, 0).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn inode_numbers_are_stable_across_copy_up() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    let d = ns.stat(&c, None, "d", false).unwrap().ino;
+    let x = ns.stat(&c, None, "d/x", false).unwrap().ino;
+    ns.setattr_path(&c, None, "d/x", &SetAttr { mode: Some(0o600), ..Default::default() }, false).unwrap();
+    assert_eq!(ns.stat(&c, None, "d", false).unwrap().ino, d);
+    assert_eq!(ns.stat(&c, None, "d/x", false).unwrap().ino, x);
+    let dev = ns.stat(&c, None, "d/x", false).unwrap().dev;
+    assert_eq!(ns.stat(&c, None, "f", false).unwrap().dev, dev, "one st_dev for the whole overlay");
+}
+
+#[test]
+fn copy_up_of_a_lower_hard_link_breaks_the_link() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    let f = ns.open_path(&c, None, "h1", OpenFlags::WRITE, 0).unwrap();
+    f.write_at(b"UPPER", 0).unwrap();
+    assert_eq!(read(&ns, "h1"), b"UPPER");
+    assert_eq!(read(&ns, "h2"), b"lower", "the other name still shows the lower file");
+    assert_eq!(ns.stat(&c, None, "h1", false).unwrap().nlink, 1);
+}
+
+#[test]
+fn root_rules_of_configure_overlay() {
+    // The upper root takes the lower root's owner and mode.
+    let l = lower();
+    let lns = MountNamespace::new(l.clone(), MountFlags::empty());
+    lns.setattr_path(
+        &root(),
+        None,
+        "/",
+        &SetAttr { mode: Some(0o750), uid: Some(42), gid: Some(43), ..Default::default() },
+        false,
+    )
+    .unwrap();
+    let (_ov, ns) = overlay(&l);
+    let a = ns.stat(&root(), None, "/", false).unwrap();
+    assert_eq!((a.mode, a.uid, a.gid), (0o750, 42, 43));
+    // A regular-file lower root is copied up eagerly.
+    let file = Tmpfs::new(&TmpfsOptions { root: FileType::Regular, ..TmpfsOptions::default() }).unwrap();
+    file.root().open(OpenFlags::WRITE).unwrap().write_at(b"file root", 0).unwrap();
+    let ov = Overlay::new(Tmpfs::new_default(), vec![file.clone()]).unwrap();
+    let up = ov.upper_root().unwrap();
+    assert_eq!(up.kind(), FileType::Regular);
+    let mut buf = [0u8; 9];
+    up.open(OpenFlags::READ).unwrap().read_at(&mut buf, 0).unwrap();
+    assert_eq!(&buf, b"file root");
+    // Other root types are refused.
+    struct LinkRoot(sandfs_vfs::NodeRef);
+    impl Filesystem for LinkRoot {
+        fn root(&self) -> sandfs_vfs::NodeRef {
+            self.0.clone()
+        }
+        fn statfs(&self) -> sandfs_vfs::Result<sandfs_vfs::StatFs> {
+            Err(Errno::NOSYS)
+        }
+        fn name(&self) -> &str {
+            "symlink-root"
+        }
+    }
+    let t = Tmpfs::new_default();
+    let tns = MountNamespace::new(t.clone(), MountFlags::empty());
+    let link = tns.symlink(&root(), None, "/", "l").unwrap().node;
+    let refused = Overlay::new(Tmpfs::new_default(), vec![Arc::new(LinkRoot(link))]);
+    assert_eq!(refused.err(), Some(Errno::INVAL));
+}
+
+#[test]
+fn lower_layers_are_never_written() {
+    let l = lower();
+    let before = snapshot(&l);
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    ns.rename_path(&c, None, "d", "d2", RenameFlags::empty()).unwrap();
+    ns.unlink_path(&c, None, "f").unwrap();
+    ns.mkdir(&c, None, "new", 0o755).unwrap();
+    ns.open_path(&c, None, "h1", OpenFlags::WRITE | OpenFlags::TRUNC, 0).unwrap();
+    ns.setattr_path(&c, None, "h2", &SetAttr { mode: Some(0o777), ..Default::default() }, false).unwrap();
+    let f = ns.open_path(&c, None, "d2/e/z", OpenFlags::WRITE, 0).unwrap();
+    f.fallocate(FallocFlags::KEEP_SIZE | FallocFlags::PUNCH_HOLE, 0, 2).unwrap();
+    assert_eq!(snapshot(&l), before);
+}
+
+fn snapshot(l: &Arc<Tmpfs>) -> Vec<(String, u32, u64, Vec<u8>)> {
+    let ns = MountNamespace::new(l.clone(), MountFlags::empty());
+    let mut out = Vec::new();
+    let mut stack = vec!["".to_string()];
+    while let Some(d) = stack.pop() {
+        for n in list(&ns, if d.is_empty() { "/" } else { &d }) {
+            let p = format!("{d}/{n}");
+            let a = ns.stat(&root(), None, &p, false).unwrap();
+            let data = if a.kind == FileType::Regular { read(&ns, &p) } else { Vec::new() };
+            if a.kind == FileType::Directory {
+                stack.push(p.clone());
+            }
+            out.push((p, a.mode, a.mtime.as_nanos() as u64, data));
+        }
+    }
+    out.sort();
+    out
+}
