@@ -1,0 +1,398 @@
+//! Building a container's mount namespace from its spec: the runsc `vfs.go` flow.
+//!
+//! 1. The root from the gofer, read-only if `root.readonly` (then with no overlay),
+//!    else under an overlay when `--overlay2` says so. A read-only root still gets an
+//!    in-memory upper, mounted read-only, so mount points can be made synthetically
+//!    without touching the host.
+//! 2. Submounts parents first; each mount point made with its parents (directories
+//!    0755, a 0644 file for a file mount), following symlinks inside the root; a
+//!    read-only mount holding a new mount point is switched to read-write for that
+//!    and back (failing to restore is fatal).
+//! 3. tmpfs, binds (gofer; overlaid with `all:`), pod volumes (one master per shared
+//!    volume, the same filesystem attached to each container, possibly more
+//!    restrictive), kernel mounts recorded for the sandbox process.
+//! 4. /tmp: a 01777 tmpfs when no mount targets it and it is absent or empty.
+//! 5. The restore map: (container, destination) for every gofer connection, shared
+//!    volumes once.
+
+use crate::config::{Medium, OverlayScope, RuntimeConfig};
+use crate::error::SetupError;
+use crate::hints::{self, Hint, HintType, Share};
+use crate::host::Host;
+use crate::plan::{self, Kind, Planned};
+use oci_spec::runtime::Spec;
+use sandfs_gofer::client::FileAccess;
+use sandfs_overlay::Overlay;
+use sandfs_tmpfs::{Tmpfs, TmpfsOptions};
+use sandfs_vfs::{Creds, Errno, FileType, Filesystem, Location, MountFlags, MountNamespace, OpenFlags};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A kernel filesystem the sandbox process mounts itself, in plan order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelMount {
+    /// Where, inside the container.
+    pub destination: PathBuf,
+    /// proc, sysfs, devpts, mqueue, cgroup or cgroup2.
+    pub fstype: String,
+    /// The spec's source field.
+    pub source: Option<PathBuf>,
+    /// Data options as given.
+    pub data: Vec<String>,
+    /// Generic flags.
+    pub flags: MountFlags,
+}
+
+/// Identifies a host-backed mount across checkpoint and restore.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RestoreKey {
+    /// A container's own mount (its root is "/").
+    Mount {
+        /// Container name.
+        container: String,
+        /// Mount destination.
+        destination: PathBuf,
+    },
+    /// A pod volume shared by containers, restored once.
+    Volume(String),
+}
+
+/// What a restored sandbox re-binds a new gofer connection to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreSource {
+    /// Host path.
+    pub source: PathBuf,
+    /// Read-only.
+    pub readonly: bool,
+}
+
+/// A container's filesystem, ready.
+pub struct ContainerFs {
+    /// The namespace the container sees.
+    pub ns: Arc<MountNamespace>,
+    /// Kernel mounts for the sandbox process, parents first.
+    pub kernel: Vec<KernelMount>,
+    /// What was skipped or dropped.
+    pub warnings: Vec<String>,
+    /// The root overlay, when there is one (for --diff and --export-upper).
+    pub root_overlay: Option<Arc<Overlay>>,
+}
+
+/// One sandbox: the host, the runtime config, the pod volumes and the restore map.
+pub struct Sandbox<H: Host> {
+    host: H,
+    cfg: RuntimeConfig,
+    hints: Vec<Hint>,
+    masters: BTreeMap<String, Arc<dyn Filesystem>>,
+    restore: BTreeMap<RestoreKey, RestoreSource>,
+    /// Warnings about the pod annotations.
+    pub warnings: Vec<String>,
+}
+
+fn new_upper(medium: &Medium, size: Option<u64>) -> Result<Arc<Tmpfs>, SetupError> {
+    match medium {
+        Medium::Memory => Tmpfs::new(&TmpfsOptions { size, ..TmpfsOptions::default() })
+            .map_err(|e| SetupError::fs("create the overlay upper layer", e)),
+        other => Err(SetupError::Flag {
+            flag: "--overlay2",
+            value: format!("{other:?}"),
+            why: "file-backed upper layers are not implemented yet; use memory".into(),
+        }),
+    }
+}
+
+impl<H: Host> Sandbox<H> {
+    /// A sandbox whose pod volumes come from `annotations` (the first container's).
+    pub fn new(
+        host: H,
+        cfg: RuntimeConfig,
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<Self, SetupError> {
+        cfg.validate()?;
+        let (hints, warnings) = hints::parse(annotations)?;
+        Ok(Sandbox { host, cfg, hints, masters: BTreeMap::new(), restore: BTreeMap::new(), warnings })
+    }
+
+    /// The host access, for inspection.
+    pub fn host(&mut self) -> &mut H {
+        &mut self.host
+    }
+
+    /// Every host-backed connection a restore must re-bind, keyed stably.
+    pub fn restore_map(&self) -> &BTreeMap<RestoreKey, RestoreSource> {
+        &self.restore
+    }
+
+    /// Load and set up container `name` from the bundle directory.
+    pub fn container_from_bundle(&mut self, name: &str, bundle: &Path) -> Result<ContainerFs, SetupError> {
+        let spec = load_spec(&bundle.join("config.json"))?;
+        self.container(name, &spec, bundle)
+    }
+
+    /// Set up container `name` whose spec is `spec` (relative root paths are under
+    /// `bundle`).
+    pub fn container(&mut self, name: &str, spec: &Spec, bundle: &Path) -> Result<ContainerFs, SetupError> {
+        let root = spec.root().as_ref().ok_or_else(|| SetupError::field("root", "", "missing"))?;
+        let root_path =
+            if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+        if self.host.probe(&root_path) != Some(true) {
+            return Err(SetupError::field(
+                "root.path",
+                root_path.display().to_string(),
+                "is not a directory",
+            ));
+        }
+        let readonly = root.readonly().unwrap_or(false);
+        let plan = plan::plan(spec.mounts().as_deref().unwrap_or(&[]))?;
+        let mut warnings = plan.warnings.clone();
+
+        let lower = self.host.gofer(&root_path, readonly, self.cfg.file_access)?;
+        self.restore.insert(
+            RestoreKey::Mount { container: name.to_string(), destination: "/".into() },
+            RestoreSource { source: root_path.clone(), readonly },
+        );
+        let overlay_root = !readonly && self.cfg.overlay2.scope != OverlayScope::None;
+        let (root_fs, root_overlay): (Arc<dyn Filesystem>, Option<Arc<Overlay>>) = if readonly || overlay_root
+        {
+            // A read-only root still gets an (unwritable) memory upper: mount points
+            // are then made synthetically, never on the host.
+            let upper = if overlay_root {
+                new_upper(&self.cfg.overlay2.medium, self.cfg.overlay2.size)?
+            } else {
+                Tmpfs::new_default()
+            };
+            let ov = Overlay::new(upper, vec![lower]).map_err(|e| SetupError::fs("overlay the root", e))?;
+            (ov.clone(), overlay_root.then_some(ov))
+        } else {
+            (lower, None)
+        };
+        let ns =
+            MountNamespace::new(root_fs, if readonly { MountFlags::RDONLY } else { MountFlags::empty() });
+
+        let mut kernel = Vec::new();
+        let mut tmp_mounted = false;
+        for p in &plan.mounts {
+            if p.destination == Path::new("/tmp") {
+                tmp_mounted = true;
+            }
+            match &p.kind {
+                Kind::Kernel { fstype, source, data } => {
+                    make_point(&ns, p, FileType::Directory)?;
+                    kernel.push(KernelMount {
+                        destination: p.destination.clone(),
+                        fstype: fstype.clone(),
+                        source: source.clone(),
+                        data: data.clone(),
+                        flags: p.flags,
+                    });
+                }
+                Kind::Tmpfs(opts) => {
+                    let fs = Tmpfs::new(opts)
+                        .map_err(|e| SetupError::fs(format!("tmpfs for {}", p.destination.display()), e))?;
+                    let at = make_point(&ns, p, FileType::Directory)?;
+                    ns.mount(fs, &at, p.flags).map_err(|e| mount_err(p, e))?;
+                }
+                Kind::Bind { source } => self.bind(name, &ns, p, source)?,
+            }
+        }
+        if !tmp_mounted {
+            auto_tmp(&ns, &mut warnings)?;
+        }
+        Ok(ContainerFs { ns, kernel, warnings, root_overlay })
+    }
+
+    fn bind(
+        &mut self,
+        name: &str,
+        ns: &Arc<MountNamespace>,
+        p: &Planned,
+        source: &Path,
+    ) -> Result<(), SetupError> {
+        let src_text = source.display().to_string();
+        if let Some(hint) = self.hints.iter().find(|h| h.source == src_text).cloned() {
+            return self.volume(ns, p, &hint);
+        }
+        if !source.is_absolute() {
+            return Err(SetupError::field(
+                format!("mounts[{}].source", p.index),
+                src_text,
+                "must be an absolute path (or a pod volume's source)",
+            ));
+        }
+        let is_dir = self.host.probe(source).ok_or_else(|| {
+            SetupError::field(format!("mounts[{}].source", p.index), src_text.clone(), "does not exist")
+        })?;
+        let ro = p.flags.contains(MountFlags::RDONLY);
+        let fs = self.host.gofer(source, ro, self.cfg.file_access_mounts)?;
+        self.restore.insert(
+            RestoreKey::Mount { container: name.to_string(), destination: p.destination.clone() },
+            RestoreSource { source: source.to_path_buf(), readonly: ro },
+        );
+        let fs: Arc<dyn Filesystem> = if is_dir && !ro && self.cfg.overlay2.scope == OverlayScope::All {
+            let upper = new_upper(&self.cfg.overlay2.medium, self.cfg.overlay2.size)?;
+            Overlay::new(upper, vec![fs]).map_err(|e| mount_err(p, e))?
+        } else {
+            fs
+        };
+        let at = make_point(ns, p, if is_dir { FileType::Directory } else { FileType::Regular })?;
+        ns.mount(fs, &at, p.flags).map_err(|e| mount_err(p, e))?;
+        Ok(())
+    }
+
+    /// Attach pod volume `hint` at `p`: the master is made once per sandbox (one
+    /// gofer connection), and a container may only be more restrictive than it.
+    fn volume(&mut self, ns: &Arc<MountNamespace>, p: &Planned, hint: &Hint) -> Result<(), SetupError> {
+        if hint.readonly() && !p.flags.contains(MountFlags::RDONLY) {
+            return Err(SetupError::field(
+                format!("mounts[{}].options", p.index),
+                "rw",
+                format!("pod volume {:?} is read-only; a container may not mount it read-write", hint.name),
+            ));
+        }
+        let fs = match (hint.share, self.masters.get(&hint.name)) {
+            (Share::Pod | Share::Shared, Some(fs)) => fs.clone(),
+            _ => {
+                let fs: Arc<dyn Filesystem> = match hint.typ {
+                    HintType::Tmpfs => {
+                        let keep: Vec<&str> =
+                            hint.options.iter().map(String::as_str).filter(|o| o.contains('=')).collect();
+                        let opts = TmpfsOptions::parse(&keep.join(",")).map_err(|why| {
+                            SetupError::field(
+                                format!("annotations[dev.gvisor.spec.mount.{}.options]", hint.name),
+                                keep.join(","),
+                                why,
+                            )
+                        })?;
+                        Tmpfs::new(&opts).map_err(|e| mount_err(p, e))?
+                    }
+                    HintType::Bind => {
+                        let access = if hint.share == Share::Shared {
+                            FileAccess::Shared
+                        } else {
+                            self.cfg.file_access_mounts
+                        };
+                        let src = PathBuf::from(&hint.source);
+                        let fs = self.host.gofer(&src, hint.readonly(), access)?;
+                        self.restore.insert(
+                            RestoreKey::Volume(hint.name.clone()),
+                            RestoreSource { source: src, readonly: hint.readonly() },
+                        );
+                        fs
+                    }
+                };
+                if hint.share != Share::Container {
+                    self.masters.insert(hint.name.clone(), fs.clone());
+                }
+                fs
+            }
+        };
+        let mut flags = p.flags;
+        if hint.readonly() {
+            flags |= MountFlags::RDONLY;
+        }
+        let kind =
+            if fs.root().kind() == FileType::Directory { FileType::Directory } else { FileType::Regular };
+        let at = make_point(ns, p, kind)?;
+        ns.mount(fs, &at, flags).map_err(|e| mount_err(p, e))?;
+        Ok(())
+    }
+}
+
+fn mount_err(p: &Planned, e: Errno) -> SetupError {
+    SetupError::fs(format!("mount at {} (mounts[{}])", p.destination.display(), p.index), e)
+}
+
+/// Make the mount point for `p`, switching a read-only mount that holds it to
+/// read-write for the duration (and failing hard if it cannot be switched back).
+fn make_point(ns: &MountNamespace, p: &Planned, kind: FileType) -> Result<Location, SetupError> {
+    let holder = holding_mount(ns, &p.destination);
+    let was_ro = holder.as_ref().is_some_and(|m| m.flags().contains(MountFlags::RDONLY));
+    if let (true, Some(m)) = (was_ro, &holder) {
+        m.set_flags(m.flags() - MountFlags::RDONLY).map_err(|e| mount_err(p, e))?;
+    }
+    let made = ns.make_mount_point(p.destination.as_os_str().as_encoded_bytes(), kind);
+    if let (true, Some(m)) = (was_ro, &holder) {
+        m.set_flags(m.flags() | MountFlags::RDONLY).map_err(|e| {
+            SetupError::fs(format!("restoring read-only after making {}: fatal", p.destination.display()), e)
+        })?;
+    }
+    made.map_err(|e| {
+        let why = match e {
+            e if e == Errno::NOTDIR => {
+                "exists and is not a directory, but the mount is a directory".to_string()
+            }
+            e if e == Errno::ISDIR => "is a directory, but the mount source is a file".to_string(),
+            e => format!("cannot be made: {e}"),
+        };
+        SetupError::field(
+            format!("mounts[{}].destination", p.index),
+            p.destination.display().to_string(),
+            why,
+        )
+    })
+}
+
+/// The mount holding the deepest existing ancestor of `dest`.
+fn holding_mount(ns: &MountNamespace, dest: &Path) -> Option<Arc<sandfs_vfs::Mount>> {
+    let root = Creds::root();
+    let mut cur = Some(dest);
+    while let Some(p) = cur {
+        if let Ok(loc) = ns.resolve(&root, None, p, true) {
+            return Some(loc.mount);
+        }
+        cur = p.parent();
+    }
+    None
+}
+
+/// /tmp: a 01777 tmpfs when it is absent or an empty directory.
+fn auto_tmp(ns: &Arc<MountNamespace>, warnings: &mut Vec<String>) -> Result<(), SetupError> {
+    let root = Creds::root();
+    let mount = match ns.resolve(&root, None, "/tmp", true) {
+        Err(e) if e == Errno::NOENT => true,
+        Err(e) => return Err(SetupError::fs("look at /tmp", e)),
+        Ok(loc) if loc.node.kind() == FileType::Directory => {
+            let f = ns
+                .open(&root, &loc, OpenFlags::READ | OpenFlags::DIRECTORY)
+                .map_err(|e| SetupError::fs("list /tmp", e))?;
+            let mut empty = true;
+            f.readdir(&mut |e| {
+                if e.name != b"." && e.name != b".." {
+                    empty = false;
+                    return false;
+                }
+                true
+            })
+            .map_err(|e| SetupError::fs("list /tmp", e))?;
+            if !empty {
+                warnings.push("/tmp is not empty: no tmpfs mounted over it".into());
+            }
+            empty
+        }
+        Ok(_) => {
+            warnings.push("/tmp is not a directory: left alone".into());
+            false
+        }
+    };
+    if mount {
+        let p = Planned {
+            index: usize::MAX,
+            destination: "/tmp".into(),
+            kind: Kind::Tmpfs(TmpfsOptions::default()),
+            flags: MountFlags::empty(),
+        };
+        let at = make_point(ns, &p, FileType::Directory)?;
+        let fs = Tmpfs::new(&TmpfsOptions { mode: Some(0o1777), ..TmpfsOptions::default() })
+            .map_err(|e| SetupError::fs("tmpfs for /tmp", e))?;
+        ns.mount(fs, &at, MountFlags::empty()).map_err(|e| SetupError::fs("mount /tmp", e))?;
+    }
+    Ok(())
+}
+
+/// Read and parse a config.json.
+pub fn load_spec(path: &Path) -> Result<Spec, SetupError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| SetupError::Spec(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| SetupError::Spec(format!("{}: {e}", path.display())))
+}
