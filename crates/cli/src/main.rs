@@ -1,7 +1,13 @@
 //! The `sandfs` command: run programs on a sandboxed, in-memory-overlaid view of a
 //! filesystem. Subcommands arrive with the layers they drive.
 
+mod export;
 mod gofer;
+mod host;
+mod mount;
+mod run;
+mod sandbox;
+mod spec;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -21,6 +27,19 @@ enum Command {
     /// Serve host directories to a sandbox (started by the runtime, not by users).
     #[command(hide = true)]
     Gofer(gofer::GoferArgs),
+    /// Serve the composed view over FUSE at a mount point (foreground; --daemon).
+    Mount(mount::MountArgs),
+    /// Run a program on the sandboxed view (default: the host root as a read-only
+    /// lower layer under an in-memory overlay).
+    Run(run::RunArgs),
+    /// Write a starter config.json (and, with --rootfs-busybox, a busybox rootfs).
+    Spec(spec::SpecArgs),
+    /// The container process (started by `sandfs run`, not by users).
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox {
+        /// Parameters, as JSON.
+        params: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -33,10 +52,19 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Gofer(args)) => gofer::run(args),
+        Some(Command::Mount(args)) => mount::run(args),
+        Some(Command::Run(args)) => {
+            let code = run::run(args)?;
+            std::process::exit(code)
+        }
+        Some(Command::Spec(args)) => spec::run(args),
+        Some(Command::Sandbox { params }) => {
+            let code = sandbox::run(&params)?;
+            std::process::exit(code)
+        }
         Some(Command::Info) | None => {
             println!("sandfs {}", env!("CARGO_PKG_VERSION"));
-            println!("layers built: vfs (mount namespaces, path walk, permissions), tmpfs, gofer");
-            println!("not yet built: overlay, container setup, FUSE, `sandfs run`");
+            println!("layers: vfs, tmpfs, gofer, overlay, container setup, FUSE; commands: run, mount");
             Ok(())
         }
     }

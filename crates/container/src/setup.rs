@@ -145,7 +145,7 @@ impl<H: Host> Sandbox<H> {
         }
         let readonly = root.readonly().unwrap_or(false);
         let plan = plan::plan(spec.mounts().as_deref().unwrap_or(&[]))?;
-        let mut warnings = plan.warnings.clone();
+        let warnings = plan.warnings.clone();
 
         let lower = self.host.gofer(&root_path, readonly, self.cfg.file_access)?;
         self.restore.insert(
@@ -197,7 +197,7 @@ impl<H: Host> Sandbox<H> {
             }
         }
         if !tmp_mounted {
-            auto_tmp(&ns, &mut warnings)?;
+            auto_tmp(&ns)?;
         }
         Ok(ContainerFs { ns, kernel, warnings, root_overlay })
     }
@@ -347,7 +347,7 @@ fn holding_mount(ns: &MountNamespace, dest: &Path) -> Option<Arc<sandfs_vfs::Mou
 }
 
 /// /tmp: a 01777 tmpfs when it is absent or an empty directory.
-fn auto_tmp(ns: &Arc<MountNamespace>, warnings: &mut Vec<String>) -> Result<(), SetupError> {
+fn auto_tmp(ns: &Arc<MountNamespace>) -> Result<(), SetupError> {
     let root = Creds::root();
     let mount = match ns.resolve(&root, None, "/tmp", true) {
         Err(e) if e == Errno::NOENT => true,
@@ -365,15 +365,9 @@ fn auto_tmp(ns: &Arc<MountNamespace>, warnings: &mut Vec<String>) -> Result<(), 
                 true
             })
             .map_err(|e| SetupError::fs("list /tmp", e))?;
-            if !empty {
-                warnings.push("/tmp is not empty: no tmpfs mounted over it".into());
-            }
             empty
         }
-        Ok(_) => {
-            warnings.push("/tmp is not a directory: left alone".into());
-            false
-        }
+        Ok(_) => false,
     };
     if mount {
         let p = Planned {

@@ -60,6 +60,24 @@ pub fn enter_namespace(keep: &[Keep<'_>]) -> Result<(), String> {
         .map_err(|x| format!("unshare: {x}"))?;
     rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
         .map_err(|x| format!("make-rprivate: {x}"))?;
+    // Reopen each source by path in this namespace (the held descriptors are on the
+    // old namespace's mounts, which mount(2) refuses to bind from here), checking it
+    // is the very file the server opened; before the new root is mounted, as that
+    // may hide the path (a source below /tmp).
+    let mut here = Vec::with_capacity(keep.len());
+    for k in keep {
+        let fd = rustix::fs::open(
+            k.path,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|x| format!("reopen {}: {x}", k.path.display()))?;
+        let (a, b) = (rustix::fs::fstat(&fd).map_err(e)?, rustix::fs::fstat(k.fd).map_err(e)?);
+        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+            return Err(format!("{} was replaced since it was opened", k.path.display()));
+        }
+        here.push(fd);
+    }
     // The new root is a tmpfs mounted over /tmp of this private namespace only.
     let root = ["/tmp", "/mnt", "/run", "/var"]
         .into_iter()
@@ -82,7 +100,11 @@ pub fn enter_namespace(keep: &[Keep<'_>]) -> Result<(), String> {
         } else {
             std::fs::File::create(&target).map_err(e)?;
         }
-        rustix::mount::mount_bind_recursive(k.path, &target)
+        // Bind through the descriptor, not the path: the path may be hidden under
+        // the new root by now.
+        let held = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&here[i])));
+        let from = if held.exists() { held.as_path() } else { k.path };
+        rustix::mount::mount_bind_recursive(from, &target)
             .map_err(|x| format!("bind {}: {x}", k.path.display()))?;
         if k.readonly {
             rustix::mount::mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, c"")

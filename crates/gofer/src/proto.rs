@@ -408,6 +408,10 @@ pub fn put_attr(w: &mut Writer, a: &Attr) {
 /// Decode attributes.
 pub fn get_attr(r: &mut Reader<'_>) -> Result<Attr, DecodeError> {
     let mode = r.u32()?;
+    // Only type and permission bits: anything else would be silently dropped.
+    if mode & !0o177777 != 0 {
+        return Err(DecodeError::Invalid("mode"));
+    }
     let kind = FileType::from_mode(mode).ok_or(DecodeError::Invalid("file type"))?;
     Ok(Attr {
         kind,
@@ -814,7 +818,14 @@ pub fn decode_reply(buf: &[u8]) -> Result<(u32, Result<Reply, i32>), DecodeError
         rk::WALKED => {
             let end = match r.u8()? {
                 0 => WalkEnd::Complete,
-                1 => WalkEnd::Stopped { index: r.u16()?, errno: r.i32()? },
+                1 => {
+                    let index = r.u16()?;
+                    let errno = r.i32()?;
+                    if errno <= 0 || errno > 4095 {
+                        return Err(DecodeError::Invalid("errno"));
+                    }
+                    WalkEnd::Stopped { index, errno }
+                }
                 2 => WalkEnd::Symlink { index: r.u16()? },
                 _ => return Err(DecodeError::Invalid("walk status")),
             };

@@ -83,6 +83,7 @@ impl Inner {
 pub struct Overlay {
     inner: Arc<Inner>,
     root: Arc<ONode>,
+    lowers: Vec<Arc<dyn Filesystem>>,
 }
 
 static NEXT_DEV: AtomicU64 = AtomicU64::new(1);
@@ -144,12 +145,18 @@ impl Overlay {
             if lattr.kind == FileType::Directory { lower_roots } else { vec![lower_roots[0].clone()] };
         let ino = inner.ino(1, lattr.ino);
         let root = ONode::new_root(&inner, ino, lattr.kind, upper, lowers_of_root);
-        Ok(Arc::new(Overlay { inner, root }))
+        Ok(Arc::new(Overlay { inner, root, lowers }))
     }
 
     /// The upper layer's directory (or file), for export and inspection.
     pub fn upper_root(&self) -> Option<NodeRef> {
         self.root.upper()
+    }
+
+    /// The lower layers' roots, topmost first (read-only use only: for comparing
+    /// the upper layer with what it covers).
+    pub fn lower_roots(&self) -> Vec<NodeRef> {
+        self.lowers.iter().map(|l| l.root()).collect()
     }
 }
 

@@ -405,6 +405,9 @@ impl Node for Inode {
     }
 
     fn setattr(&self, set: &SetAttr) -> Result<Attr> {
+        // Mode and ownership decide search permission: path walks must be redone.
+        let _changing =
+            (set.mode.is_some() || set.uid.is_some() || set.gid.is_some()).then(|| self.fs.changing());
         {
             let mut st = self.state.write();
             let t = now();
@@ -449,6 +452,7 @@ impl Node for Inode {
     }
 
     fn create(self: Arc<Self>, name: &[u8], new: &NewNode) -> Result<NodeRef> {
+        let _changing = self.fs.changing();
         let mut st = self.state.write();
         let d = st.live_dir_mut()?;
         if d.get(name).is_some() {
@@ -464,6 +468,7 @@ impl Node for Inode {
     }
 
     fn link(&self, name: &[u8], target: &NodeRef) -> Result<()> {
+        let _changing = self.fs.changing();
         let target = self.downcast(target)?;
         if target.kind == FileType::Directory {
             return Err(Errno::PERM);
@@ -491,6 +496,7 @@ impl Node for Inode {
     }
 
     fn unlink(&self, name: &[u8]) -> Result<()> {
+        let _changing = self.fs.changing();
         let mut st = self.state.write();
         let d = st.dir_mut()?;
         let victim = d.get(name).cloned().ok_or(Errno::NOENT)?;
@@ -505,6 +511,7 @@ impl Node for Inode {
     }
 
     fn rmdir(&self, name: &[u8]) -> Result<()> {
+        let _changing = self.fs.changing();
         let mut st = self.state.write();
         let d = st.dir_mut()?;
         let victim = d.get(name).cloned().ok_or(Errno::NOENT)?;
@@ -526,6 +533,7 @@ impl Node for Inode {
         new_name: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
+        let _changing = self.fs.changing();
         let ndir = self.downcast(new_dir)?;
         if Arc::ptr_eq(&self, &ndir) {
             self.rename_same_dir(name, new_name, flags)

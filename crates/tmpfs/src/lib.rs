@@ -13,7 +13,7 @@ mod xattr;
 
 pub use inode::Inode;
 
-use sandfs_vfs::{Errno, FileType, Filesystem, NodeRef, Result, StatFs};
+use sandfs_vfs::{Changing, Errno, FileType, Filesystem, Generation, NodeRef, Result, StatFs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -91,6 +91,9 @@ pub(crate) struct Shared {
     inodes: AtomicU64,
     max_inodes: u64,
     pub rename_lock: parking_lot::Mutex<()>,
+    /// Moved by every change a path walk could see (see
+    /// [`Filesystem::generation`]): names, parents, mode, uid, gid.
+    generation: Arc<Generation>,
 }
 
 impl Shared {
@@ -125,6 +128,14 @@ impl Shared {
         Ok(())
     }
 
+    /// A change a path walk could see is in progress until the result is dropped:
+    /// taken first thing in an operation that changes names or permissions (before
+    /// any lock, so it ends after they are released), it brackets the change on every
+    /// path out, errors included.
+    pub fn changing(&self) -> Changing<'_> {
+        self.generation.change()
+    }
+
     pub fn uncharge_inode(&self) {
         self.inodes.fetch_sub(1, Ordering::Relaxed);
     }
@@ -152,6 +163,7 @@ impl Tmpfs {
             inodes: AtomicU64::new(0),
             max_inodes: opts.nr_inodes.unwrap_or(u64::MAX / 2),
             rename_lock: parking_lot::Mutex::new(()),
+            generation: Arc::new(Generation::new()),
         });
         let mode = opts.mode.unwrap_or(if opts.root == FileType::Directory { 0o1777 } else { 0o644 });
         let root = match opts.root {
@@ -205,5 +217,9 @@ impl Filesystem for Tmpfs {
 
     fn name(&self) -> &str {
         "tmpfs"
+    }
+
+    fn generation(&self) -> Option<Arc<Generation>> {
+        Some(self.shared.generation.clone())
     }
 }

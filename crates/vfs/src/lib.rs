@@ -7,6 +7,7 @@
 //! no permission logic of their own: they store and retrieve, the VFS decides.
 
 pub mod attr;
+mod cache;
 pub mod creds;
 pub mod errno;
 pub mod file;
@@ -17,6 +18,7 @@ pub mod path;
 pub mod perm;
 
 pub use attr::{Attr, DirEntry, FileType, SetAttr, StatFs, TimeSet, Timespec};
+pub use cache::{Changing, Generation};
 pub use creds::{Caps, Creds};
 pub use errno::{Errno, Result};
 pub use file::OpenFile;

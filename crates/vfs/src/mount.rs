@@ -4,6 +4,7 @@
 //! root and EXDEV depend on.
 
 use crate::attr::FileType;
+use crate::cache::{Generation, PathCache, tree_change};
 use crate::errno::{Errno, Result};
 use crate::node::{Filesystem, NewNode, NodeRef};
 use bitflags::bitflags;
@@ -39,6 +40,8 @@ pub type MountId = u64;
 pub struct Mount {
     id: MountId,
     fs: Arc<dyn Filesystem>,
+    /// `fs.generation()`, read once.
+    generation: Option<Arc<Generation>>,
     root: NodeRef,
     flags: AtomicU32,
     writers: AtomicU64,
@@ -74,6 +77,11 @@ impl Mount {
     /// Current flags.
     pub fn flags(&self) -> MountFlags {
         MountFlags::from_bits_truncate(self.flags.load(Ordering::SeqCst))
+    }
+    /// The filesystem's change counter, if it has one (for the path cache).
+    #[inline]
+    pub(crate) fn generation(&self) -> Option<&Arc<Generation>> {
+        self.generation.as_ref()
     }
     /// Whether the mount is attached to a parent mount (false for a namespace root).
     pub fn is_connected(&self) -> bool {
@@ -113,6 +121,9 @@ impl Mount {
     /// Change flags. Switching to read-only fails with EBUSY while a write is in
     /// flight or a file is open for writing, as Linux remount does.
     pub fn set_flags(&self, flags: MountFlags) -> Result<()> {
+        // Path walks do not read mount flags, but cached walks are dropped anyway:
+        // a mount-tree change, as the path cache counts them.
+        let _change = tree_change();
         let old = self.flags();
         if flags.contains(MountFlags::RDONLY) && !old.contains(MountFlags::RDONLY) {
             if self.flags.fetch_or(WRITE_HOLD, Ordering::SeqCst) & WRITE_HOLD != 0 {
@@ -195,13 +206,20 @@ pub struct MountNamespace {
     root: Arc<Mount>,
     next_id: AtomicU64,
     tree: Mutex<()>,
+    /// Path walks remembered (see the `cache` module).
+    pub(crate) cache: PathCache,
 }
 
 impl MountNamespace {
     /// A namespace whose root is the root of `fs`.
     pub fn new(fs: Arc<dyn Filesystem>, flags: MountFlags) -> Arc<MountNamespace> {
         let root = Arc::new(new_mount(1, fs.clone(), fs.root(), flags));
-        Arc::new(MountNamespace { root, next_id: AtomicU64::new(2), tree: Mutex::new(()) })
+        Arc::new(MountNamespace {
+            root,
+            next_id: AtomicU64::new(2),
+            tree: Mutex::new(()),
+            cache: PathCache::new(),
+        })
     }
 
     /// The root mount.
@@ -241,6 +259,7 @@ impl MountNamespace {
     /// must match the mount root's: a directory on a directory, a non-directory on a
     /// non-directory (ENOTDIR otherwise). Stacks on top of an existing mount there.
     pub fn connect(&self, mount: &Arc<Mount>, at: &Location) -> Result<()> {
+        let _change = tree_change();
         let _tree = self.tree.lock();
         let at = at.clone().cross_mounts();
         let dir_at = at.node.kind() == FileType::Directory;
@@ -278,6 +297,7 @@ impl MountNamespace {
     /// `detach` (MNT_DETACH), which removes it from the tree and leaves open files
     /// working.
     pub fn unmount(&self, loc: &Location, detach: bool) -> Result<()> {
+        let _change = tree_change();
         let _tree = self.tree.lock();
         let m = &loc.mount;
         if Arc::ptr_eq(m, &self.root) || !loc.is_mount_root() {
@@ -350,6 +370,7 @@ impl MountNamespace {
 fn new_mount(id: MountId, fs: Arc<dyn Filesystem>, root: NodeRef, flags: MountFlags) -> Mount {
     Mount {
         id,
+        generation: fs.generation(),
         fs,
         root,
         flags: AtomicU32::new(flags.bits()),

@@ -7,6 +7,7 @@
 //! empty, `.` or `..`, never containing `/` or NUL, at most 255 bytes.
 
 use crate::attr::{Attr, DirEntry, FileType, SetAttr, StatFs};
+use crate::cache::Generation;
 use crate::errno::Result;
 use bitflags::bitflags;
 use std::any::Any;
@@ -24,6 +25,20 @@ pub trait Filesystem: Send + Sync {
     fn statfs(&self) -> Result<StatFs>;
     /// Short name of the filesystem type, for diagnostics ("tmpfs", "overlay", ...).
     fn name(&self) -> &str;
+    /// A counter that lets mount namespaces cache path walks through this filesystem
+    /// (see the `cache` module). A filesystem that returns one must bracket with
+    /// [`Generation::change`] every change that can alter a walk or a
+    /// search-permission check (from before it becomes visible to after it is
+    /// complete): any change of
+    /// names (create of every node type, link, unlink, rmdir, rename in every form),
+    /// of a directory's parent, of mode, uid or gid, and of anything else
+    /// [`Node::lookup`], [`Node::parent`], [`Node::readlink`] or the mode/uid/gid of
+    /// [`Node::attr`] answer. It must return the same counter every time. The default,
+    /// `None`, means walks through this filesystem are never cached (right for a
+    /// filesystem whose contents can change behind its back, like a remote one).
+    fn generation(&self) -> Option<Arc<Generation>> {
+        None
+    }
 }
 
 /// What to create in [`Node::create`].

@@ -131,6 +131,12 @@ fn check_create_in_sticky(creds: &Creds, dir: &Location, node: &Location) -> Res
     if d.mode & 0o002 != 0 { Err(Errno::ACCESS) } else { Ok(()) }
 }
 
+/// Where a walk of `path` starts, as the path cache keys it: an absolute path does
+/// not depend on the cwd (`None`: the namespace root), so one entry serves every cwd.
+fn cache_start<'a>(cwd: Option<&'a Location>, path: &[u8]) -> Option<&'a Location> {
+    if path.starts_with(b"/") { None } else { cwd }
+}
+
 /// Whether directory `a` is `b` or one of its ancestors (same filesystem).
 fn is_ancestor(a: &NodeRef, b: &NodeRef) -> bool {
     let ino = a.ino();
@@ -582,7 +588,9 @@ impl MountNamespace {
 
     // ----- path operations (the Rust API) -----
 
-    /// Resolve a path (relative paths start at `cwd`, or `/`).
+    /// Resolve a path (relative paths start at `cwd`, or `/`). Walks are cached
+    /// (see the `cache` module): a repeated resolution of a path nothing on whose way
+    /// changed is one hash lookup.
     pub fn resolve(
         &self,
         creds: &Creds,
@@ -590,7 +598,39 @@ impl MountNamespace {
         path: impl AsRef<Path>,
         follow: bool,
     ) -> Result<Location> {
-        Walker::new(self, creds).resolve(cwd, bytes(path.as_ref()), follow)
+        self.resolve_bytes(creds, cwd, bytes(path.as_ref()), follow)
+    }
+
+    fn resolve_bytes(
+        &self,
+        creds: &Creds,
+        cwd: Option<&Location>,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<Location> {
+        match self.cache.get(cache_start(cwd, path), path, follow, creds) {
+            Some(loc) => Ok(loc),
+            None => self.walk_and_cache(creds, cwd, path, follow),
+        }
+    }
+
+    /// Resolve by walking, and remember the result when every filesystem on the way
+    /// has a generation.
+    fn walk_and_cache(
+        &self,
+        creds: &Creds,
+        cwd: Option<&Location>,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<Location> {
+        let start = cache_start(cwd, path);
+        let tree_gen = crate::cache::tree_generation();
+        let mut w = Walker::recording(self, creds);
+        let loc = w.resolve(cwd, path, follow)?;
+        if let (Some(tree_gen), Some(gens)) = (tree_gen, w.into_generations()) {
+            self.cache.insert(start, path, follow, creds, tree_gen, gens, &loc);
+        }
+        Ok(loc)
     }
 
     fn parent_named(
@@ -617,7 +657,11 @@ impl MountNamespace {
         path: impl AsRef<Path>,
         follow: bool,
     ) -> Result<Attr> {
-        self.resolve(creds, cwd, path, follow)?.node.attr()
+        let path = bytes(path.as_ref());
+        match self.cache.get_node(cache_start(cwd, path), path, follow, creds) {
+            Some(node) => node.attr(),
+            None => self.walk_and_cache(creds, cwd, path, follow)?.node.attr(),
+        }
     }
 
     /// mkdir(2).
@@ -675,7 +719,7 @@ impl MountNamespace {
         let path = bytes(path.as_ref());
         if !flags.contains(OpenFlags::CREAT) {
             let follow = !flags.contains(OpenFlags::NOFOLLOW);
-            let loc = self.resolve(creds, cwd, std::ffi::OsStr::from_bytes(path), follow)?;
+            let loc = self.resolve_bytes(creds, cwd, path, follow)?;
             return self.open(creds, &loc, flags);
         }
         let mut w = Walker::new(self, creds);

@@ -4,6 +4,7 @@
 //! and the Linux length limits.
 
 use crate::attr::FileType;
+use crate::cache::Recorder;
 use crate::creds::{Caps, Creds};
 use crate::errno::{Errno, Result};
 use crate::mount::{Location, MountNamespace};
@@ -23,11 +24,13 @@ pub(crate) enum Last {
     Root,
 }
 
-/// A walk in progress: the caller's credentials and the symlink budget.
+/// A walk in progress: the caller's credentials, the symlink budget, and what the
+/// path cache needs to know about the walk.
 pub(crate) struct Walker<'a> {
     pub ns: &'a MountNamespace,
     pub creds: &'a Creds,
     links: u32,
+    rec: Recorder,
 }
 
 fn check_path(path: &[u8]) -> Result<()> {
@@ -49,7 +52,12 @@ fn components(path: &[u8]) -> (Vec<&[u8]>, bool) {
 
 /// `..` from `loc`: out of mount roots to their mount points, never above the
 /// namespace root.
-pub(crate) fn dotdot(ns: &MountNamespace, mut loc: Location) -> Location {
+pub(crate) fn dotdot(ns: &MountNamespace, loc: Location) -> Location {
+    dotdot_noting(ns, loc, &mut Recorder::off())
+}
+
+/// [`dotdot`], noting for the path cache the filesystem whose parent link it reads.
+fn dotdot_noting(ns: &MountNamespace, mut loc: Location, rec: &mut Recorder) -> Location {
     loop {
         if ns.is_root(&loc) {
             // Stay at the root, as seen from above: what is mounted on `/` (as
@@ -64,6 +72,7 @@ pub(crate) fn dotdot(ns: &MountNamespace, mut loc: Location) -> Location {
             None => return loc,
         }
     }
+    rec.note(&loc.mount);
     match loc.node.parent() {
         Some(node) => Location { mount: loc.mount, node }.cross_mounts(),
         None => loc,
@@ -72,7 +81,18 @@ pub(crate) fn dotdot(ns: &MountNamespace, mut loc: Location) -> Location {
 
 impl<'a> Walker<'a> {
     pub fn new(ns: &'a MountNamespace, creds: &'a Creds) -> Self {
-        Walker { ns, creds, links: 0 }
+        Walker { ns, creds, links: 0, rec: Recorder::off() }
+    }
+
+    /// A walk that notes the generations a path-cache entry of its result needs.
+    pub fn recording(ns: &'a MountNamespace, creds: &'a Creds) -> Self {
+        Walker { ns, creds, links: 0, rec: Recorder::on() }
+    }
+
+    /// The generations noted by a [`Walker::recording`] walk, if its result may be
+    /// cached (every filesystem it read has a generation).
+    pub fn into_generations(self) -> Option<Vec<(std::sync::Arc<crate::cache::Generation>, u64)>> {
+        self.rec.finish()
     }
 
     /// Count one symlink traversal.
@@ -82,7 +102,7 @@ impl<'a> Walker<'a> {
     }
 
     /// Look up one name in `dir` (search permission, ENAMETOOLONG, mount crossing).
-    pub fn step(&self, dir: &Location, name: &[u8]) -> Result<Location> {
+    pub fn step(&mut self, dir: &Location, name: &[u8]) -> Result<Location> {
         self.search(dir)?;
         if name.len() > NAME_MAX {
             return Err(Errno::NAMETOOLONG);
@@ -91,10 +111,13 @@ impl<'a> Walker<'a> {
     }
 
     /// ENOTDIR unless `dir` is a directory, EACCES without search permission on it.
-    fn search(&self, dir: &Location) -> Result<()> {
+    fn search(&mut self, dir: &Location) -> Result<()> {
         if dir.node.kind() != FileType::Directory {
             return Err(Errno::NOTDIR);
         }
+        // Before reading anything of the directory (its mode here, its entries or
+        // parent next).
+        self.rec.note(&dir.mount);
         // Either capability grants search on any directory (`check_access`), so a
         // privileged walk needs no attributes: saves a lock per component.
         if self.creds.caps.intersects(Caps::DAC_READ_SEARCH | Caps::DAC_OVERRIDE) {
@@ -104,10 +127,10 @@ impl<'a> Walker<'a> {
     }
 
     /// [`Walker::step`] in a directory already searched, for a name already checked.
-    fn step_searched(&self, dir: &Location, name: &[u8]) -> Result<Location> {
+    fn step_searched(&mut self, dir: &Location, name: &[u8]) -> Result<Location> {
         match name {
             b"." => return Ok(dir.clone()),
-            b".." => return Ok(dotdot(self.ns, dir.clone())),
+            b".." => return Ok(dotdot_noting(self.ns, dir.clone(), &mut self.rec)),
             _ => {}
         }
         let node = dir.node.lookup(name)?;
@@ -123,7 +146,7 @@ impl<'a> Walker<'a> {
         match name {
             b"." => return Ok(()),
             b".." => {
-                *loc = dotdot(self.ns, loc.clone());
+                *loc = dotdot_noting(self.ns, loc.clone(), &mut self.rec);
                 return Ok(());
             }
             _ => {}
@@ -189,6 +212,7 @@ impl<'a> Walker<'a> {
     /// Follow the symlink `link` found in `dir`.
     pub fn follow(&mut self, dir: &Location, link: &Location, must_dir: bool) -> Result<Location> {
         self.count_link()?;
+        self.rec.note(&link.mount);
         let mut target = link.node.readlink()?;
         if target.is_empty() {
             return Err(Errno::NOENT);

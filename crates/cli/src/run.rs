@@ -1,0 +1,315 @@
+//! `sandfs run`: start the gofers, build the container's namespace, serve it over
+//! FUSE inside a private mount namespace, run the program in new mount, pid, ipc and
+//! uts namespaces pivot_rooted into the view, and exit with its status.
+//!
+//! Nothing is left on the host: the runtime first enters a private mount namespace
+//! (the FUSE mount and its scratch tmpfs live only there and vanish with it), gofers
+//! die with the runtime (parent-death signal) and are killed on exit, the container
+//! dies with the runtime, and the overlay upper lives in memory.
+
+use crate::host::ProcessHost;
+use crate::sandbox::{KMount, Params};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use sandfs_container::{RuntimeConfig, Sandbox};
+use sandfs_vfs::{FileType, MountFlags};
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+/// Flags shared by `run` and `mount` that shape the filesystem.
+#[derive(Args, Debug, Clone)]
+pub struct FsArgs {
+    /// An OCI bundle: config.json and its rootfs.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// The host directory to use as the root's lower layer (default `/`).
+    #[arg(long, value_name = "DIR", conflicts_with = "bundle")]
+    pub rootfs: Option<PathBuf>,
+    /// Bind a host path into the sandbox (repeatable).
+    #[arg(long, value_name = "SRC:DST[:ro]")]
+    pub bind: Vec<String>,
+    /// Mount a tmpfs (repeatable).
+    #[arg(long, value_name = "DST[:size=N]")]
+    pub tmpfs: Vec<String>,
+    /// none | root:MEDIUM | all:MEDIUM, optionally ,size=N; MEDIUM: memory.
+    #[arg(long, default_value = "root:memory")]
+    pub overlay2: String,
+    /// File access mode of the root: exclusive or shared.
+    #[arg(long, default_value = "exclusive")]
+    pub file_access: String,
+    /// File access mode of bind mounts: exclusive or shared.
+    #[arg(long, default_value = "shared")]
+    pub file_access_mounts: String,
+}
+
+/// Arguments of `sandfs run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub fs: FsArgs,
+    /// After exit, print the paths added (A), changed (M) and deleted (D).
+    #[arg(long)]
+    pub diff: bool,
+    /// After exit, write the upper layer's changes as an OCI image layer tar.
+    #[arg(long, value_name = "FILE")]
+    pub export_upper: Option<PathBuf>,
+    /// Give the program the terminal (it inherits this process's terminal).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// The program and its arguments (default: the bundle's process, or $SHELL).
+    #[arg(last = true)]
+    pub cmd: Vec<String>,
+}
+
+impl FsArgs {
+    /// The runtime configuration these flags give.
+    pub fn config(&self) -> Result<RuntimeConfig> {
+        let cfg = RuntimeConfig {
+            overlay2: self.overlay2.parse()?,
+            file_access: self.file_access.parse().map_err(anyhow::Error::msg).context("--file-access")?,
+            file_access_mounts: self
+                .file_access_mounts
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context("--file-access-mounts")?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The spec to set up, and the bundle directory relative paths are under.
+    pub fn spec(&self) -> Result<(oci_spec::runtime::Spec, PathBuf)> {
+        let (mut spec, bundle) = match &self.bundle {
+            Some(b) => {
+                let b = std::fs::canonicalize(b).with_context(|| format!("--bundle {}", b.display()))?;
+                (sandfs_container::setup::load_spec(&b.join("config.json"))?, b)
+            }
+            None => {
+                let root = self.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
+                let root =
+                    std::fs::canonicalize(&root).with_context(|| format!("--rootfs {}", root.display()))?;
+                let json = serde_json::json!({
+                    "ociVersion": "1.0.2",
+                    "root": {"path": root},
+                    "mounts": [
+                        {"destination": "/proc", "type": "proc"},
+                        {"destination": "/sys", "type": "sysfs", "options": ["ro", "nosuid", "nodev", "noexec"]},
+                    ],
+                });
+                (serde_json::from_value(json).context("default spec")?, PathBuf::from("/"))
+            }
+        };
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        for b in &self.bind {
+            let mut parts = b.splitn(3, ':');
+            let (Some(src), Some(dst)) = (parts.next(), parts.next()) else {
+                bail!("--bind {b:?}: want SRC:DST[:ro]")
+            };
+            let mut options = vec!["rbind".to_string()];
+            match parts.next() {
+                Some("ro") => options.push("ro".into()),
+                Some("rw") | None => {}
+                Some(o) => bail!("--bind {b:?}: unknown option {o:?}"),
+            }
+            let src = std::fs::canonicalize(src).with_context(|| format!("--bind {b:?}: source"))?;
+            let m =
+                serde_json::json!({"destination": dst, "type": "bind", "source": src, "options": options});
+            mounts.push(serde_json::from_value(m)?);
+        }
+        for t in &self.tmpfs {
+            let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            let options: Vec<&str> = opts.split(',').filter(|o| !o.is_empty()).collect();
+            let m = serde_json::json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options});
+            mounts.push(serde_json::from_value(m)?);
+        }
+        spec.set_mounts(Some(mounts));
+        Ok((spec, bundle))
+    }
+}
+
+/// /dev belongs to the sandbox process (a minimal one, with real device nodes):
+/// the spec's own /dev mounts are replaced by it.
+fn split_dev(spec: &mut oci_spec::runtime::Spec) {
+    let keep: Vec<_> = spec
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| !m.destination().starts_with("/dev"))
+        .collect();
+    spec.set_mounts(Some(keep));
+}
+
+fn kmount(k: &sandfs_container::KernelMount) -> KMount {
+    KMount {
+        destination: k.destination.clone(),
+        fstype: k.fstype.clone(),
+        data: k.data.clone(),
+        ro: k.flags.contains(MountFlags::RDONLY),
+        nosuid: k.flags.contains(MountFlags::NOSUID),
+        nodev: k.flags.contains(MountFlags::NODEV),
+        noexec: k.flags.contains(MountFlags::NOEXEC),
+    }
+}
+
+/// The process to run: from the bundle, or the caller (same cwd, env, identity).
+fn process(spec: &oci_spec::runtime::Spec, from_bundle: bool, cmd: &[String]) -> Result<Params> {
+    let mut p = Params {
+        root: PathBuf::new(),
+        mounts: Vec::new(),
+        cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        env: std::env::vars().map(|(k, v)| format!("{k}={v}")).collect(),
+        args: cmd.to_vec(),
+        uid: rustix::process::getuid().as_raw(),
+        gid: rustix::process::getgid().as_raw(),
+        groups: Vec::new(),
+        hostname: None,
+        rlimits: Vec::new(),
+    };
+    if from_bundle {
+        if let Some(proc_) = spec.process() {
+            p.cwd = proc_.cwd().clone();
+            p.env = proc_.env().clone().unwrap_or_default();
+            if p.args.is_empty() {
+                p.args = proc_.args().clone().unwrap_or_default();
+            }
+            p.uid = proc_.user().uid();
+            p.gid = proc_.user().gid();
+            p.groups = proc_.user().additional_gids().clone().unwrap_or_default();
+            for r in proc_.rlimits().clone().unwrap_or_default() {
+                p.rlimits.push((r.typ().to_string(), r.soft(), r.hard()));
+            }
+        }
+        p.hostname = spec.hostname().clone();
+    }
+    if p.args.is_empty() {
+        p.args = vec![std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into())];
+    }
+    Ok(p)
+}
+
+/// Enter a private mount namespace: everything mounted from now on is ours alone.
+pub fn private_mount_namespace() -> Result<()> {
+    // SAFETY: called before this process starts any thread; CLONE_NEWNS does not
+    // touch the descriptor table.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .context("unshare the mount namespace (sandfs run needs root)")?;
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )
+    .context("make mounts private")?;
+    Ok(())
+}
+
+/// A scratch directory for the FUSE view, on a tmpfs of our private namespace.
+pub fn scratch_view() -> Result<PathBuf> {
+    let base = Path::new("/tmp");
+    rustix::mount::mount(
+        "sandfs",
+        base,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        c"mode=700",
+    )
+    .context("mount the scratch tmpfs")?;
+    let view = base.join("view");
+    std::fs::create_dir(&view)?;
+    Ok(view)
+}
+
+/// Run `sandfs run`; returns the exit status to exit with.
+pub fn run(args: RunArgs) -> Result<i32> {
+    use nix::sys::signal::{SigSet, Signal};
+    // Signals to forward are blocked before any thread exists; one thread waits.
+    let mut sigs = SigSet::empty();
+    sigs.add(Signal::SIGINT);
+    sigs.add(Signal::SIGTERM);
+    sigs.thread_block().context("block signals")?;
+    private_mount_namespace()?;
+    let cfg = args.fs.config()?;
+    let (mut spec, bundle) = args.fs.spec()?;
+    split_dev(&mut spec);
+    let annotations: BTreeMap<String, String> =
+        spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let mut sb = Sandbox::new(ProcessHost::default(), cfg.clone(), &annotations)?;
+    let container = sb.container("sandfs", &spec, &bundle)?;
+    for w in sb.warnings.iter().chain(&container.warnings) {
+        eprintln!("sandfs: warning: {w}");
+    }
+    container.ns.make_mount_point(b"/dev", FileType::Directory).context("make /dev in the view")?;
+    let view = scratch_view()?;
+    let opts = sandfs_fuse::Options {
+        cache: if cfg.file_access == sandfs_gofer::client::FileAccess::Shared {
+            sandfs_fuse::CachePolicy::Shared
+        } else {
+            sandfs_fuse::CachePolicy::Exclusive
+        },
+        ..sandfs_fuse::Options::default()
+    };
+    let server =
+        sandfs_fuse::Server::mount(container.ns.clone(), &view, &opts).context("mount the FUSE view")?;
+    let fuse = server.spawn().context("serve the FUSE view")?;
+
+    let mut params = process(&spec, args.fs.bundle.is_some(), &args.cmd)?;
+    params.root = view.clone();
+    params.mounts.push(KMount {
+        destination: "/dev".into(),
+        fstype: "sandfs-dev".into(),
+        data: Vec::new(),
+        ro: false,
+        nosuid: true,
+        nodev: false,
+        noexec: true,
+    });
+    params.mounts.extend(container.kernel.iter().map(kmount));
+    let json = serde_json::to_string(&params)?;
+    let exe = std::env::current_exe().context("find the sandfs executable")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__sandbox").arg(json);
+    // SAFETY: the closure runs in the child between fork and exec and only makes
+    // one raw system call (unshare), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            use rustix::thread::UnshareFlags as U;
+            rustix::thread::unshare_unsafe(U::NEWNS | U::NEWPID | U::NEWIPC | U::NEWUTS)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().context("start the sandbox process")?;
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    std::thread::spawn(move || {
+        while let Ok(sig) = sigs.wait() {
+            let _ = nix::sys::signal::kill(pid, sig);
+        }
+    });
+    let status = child.wait().context("wait for the sandbox")?;
+    let code = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+    if let Some((pid, st)) = sb.host().any_exited() {
+        eprintln!("sandfs: the gofer (pid {pid}) died during the run ({st}): files it served gave EIO");
+    }
+    if args.diff || args.export_upper.is_some() {
+        match &container.root_overlay {
+            Some(ov) => {
+                if args.diff {
+                    crate::export::print_diff(ov)?;
+                }
+                if let Some(path) = &args.export_upper {
+                    crate::export::write_layer(ov, path)?;
+                }
+            }
+            None => eprintln!(
+                "sandfs: --diff/--export-upper need an overlaid root (--overlay2 root:... or all:...)"
+            ),
+        }
+    }
+    let _ = fuse.unmount();
+    drop(container);
+    drop(sb);
+    Ok(code)
+}

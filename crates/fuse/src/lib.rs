@@ -1,0 +1,272 @@
+//! sandfs FUSE front end: serves a [`MountNamespace`] to the kernel, so real,
+//! unmodified programs run on it.
+//!
+//! - **Mount**: fuser's pure-Rust mount (mount(2) of `fuse` with an open
+//!   `/dev/fuse`; no libfuse, no fusermount: sandfs runs as root), `allow_other`
+//!   (a sandbox's programs run as many users), *without* `default_permissions`:
+//!   every permission decision is the vfs's, made with the caller's credentials (see
+//!   [`creds`]). `dev` and `suid` are on by default (a container root has device
+//!   nodes and setuid programs).
+//! - **Node ids** ([`nodes`]): derived from the location, stable for a file's life;
+//!   lookup counts and FORGET / BATCH_FORGET; FUSE_ROOT_ID is the namespace root.
+//! - **Threads**: `Options::threads` event loops, each on its own cloned `/dev/fuse`
+//!   descriptor (FUSE_DEV_IOC_CLONE).
+//! - **Caching** from the file-access mode ([`CachePolicy`]): `exclusive` gives the
+//!   kernel hour-long entry and attribute lifetimes, keeps page cache across opens
+//!   (FOPEN_KEEP_CACHE), caches directory listings (FOPEN_CACHE_DIR) and symlink
+//!   targets; `shared` gives 100 ms lifetimes and drops page cache on open. In both,
+//!   names are cached only in directories everybody may search: without
+//!   default_permissions the kernel checks no search permission on a cached path.
+//! - **Passthrough**: an open whose file has a host descriptor (gofer-backed) on a
+//!   read-only mount is handed to the kernel (FUSE_PASSTHROUGH, FUSE_DEV_IOC_BACKING_OPEN)
+//!   so its reads never come here; when the kernel refuses, opens fall back to
+//!   ordinary reads. [`Status`] tells which happened.
+
+pub mod creds;
+mod fs;
+pub mod nodes;
+
+use fuser::{Config, MountOption, Notifier, Session, SessionACL, SessionUnmounter};
+use parking_lot::Mutex;
+use sandfs_vfs::MountNamespace;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+/// Who else may change the files behind the namespace (the file-access mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// sandfs is the only writer: the kernel caches names, attributes and data long.
+    #[default]
+    Exclusive,
+    /// The host may change files: the kernel revalidates after 100 ms.
+    Shared,
+}
+
+impl std::str::FromStr for CachePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "exclusive" => Ok(CachePolicy::Exclusive),
+            "shared" => Ok(CachePolicy::Shared),
+            _ => Err(format!("unknown file access mode {s:?} (exclusive or shared)")),
+        }
+    }
+}
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Cache policy.
+    pub cache: CachePolicy,
+    /// Event-loop threads (each with its own cloned /dev/fuse descriptor).
+    pub threads: usize,
+    /// Try FUSE passthrough for host-backed files on read-only mounts.
+    pub passthrough: bool,
+    /// The source name shown in /proc/self/mountinfo.
+    pub fsname: String,
+    /// Allow device nodes (otherwise the kernel mount is `nodev`).
+    pub dev: bool,
+    /// Honour setuid/setgid bits (otherwise the kernel mount is `nosuid`).
+    pub suid: bool,
+    /// Mount read-only in the kernel as well.
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache: CachePolicy::Exclusive,
+            threads: 4,
+            passthrough: true,
+            fsname: "sandfs".into(),
+            dev: true,
+            suid: true,
+            read_only: false,
+        }
+    }
+}
+
+/// What a running server reports.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// The kernel offered FUSE_PASSTHROUGH at init and it was enabled.
+    passthrough_kernel: AtomicBool,
+    /// Set after the kernel refused a backing file: no more attempts.
+    passthrough_off: AtomicBool,
+    passthrough_accepted: AtomicU64,
+    passthrough_refused: AtomicU64,
+    passthrough_error: Mutex<Option<String>>,
+    notifier: OnceLock<Notifier>,
+    nodes: OnceLock<Arc<nodes::Nodes>>,
+}
+
+impl Status {
+    /// How many node ids the kernel holds (the root included).
+    pub fn nodes_held(&self) -> usize {
+        self.nodes.get().map_or(0, |n| n.len())
+    }
+
+    /// Whether the kernel enabled passthrough at init.
+    pub fn passthrough_offered(&self) -> bool {
+        self.passthrough_kernel.load(Ordering::Relaxed)
+    }
+
+    /// Backing files the kernel accepted.
+    pub fn passthrough_accepted(&self) -> u64 {
+        self.passthrough_accepted.load(Ordering::Relaxed)
+    }
+
+    /// Backing files the kernel refused (then passthrough is off for this mount).
+    pub fn passthrough_refused(&self) -> u64 {
+        self.passthrough_refused.load(Ordering::Relaxed)
+    }
+
+    /// The kernel's answer to the first refused backing file.
+    pub fn passthrough_error(&self) -> Option<String> {
+        self.passthrough_error.lock().clone()
+    }
+
+    fn passthrough_enabled(&self) -> bool {
+        self.passthrough_kernel.load(Ordering::Relaxed) && !self.passthrough_off.load(Ordering::Relaxed)
+    }
+
+    fn refuse_passthrough(&self, e: &io::Error) {
+        self.passthrough_refused.fetch_add(1, Ordering::Relaxed);
+        if !self.passthrough_off.swap(true, Ordering::Relaxed) {
+            tracing::warn!("FUSE passthrough refused by the kernel ({e}); using ordinary reads");
+            *self.passthrough_error.lock() = Some(e.to_string());
+        }
+    }
+}
+
+/// A mounted, not yet serving, FUSE view of a namespace.
+pub struct Server {
+    session: Session<fs::SandFs>,
+    status: Arc<Status>,
+    mountpoint: PathBuf,
+}
+
+impl Server {
+    /// Mount `ns` at `mountpoint` (the kernel's INIT is answered before this returns,
+    /// so the mount is live; requests are served once [`Server::run`] is called).
+    pub fn mount(ns: Arc<MountNamespace>, mountpoint: &Path, opts: &Options) -> io::Result<Server> {
+        let status = Arc::new(Status::default());
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
+        let mut config = Config::default();
+        let mut mo = vec![MountOption::FSName(opts.fsname.clone()), MountOption::Subtype("sandfs".into())];
+        mo.push(if opts.dev { MountOption::Dev } else { MountOption::NoDev });
+        mo.push(if opts.suid { MountOption::Suid } else { MountOption::NoSuid });
+        mo.push(if opts.read_only { MountOption::RO } else { MountOption::RW });
+        config.mount_options = mo;
+        config.acl = SessionACL::All;
+        config.n_threads = Some(opts.threads.max(1));
+        config.clone_fd = true;
+        let mountpoint = mountpoint.canonicalize()?;
+        let session = Session::new(fs, &mountpoint, &config)?;
+        let _ = status.notifier.set(session.notifier());
+        Ok(Server { session, status, mountpoint })
+    }
+
+    /// What the server reports (passthrough).
+    pub fn status(&self) -> Arc<Status> {
+        self.status.clone()
+    }
+
+    /// Where it is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Something another thread can unmount with (ending [`Server::run`]).
+    pub fn unmounter(&mut self) -> Unmounter {
+        Unmounter { inner: Mutex::new(Some(self.session.unmount_callable())), path: self.mountpoint.clone() }
+    }
+
+    /// Serve until unmounted (by [`Unmounter::unmount`] or an external `umount`).
+    pub fn run(self) -> io::Result<()> {
+        self.session.run()
+    }
+
+    /// Serve on a background thread.
+    pub fn spawn(mut self) -> io::Result<Background> {
+        let unmounter = self.unmounter();
+        let status = self.status.clone();
+        let path = self.mountpoint.clone();
+        let thread = std::thread::Builder::new().name("sandfs-fuse".into()).spawn(move || self.run())?;
+        Ok(Background { thread: Some(thread), unmounter, status, path })
+    }
+}
+
+/// Unmounts a server's mount from any thread.
+pub struct Unmounter {
+    inner: Mutex<Option<SessionUnmounter>>,
+    path: PathBuf,
+}
+
+impl Unmounter {
+    /// Unmount; when the mount is busy, detach it (MNT_DETACH): it goes away, and
+    /// the server ends, when its last user does.
+    pub fn unmount(&self) -> io::Result<()> {
+        let taken = self.inner.lock().take();
+        if let Some(mut u) = taken
+            && u.unmount().is_ok()
+        {
+            return Ok(());
+        }
+        match rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH) {
+            Ok(()) => Ok(()),
+            // Already gone (an external umount).
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOENT => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// A server running on its own thread; unmounted (detached) and joined when dropped.
+pub struct Background {
+    thread: Option<JoinHandle<io::Result<()>>>,
+    unmounter: Unmounter,
+    status: Arc<Status>,
+    path: PathBuf,
+}
+
+impl Background {
+    /// What the server reports.
+    pub fn status(&self) -> &Arc<Status> {
+        &self.status
+    }
+
+    /// Where it is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.path
+    }
+
+    /// Unmount and wait for the server to end.
+    pub fn unmount(mut self) -> io::Result<()> {
+        self.unmounter.unmount()?;
+        self.join()
+    }
+
+    /// Wait for the server to end (after an external unmount).
+    pub fn join(&mut self) -> io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| io::Error::other("FUSE server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the serving thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.unmounter.unmount();
+        let _ = self.join();
+    }
+}

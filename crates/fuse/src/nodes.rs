@@ -1,0 +1,132 @@
+//! The node-id table: FUSE node ids ↔ vfs locations, with the kernel's lookup counts.
+//!
+//! fuser sends one number per inode: the node id is also the `st_ino` programs see.
+//! So node ids are *derived* from the location rather than handed out in sequence,
+//! which keeps a file's inode number stable across the kernel forgetting and looking
+//! it up again: on the mount that holds the namespace root it is the filesystem's own
+//! inode number; on other mounts that number mixed with the mount id. The namespace
+//! root is always [`ROOT_ID`] (FUSE_ROOT_ID). A derived id that is 0, 1 or already
+//! taken by another location gets a private number from a reserved range instead
+//! (for as long as the kernel remembers it).
+//!
+//! Each entry counts the lookups the kernel holds on it (every reply that hands the
+//! kernel an entry counts one: lookup, mknod, mkdir, symlink, link, create and each
+//! readdirplus entry); `forget` subtracts and drops the entry at zero. The root is
+//! never dropped.
+
+use parking_lot::Mutex;
+use sandfs_vfs::{Location, MountId};
+use std::collections::HashMap;
+
+/// FUSE_ROOT_ID.
+pub const ROOT_ID: u64 = 1;
+
+/// First private node id, used when a derived one collides.
+const FALLBACK_BASE: u64 = 0xffff_ff00_0000_0000;
+
+struct Entry {
+    loc: Location,
+    nlookup: u64,
+    key: (MountId, u64),
+}
+
+struct Table {
+    by_id: HashMap<u64, Entry>,
+    by_key: HashMap<(MountId, u64), u64>,
+    next_fallback: u64,
+}
+
+/// The table. Locking: one mutex, held for a hash operation at a time.
+pub struct Nodes {
+    root_mount: MountId,
+    table: Mutex<Table>,
+}
+
+impl std::fmt::Debug for Nodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nodes({} held)", self.len())
+    }
+}
+
+impl Nodes {
+    /// A table whose root is `root` (the namespace root).
+    pub fn new(root: Location) -> Nodes {
+        let key = (root.mount.id(), root.node.ino());
+        let mut by_id = HashMap::new();
+        let mut by_key = HashMap::new();
+        by_key.insert(key, ROOT_ID);
+        by_id.insert(ROOT_ID, Entry { loc: root.clone(), nlookup: 1, key });
+        Nodes {
+            root_mount: root.mount.id(),
+            table: Mutex::new(Table { by_id, by_key, next_fallback: FALLBACK_BASE }),
+        }
+    }
+
+    /// The node id a location would get (without registering it): for `readdir`
+    /// entries and `..`, which the kernel does not count.
+    pub fn peek_id(&self, mount: MountId, ino: u64) -> u64 {
+        let t = self.table.lock();
+        match t.by_key.get(&(mount, ino)) {
+            Some(&id) => id,
+            None => self.derive(mount, ino),
+        }
+    }
+
+    fn derive(&self, mount: MountId, ino: u64) -> u64 {
+        if mount == self.root_mount { ino } else { ino ^ mount.wrapping_mul(0x9e37_79b9_7f4a_7c15) }
+    }
+
+    /// Register one kernel lookup of `loc`; returns its node id.
+    pub fn remember(&self, loc: &Location) -> u64 {
+        let key = (loc.mount.id(), loc.node.ino());
+        let mut t = self.table.lock();
+        if let Some(&id) = t.by_key.get(&key)
+            && let Some(e) = t.by_id.get_mut(&id)
+        {
+            e.nlookup += 1;
+            // The newest node object for this inode (a cache may have replaced it).
+            e.loc = loc.clone();
+            return id;
+        }
+        let mut id = self.derive(key.0, key.1);
+        if id == 0 || id == ROOT_ID || id >= FALLBACK_BASE || t.by_id.contains_key(&id) {
+            id = t.next_fallback;
+            t.next_fallback += 1;
+        }
+        t.by_key.insert(key, id);
+        t.by_id.insert(id, Entry { loc: loc.clone(), nlookup: 1, key });
+        id
+    }
+
+    /// The location of a node id the kernel holds.
+    pub fn get(&self, id: u64) -> Option<Location> {
+        self.table.lock().by_id.get(&id).map(|e| e.loc.clone())
+    }
+
+    /// FORGET: the kernel dropped `n` lookups of `id`.
+    pub fn forget(&self, id: u64, n: u64) {
+        let mut t = self.table.lock();
+        if id == ROOT_ID {
+            return;
+        }
+        let Some(e) = t.by_id.get_mut(&id) else { return };
+        e.nlookup = e.nlookup.saturating_sub(n);
+        if e.nlookup == 0 {
+            let key = e.key;
+            t.by_id.remove(&id);
+            if t.by_key.get(&key) == Some(&id) {
+                t.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// How many node ids the kernel holds (the root included).
+    pub fn len(&self) -> usize {
+        self.table.lock().by_id.len()
+    }
+
+    /// Whether only the root is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() <= 1
+    }
+}

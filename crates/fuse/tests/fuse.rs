@@ -1,0 +1,384 @@
+//! The FUSE front end with real programs: a tmpfs namespace (and an overlay) served
+//! in this process, used through the kernel by coreutils, sh and direct syscalls.
+//!
+//! Needs root (mount(2) of fuse without fusermount) and /dev/fuse: otherwise every
+//! test is skipped with a printed reason. Each test mounts on its own temporary
+//! directory and the guard unmounts (MNT_DETACH) even when the test fails.
+
+use rustix::fs::{Mode, OFlags, RenameFlags};
+use sandfs_fuse::{Background, CachePolicy, Options, Server};
+use sandfs_vfs::{Filesystem, MountFlags, MountNamespace};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+fn skip(test: &str) -> bool {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP {test}: needs root (mounts FUSE without fusermount)");
+        return true;
+    }
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("SKIP {test}: no /dev/fuse");
+        return true;
+    }
+    false
+}
+
+/// A mounted namespace; unmounted (detached) and its server joined on drop.
+struct Mnt {
+    bg: Option<Background>,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mnt {
+    fn new(fs: Arc<dyn Filesystem>, cache: CachePolicy) -> Mnt {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).expect("mkdir mnt");
+        let ns = MountNamespace::new(fs, MountFlags::empty());
+        let opts = Options { cache, ..Options::default() };
+        let bg = Server::mount(ns, &path, &opts).expect("mount").spawn().expect("spawn");
+        Mnt { bg: Some(bg), path, _dir: dir }
+    }
+
+    fn tmpfs() -> Mnt {
+        let fs = sandfs_tmpfs::Tmpfs::new_default();
+        Mnt::new(fs, CachePolicy::Exclusive)
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.path.join(rel)
+    }
+}
+
+impl Drop for Mnt {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
+        if let Some(bg) = self.bg.take() {
+            drop(bg);
+        }
+    }
+}
+
+fn sh(dir: &Path, script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).current_dir(dir).output().expect("run sh");
+    assert!(
+        out.status.success(),
+        "script failed: {script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run as uid/gid 1000 with no supplementary groups; returns (success, stderr).
+fn as_user(dir: &Path, script: &str) -> (bool, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("run setpriv");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn coreutils_work() {
+    if skip("coreutils_work") {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    let out = sh(
+        &m.path,
+        "set -e
+         mkdir -p a/b/c
+         echo hello > a/b/c/f
+         cat a/b/c/f
+         cp a/b/c/f g
+         mv g h
+         ln -s h link
+         cat link
+         chmod 600 h
+         stat -c '%a %s' h
+         dd if=/dev/zero of=big bs=64k count=32 status=none
+         stat -c %s big
+         find . -type f | sort
+         ls a/b
+         rm h link big
+         rm -r a
+         ls -A | wc -l",
+    );
+    assert_eq!(out, "hello\nhello\n600 6\n2097152\n./a/b/c/f\n./big\n./h\nc\n0\n", "output of the script");
+}
+
+#[test]
+fn data_round_trips_through_the_kernel() {
+    if skip("data_round_trips_through_the_kernel") {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 5) as u8).collect();
+    std::fs::write(m.p("f"), &data).expect("write");
+    assert_eq!(std::fs::read(m.p("f")).expect("read"), data);
+    // Append through O_APPEND.
+    sh(&m.path, "printf xyz >> f");
+    let meta = std::fs::metadata(m.p("f")).expect("stat");
+    assert_eq!(meta.len(), data.len() as u64 + 3);
+    // Truncate through ftruncate and through truncate(2).
+    let f = std::fs::OpenOptions::new().write(true).open(m.p("f")).expect("open");
+    f.set_len(10).expect("ftruncate");
+    drop(f);
+    assert_eq!(std::fs::metadata(m.p("f")).expect("stat").len(), 10);
+    sh(&m.path, "truncate -s 5 f");
+    assert_eq!(std::fs::read(m.p("f")).expect("read"), &data[..5]);
+}
+
+#[test]
+fn permissions_are_checked_for_other_users() {
+    if skip("permissions_are_checked_for_other_users") {
+        return;
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("SKIP permissions_are_checked_for_other_users: no setpriv");
+        return;
+    }
+    let m = Mnt::tmpfs();
+    sh(
+        &m.path,
+        "set -e
+         echo secret > secret; chmod 600 secret
+         echo public > public; chmod 644 public
+         mkdir closed; echo x > closed/inner; chmod 700 closed
+         mkdir open; chmod 777 open
+         mkdir pub; chmod 755 pub
+         mkdir grp; chgrp 1001 grp; chmod 770 grp",
+    );
+    // Warm the kernel's caches as root first: cached names must not skip checks.
+    sh(&m.path, "cat closed/inner secret public > /dev/null; ls -l closed grp > /dev/null");
+    assert_eq!(as_user(&m.path, "cat public").0, true);
+    let (ok, err) = as_user(&m.path, "cat secret");
+    assert!(!ok && err.contains("Permission denied"), "read of a 0600 root file: {err}");
+    let (ok, err) = as_user(&m.path, "cat closed/inner");
+    assert!(!ok && err.contains("Permission denied"), "walk through a 0700 dir: {err}");
+    let (ok, err) = as_user(&m.path, "stat closed/inner");
+    assert!(!ok && err.contains("Permission denied"), "stat through a 0700 dir: {err}");
+    let (ok, err) = as_user(&m.path, "echo x > pub/newfile");
+    assert!(!ok && err.contains("Permission denied"), "create in a 0755 root dir: {err}");
+    assert!(as_user(&m.path, "echo x > open/mine && cat open/mine").0);
+    let st = std::fs::metadata(m.p("open/mine")).expect("stat");
+    assert_eq!((st.uid(), st.gid()), (1000, 1000), "owner of a file created by uid 1000");
+    // Supplementary groups come from the caller.
+    let (ok, _) = as_user(&m.path, "ls grp");
+    assert!(!ok, "grp is 0770 group 1001: no access without the group");
+    let out = Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--groups=1001", "ls", "grp"])
+        .current_dir(&m.path)
+        .output()
+        .expect("setpriv");
+    assert!(out.status.success(), "with group 1001: {}", String::from_utf8_lossy(&out.stderr));
+    // A directory made unsearchable after names in it were cached.
+    sh(&m.path, "mkdir later; echo y > later/f; chmod 755 later");
+    assert!(as_user(&m.path, "cat later/f").0);
+    sh(&m.path, "chmod 700 later");
+    let (ok, _) = as_user(&m.path, "cat later/f");
+    assert!(!ok, "chmod 700 must take effect on cached names");
+    // chmod by a non-owner.
+    let (ok, err) = as_user(&m.path, "chmod 777 public");
+    assert!(!ok && err.contains("Operation not permitted"), "chmod by a non-owner: {err}");
+    // exec needs x for the caller, not just any x bit.
+    sh(&m.path, "printf '#!/bin/sh\\necho ran\\n' > script; chmod 700 script; ./script");
+    let (ok, _) = as_user(&m.path, "./script");
+    assert!(!ok, "a 0700 root script is not executable by uid 1000");
+}
+
+#[test]
+fn xattrs_follow_the_size_protocol() {
+    if skip("xattrs_follow_the_size_protocol") {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    std::fs::write(m.p("f"), b"x").expect("write");
+    let p = m.p("f");
+    rustix::fs::setxattr(&p, "user.k", b"value", rustix::fs::XattrFlags::CREATE).expect("setxattr");
+    assert_eq!(
+        rustix::fs::setxattr(&p, "user.k", b"v", rustix::fs::XattrFlags::CREATE),
+        Err(rustix::io::Errno::EXIST)
+    );
+    assert_eq!(rustix::fs::getxattr_query(&p, "user.k").expect("size probe"), 5);
+    let mut small = [0u8; 2];
+    assert_eq!(rustix::fs::getxattr(&p, "user.k", &mut small[..]), Err(rustix::io::Errno::RANGE));
+    let mut buf = [0u8; 16];
+    let n = rustix::fs::getxattr(&p, "user.k", &mut buf[..]).expect("getxattr");
+    assert_eq!(&buf[..n], b"value");
+    let n = rustix::fs::listxattr_query(&p).expect("list size");
+    assert_eq!(n, 7);
+    let mut list = [0u8; 64];
+    let n = rustix::fs::listxattr(&p, &mut list[..]).expect("listxattr");
+    assert_eq!(&list[..n], b"user.k\0");
+    rustix::fs::removexattr(&p, "user.k").expect("removexattr");
+    assert_eq!(rustix::fs::getxattr(&p, "user.k", &mut buf[..]), Err(rustix::io::Errno::NODATA));
+}
+
+#[test]
+fn rename_flags_and_sparse_files() {
+    if skip("rename_flags_and_sparse_files") {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    std::fs::write(m.p("a"), b"A").expect("write a");
+    std::fs::write(m.p("b"), b"B").expect("write b");
+    let cwd = rustix::fs::CWD;
+    assert_eq!(
+        rustix::fs::renameat_with(cwd, m.p("a"), cwd, m.p("b"), RenameFlags::NOREPLACE),
+        Err(rustix::io::Errno::EXIST)
+    );
+    rustix::fs::renameat_with(cwd, m.p("a"), cwd, m.p("b"), RenameFlags::EXCHANGE).expect("exchange");
+    assert_eq!(std::fs::read(m.p("a")).expect("a"), b"B");
+    assert_eq!(std::fs::read(m.p("b")).expect("b"), b"A");
+    rustix::fs::renameat_with(cwd, m.p("a"), cwd, m.p("c"), RenameFlags::NOREPLACE).expect("noreplace");
+    assert!(!m.p("a").exists());
+    // Sparse: data at 1 MiB only; SEEK_DATA / SEEK_HOLE through FUSE_LSEEK.
+    let fd = rustix::fs::open(m.p("sparse"), OFlags::CREATE | OFlags::RDWR, Mode::from_raw_mode(0o644))
+        .expect("open");
+    rustix::io::pwrite(&fd, &[1u8; 4096], 1 << 20).expect("pwrite");
+    let data = rustix::fs::seek(&fd, rustix::fs::SeekFrom::Data(0)).expect("SEEK_DATA");
+    assert_eq!(data, 1 << 20);
+    let hole = rustix::fs::seek(&fd, rustix::fs::SeekFrom::Hole(0)).expect("SEEK_HOLE");
+    assert_eq!(hole, 0);
+    // Punch the data out again.
+    rustix::fs::fallocate(
+        &fd,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        1 << 20,
+        4096,
+    )
+    .expect("punch");
+    assert_eq!(rustix::fs::seek(&fd, rustix::fs::SeekFrom::Data(0)), Err(rustix::io::Errno::NXIO));
+    let st = rustix::fs::fstat(&fd).expect("fstat");
+    assert_eq!(st.st_size, (1 << 20) + 4096);
+}
+
+#[test]
+fn hard_links_share_an_inode_and_devices_keep_numbers() {
+    if skip("hard_links_share_an_inode_and_devices_keep_numbers") {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    std::fs::write(m.p("f"), b"x").expect("write");
+    std::fs::hard_link(m.p("f"), m.p("g")).expect("link");
+    let (f, g) = (std::fs::metadata(m.p("f")).expect("f"), std::fs::metadata(m.p("g")).expect("g"));
+    assert_eq!(f.ino(), g.ino());
+    assert_eq!(g.nlink(), 2);
+    let dev = rustix::fs::makedev(8, 300);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        m.p("blk"),
+        rustix::fs::FileType::BlockDevice,
+        Mode::from_raw_mode(0o600),
+        dev,
+    )
+    .expect("mknod");
+    let st = rustix::fs::stat(m.p("blk")).expect("stat blk");
+    assert_eq!((rustix::fs::major(st.st_rdev), rustix::fs::minor(st.st_rdev)), (8, 300));
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        m.p("fifo"),
+        rustix::fs::FileType::Fifo,
+        Mode::from_raw_mode(0o644),
+        0,
+    )
+    .expect("mkfifo");
+    assert!(std::fs::metadata(m.p("fifo")).expect("fifo").file_type().is_fifo_like());
+}
+
+trait FifoLike {
+    fn is_fifo_like(&self) -> bool;
+}
+impl FifoLike for std::fs::FileType {
+    fn is_fifo_like(&self) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        self.is_fifo()
+    }
+}
+
+#[test]
+fn forget_releases_node_ids() {
+    if skip("forget_releases_node_ids") {
+        return;
+    }
+    let m = Mnt::tmpfs();
+    sh(&m.path, "mkdir d; for i in $(seq 1 200); do echo $i > d/f$i; done; ls -l d > /dev/null");
+    let status = m.bg.as_ref().map(|b| b.status().clone()).expect("server");
+    let held = status.nodes_held();
+    assert!(held > 200, "the kernel holds the 200 files: {held}");
+    sh(&m.path, "rm -r d");
+    // Ask the kernel to drop unused inodes: it sends FORGET for each.
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while status.nodes_held() > 10 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(status.nodes_held() <= 10, "after forget: {}", status.nodes_held());
+}
+
+#[test]
+fn overlay_writes_stay_in_memory() {
+    if skip("overlay_writes_stay_in_memory") {
+        return;
+    }
+    // The lower layer is a tmpfs standing in for the host; its contents must not change.
+    let lower = sandfs_tmpfs::Tmpfs::new_default();
+    let lns = MountNamespace::new(lower.clone(), MountFlags::empty());
+    let root = sandfs_vfs::Creds::root();
+    lns.mkdir(&root, None, "/etc", 0o755).expect("mkdir");
+    let f = lns
+        .open_path(
+            &root,
+            None,
+            "/etc/conf",
+            sandfs_vfs::OpenFlags::WRITE | sandfs_vfs::OpenFlags::CREAT,
+            0o644,
+        )
+        .expect("create");
+    f.write(b"original\n").expect("write");
+    drop(f);
+    let upper = sandfs_tmpfs::Tmpfs::new_default();
+    let ov = sandfs_overlay::Overlay::new(upper, vec![lower]).expect("overlay");
+    let m = Mnt::new(ov, CachePolicy::Exclusive);
+    let out = sh(&m.path, "cat etc/conf; echo changed > etc/conf; echo new > etc/x; rm etc/conf; ls etc");
+    assert_eq!(out, "original\nx\n");
+    let st = lns.stat(&root, None, "/etc/conf", true).expect("lower file still there");
+    assert_eq!(st.size, 9);
+    assert!(lns.stat(&root, None, "/etc/x", true).is_err(), "new file must not reach the lower layer");
+}
+
+#[test]
+fn shared_mode_serves_too() {
+    if skip("shared_mode_serves_too") {
+        return;
+    }
+    let m = Mnt::new(sandfs_tmpfs::Tmpfs::new_default(), CachePolicy::Shared);
+    let out = sh(&m.path, "mkdir d && echo hi > d/f && cat d/f && ls d");
+    assert_eq!(out, "hi\nf\n");
+    let mode = std::fs::metadata(m.p("d")).expect("stat").permissions().mode();
+    assert_eq!(mode & 0o777, 0o755 & !0o022 | 0o755);
+}
+
+#[test]
+fn external_umount_ends_the_server() {
+    if skip("external_umount_ends_the_server") {
+        return;
+    }
+    let mut m = Mnt::tmpfs();
+    std::fs::write(m.p("f"), b"x").expect("write");
+    let st = Command::new("umount").arg(&m.path).status().expect("umount");
+    assert!(st.success());
+    let mut bg = m.bg.take().expect("server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !bg.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(bg.is_finished(), "server still running after umount");
+    bg.join().expect("server ended cleanly");
+}
