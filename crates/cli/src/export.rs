@@ -3,12 +3,11 @@
 //! it as an OCI image layer (a tar with `.wh.NAME` for deletions and
 //! `.wh..wh..opq` in opaque directories, metadata and xattrs in PAX headers).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sandfs_overlay::{OPAQUE_XATTR, Overlay, WHITEOUT_XATTR, is_private_xattr};
 use sandfs_vfs::{Attr, FileType, NodeRef, OpenFlags};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
 
 /// One upper-layer entry, relative path without a leading slash.
 struct Entry {
@@ -197,8 +196,7 @@ impl<W: Write> Tar<W> {
 }
 
 /// Write the upper layer as an OCI image layer tar.
-pub fn write_layer(ov: &Overlay, path: &Path) -> Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("--export-upper {}", path.display()))?;
+pub fn write_layer(ov: &Overlay, file: std::fs::File) -> Result<()> {
     let mut tar = Tar { out: std::io::BufWriter::new(file) };
     let mut links: HashMap<u64, String> = HashMap::new();
     for e in walk(ov)? {

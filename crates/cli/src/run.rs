@@ -227,6 +227,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
     sigs.add(Signal::SIGINT);
     sigs.add(Signal::SIGTERM);
     sigs.thread_block().context("block signals")?;
+    // Opened before the scratch tmpfs hides /tmp: the path is the caller's.
+    let export = match &args.export_upper {
+        Some(p) => Some(std::fs::File::create(p).with_context(|| format!("--export-upper {}", p.display()))?),
+        None => None,
+    };
     private_mount_namespace()?;
     let cfg = args.fs.config()?;
     let (mut spec, bundle) = args.fs.spec()?;
@@ -290,17 +295,23 @@ pub fn run(args: RunArgs) -> Result<i32> {
         (None, Some(s)) => 128 + s,
         _ => 1,
     };
+    let mut code = code;
     if let Some((pid, st)) = sb.host().any_exited() {
-        eprintln!("sandfs: the gofer (pid {pid}) died during the run ({st}): files it served gave EIO");
+        eprintln!(
+            "sandfs: error: the gofer (pid {pid}) died during the run ({st}); files it served gave EIO"
+        );
+        if code == 0 {
+            code = 1;
+        }
     }
-    if args.diff || args.export_upper.is_some() {
+    if args.diff || export.is_some() {
         match &container.root_overlay {
             Some(ov) => {
                 if args.diff {
                     crate::export::print_diff(ov)?;
                 }
-                if let Some(path) = &args.export_upper {
-                    crate::export::write_layer(ov, path)?;
+                if let Some(file) = export {
+                    crate::export::write_layer(ov, file)?;
                 }
             }
             None => eprintln!(

@@ -45,7 +45,7 @@ use std::sync::{Arc, Weak};
 /// A change counter of a filesystem, for the path cache (see
 /// [`crate::Filesystem::generation`]).
 ///
-/// One word: the low [`ACTIVE_BITS`] bits count changes in progress, the rest counts
+/// One word: the low 16 bits count changes in progress, the rest counts
 /// changes completed. A change is bracketed ([`Generation::change`]): while any is in
 /// progress no walk through the filesystem is cached or answered from the cache, and
 /// its end makes the value differ from every value read before it. So a cached walk
@@ -158,7 +158,7 @@ impl Recorder {
         }
     }
 
-    /// The generations noted, if every filesystem read had one.
+    /// The generations noted, if every filesystem read had one and it was stable.
     pub fn finish(self) -> Option<Vec<(Arc<Generation>, u64)>> {
         (self.on && self.cacheable).then_some(self.gens)
     }

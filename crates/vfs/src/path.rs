@@ -119,7 +119,8 @@ impl<'a> Walker<'a> {
         // parent next).
         self.rec.note(&dir.mount);
         // Either capability grants search on any directory (`check_access`), so a
-        // privileged walk needs no attributes: saves a lock per component.
+        // privileged walk needs no attributes: saves a lock per component. (The path
+        // cache keys credentials on the same rule: `cache::CredKey`.)
         if self.creds.caps.intersects(Caps::DAC_READ_SEARCH | Caps::DAC_OVERRIDE) {
             return Ok(());
         }

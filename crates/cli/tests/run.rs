@@ -1,0 +1,227 @@
+//! `sandfs run` end to end, as root (skipped with a reason otherwise): real programs
+//! on the default view (host / under a memory overlay) and on a busybox bundle.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn sandfs() -> &'static str {
+    env!("CARGO_BIN_EXE_sandfs")
+}
+
+fn root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("SKIP: sandfs run needs root (namespaces, FUSE)");
+    false
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(sandfs()).arg("run").args(args).stdin(Stdio::null()).output().expect("run sandfs")
+}
+
+fn sh(script: &str) -> Output {
+    run(&["--", "sh", "-c", script])
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn writes_stay_in_the_sandbox() {
+    if !root() {
+        return;
+    }
+    let name = format!("/etc/sandfs-test-{}", std::process::id());
+    let out = sh(&format!("echo hi > {name}; cat {name}"));
+    assert_eq!(text(&out.stdout), "hi\n", "stderr: {}", text(&out.stderr));
+    assert!(out.status.success());
+    assert!(!Path::new(&name).exists(), "the write reached the host");
+}
+
+#[test]
+fn exit_codes_and_signals() {
+    if !root() {
+        return;
+    }
+    assert_eq!(sh("exit 7").status.code(), Some(7));
+    assert_eq!(sh("kill -9 $$").status.code(), Some(137));
+    let mut child = Command::new(sandfs()).args(["run", "--", "sleep", "30"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    nix_kill(child.id(), 15);
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(143), "SIGTERM is forwarded to the program");
+}
+
+fn nix_kill(pid: u32, sig: i32) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+#[test]
+fn git_workflow_on_thousands_of_files() {
+    if !root() || which("git").is_none() {
+        return;
+    }
+    let script = r#"set -e
+        mkdir /work-git && cd /work-git
+        for d in $(seq 1 30); do mkdir d$d; for f in $(seq 1 100); do echo "$d $f" > d$d/f$f; done; done
+        git -c init.defaultBranch=main init -q
+        git add -A
+        git -c user.name=t -c user.email=t@t commit -qm first
+        echo changed > d1/f1
+        git status --porcelain
+        git -c user.name=t -c user.email=t@t commit -qam second
+        git log --oneline | wc -l
+        git ls-files | wc -l"#;
+    let out = sh(script);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), " M d1/f1\n2\n3000\n");
+    assert!(!Path::new("/work-git").exists());
+}
+
+#[test]
+fn compile_and_run_c() {
+    if !root() || which("gcc").is_none() {
+        return;
+    }
+    let out = sh(
+        r#"set -e; cd /tmp && printf '#include <stdio.h>\nint main(void){puts("compiled");return 3;}\n' > t.c && gcc -o t t.c && ./t"#,
+    );
+    assert_eq!(text(&out.stdout), "compiled\n", "stderr: {}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3));
+}
+
+fn which(p: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|p| p.is_file())
+}
+
+fn busybox_bundle(readonly: bool) -> Option<tempfile::TempDir> {
+    which("busybox")?;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(sandfs());
+    cmd.args(["spec", "--rootfs-busybox", "auto", "--bundle"]).arg(dir.path());
+    if readonly {
+        cmd.arg("--readonly");
+    }
+    assert!(cmd.status().unwrap().success());
+    Some(dir)
+}
+
+#[test]
+fn bundle_with_read_only_root_binds_and_sized_tmpfs() {
+    if !root() {
+        return;
+    }
+    let Some(bundle) = busybox_bundle(true) else {
+        eprintln!("SKIP: no busybox");
+        return;
+    };
+    let ro = tempfile::tempdir().unwrap();
+    let rw = tempfile::tempdir().unwrap();
+    std::fs::write(ro.path().join("f"), "ro").unwrap();
+    let b = bundle.path().to_str().unwrap().to_string();
+    let ro_bind = format!("{}:/ro:ro", ro.path().display());
+    let rw_bind = format!("{}:/rw", rw.path().display());
+    let out = run(&[
+        "--bundle",
+        &b,
+        "--bind",
+        &ro_bind,
+        "--bind",
+        &rw_bind,
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--",
+        "sh",
+        "-c",
+        "touch /newfile 2>&1 | grep -q 'Read-only' && echo rootro; \
+         echo x > /ro/g 2>/dev/null || echo bindro; cat /ro/f; echo; \
+         echo through > /rw/w && echo rwok; \
+         dd if=/dev/zero of=/scratch/big bs=1k count=2048 2>&1 | grep -q 'No space' && echo enospc; \
+         hostname",
+    ]);
+    assert_eq!(
+        text(&out.stdout),
+        "rootro\nbindro\nro\nrwok\nenospc\nsandfs\n",
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(rw.path().join("w")).unwrap(), "through\n");
+    assert!(!ro.path().join("g").exists());
+}
+
+#[test]
+fn diff_and_export_upper() {
+    if !root() {
+        return;
+    }
+    let Some(bundle) = busybox_bundle(false) else {
+        eprintln!("SKIP: no busybox");
+        return;
+    };
+    let layer = bundle.path().join("layer.tar");
+    let b = bundle.path().to_str().unwrap().to_string();
+    let out = run(&[
+        "--bundle",
+        &b,
+        "--diff",
+        "--export-upper",
+        layer.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "echo new > /added; echo changed >> /etc/passwd; rm /etc/group; rm -r /home; mkdir /home; echo h > /home/x",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let diff = text(&out.stdout);
+    for line in ["A /added", "M /etc/passwd", "D /etc/group", "M /home/"] {
+        assert!(diff.lines().any(|l| l == line), "{line:?} missing from diff:\n{diff}");
+    }
+    let tar = Command::new("tar").arg("-tvf").arg(&layer).output().unwrap();
+    assert!(tar.status.success());
+    let listing = text(&tar.stdout);
+    for entry in ["added", "etc/passwd", "etc/.wh.group", "home/.wh..wh..opq", "home/x"] {
+        assert!(listing.lines().any(|l| l.ends_with(entry)), "{entry:?} missing from layer:\n{listing}");
+    }
+    let x = Command::new("tar").arg("-xOf").arg(&layer).arg("etc/passwd").output().unwrap();
+    assert!(text(&x.stdout).ends_with("changed\n"));
+}
+
+#[test]
+fn a_killed_gofer_gives_errors_and_a_clear_failure() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..50 {
+        std::fs::write(dir.path().join(format!("f{i}")), "data").unwrap();
+    }
+    let bind = format!("{}:/data", dir.path().display());
+    let child = Command::new(sandfs())
+        .args(["run", "--bind", &bind, "--", "sh", "-c", "sleep 1; cat /data/f49 || echo EIO-SEEN"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    // Kill the gofer serving /data (its --serve argument names the directory).
+    let ps = Command::new("pgrep")
+        .args(["-f", &format!("gofer --serve .*{}", dir.path().display())])
+        .output()
+        .unwrap();
+    for pid in text(&ps.stdout).split_whitespace() {
+        nix_kill(pid.parse().unwrap(), 9);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        text(&out.stdout).contains("EIO-SEEN"),
+        "stdout {} stderr {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("gofer"), "{}", text(&out.stderr));
+    let left = Command::new("pgrep").args(["-f", &dir.path().display().to_string()]).output().unwrap();
+    assert!(text(&left.stdout).trim().is_empty(), "processes left: {}", text(&left.stdout));
+}
