@@ -32,7 +32,8 @@ pub struct FsArgs {
     /// Mount a tmpfs (repeatable).
     #[arg(long, value_name = "DST[:size=N]")]
     pub tmpfs: Vec<String>,
-    /// none | root:MEDIUM | all:MEDIUM, optionally ,size=N; MEDIUM: memory.
+    /// none | root:MEDIUM | all:MEDIUM, optionally ,size=N; MEDIUM: memory, self (a hidden
+    /// store file in the mount source) or dir=PATH (a store file in PATH).
     #[arg(long, default_value = "root:memory")]
     pub overlay2: String,
     /// File access mode of the root: exclusive or shared.

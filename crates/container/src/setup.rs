@@ -23,7 +23,7 @@ use crate::plan::{self, Kind, Planned};
 use oci_spec::runtime::Spec;
 use sandfs_gofer::client::FileAccess;
 use sandfs_overlay::Overlay;
-use sandfs_tmpfs::{Tmpfs, TmpfsOptions};
+use sandfs_tmpfs::{StoreFile, Tmpfs, TmpfsOptions};
 use sandfs_vfs::{Creds, Errno, FileType, Filesystem, Location, MountFlags, MountNamespace, OpenFlags};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,16 +90,23 @@ pub struct Sandbox<H: Host> {
     pub warnings: Vec<String>,
 }
 
-fn new_upper(medium: &Medium, size: Option<u64>) -> Result<Arc<Tmpfs>, SetupError> {
-    match medium {
-        Medium::Memory => Tmpfs::new(&TmpfsOptions { size, ..TmpfsOptions::default() })
-            .map_err(|e| SetupError::fs("create the overlay upper layer", e)),
-        other => Err(SetupError::Flag {
-            flag: "--overlay2",
-            value: format!("{other:?}"),
-            why: "file-backed upper layers are not implemented yet; use memory".into(),
-        }),
+/// A fresh upper layer on `medium`; `source` is the host directory being overlaid
+/// (where `self` keeps its store file).
+fn new_upper(medium: &Medium, size: Option<u64>, source: &Path) -> Result<Arc<Tmpfs>, SetupError> {
+    let opts = TmpfsOptions { size, ..TmpfsOptions::default() };
+    let store = match medium {
+        Medium::Memory => None,
+        // An unnamed file (O_TMPFILE) in the directory: never visible, in the mount
+        // source or anywhere else, and gone with the last descriptor.
+        Medium::SelfBacked => Some(source),
+        Medium::Dir(d) => Some(d.as_path()),
     }
+    .map(|dir| {
+        StoreFile::create_in(dir)
+            .map_err(|e| SetupError::fs(format!("create the upper store file in {}", dir.display()), e))
+    })
+    .transpose()?;
+    Tmpfs::with_store(&opts, store).map_err(|e| SetupError::fs("create the overlay upper layer", e))
 }
 
 impl<H: Host> Sandbox<H> {
@@ -158,7 +165,7 @@ impl<H: Host> Sandbox<H> {
             // A read-only root still gets an (unwritable) memory upper: mount points
             // are then made synthetically, never on the host.
             let upper = if overlay_root {
-                new_upper(&self.cfg.overlay2.medium, self.cfg.overlay2.size)?
+                new_upper(&self.cfg.overlay2.medium, self.cfg.overlay2.size, &root_path)?
             } else {
                 Tmpfs::new_default()
             };
@@ -230,7 +237,7 @@ impl<H: Host> Sandbox<H> {
             RestoreSource { source: source.to_path_buf(), readonly: ro },
         );
         let fs: Arc<dyn Filesystem> = if is_dir && !ro && self.cfg.overlay2.scope == OverlayScope::All {
-            let upper = new_upper(&self.cfg.overlay2.medium, self.cfg.overlay2.size)?;
+            let upper = new_upper(&self.cfg.overlay2.medium, self.cfg.overlay2.size, source)?;
             Overlay::new(upper, vec![fs]).map_err(|e| mount_err(p, e))?
         } else {
             fs

@@ -47,3 +47,51 @@ fn bundle_over_real_host_directories() {
     assert_eq!(c.kernel.len(), 1);
     assert_eq!(sb.restore_map().len(), 3);
 }
+
+#[test]
+fn file_backed_upper_layers_stay_out_of_sight() {
+    for medium in ["self", "dir"] {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path();
+        let store_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
+        std::fs::write(bundle.join("config.json"), r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"}}"#)
+            .unwrap();
+        let overlay2 = if medium == "self" {
+            "root:self,size=8m".to_string()
+        } else {
+            format!("root:dir={},size=8m", store_dir.path().display())
+        };
+        let cfg = RuntimeConfig { overlay2: overlay2.parse().unwrap(), ..RuntimeConfig::default() };
+        let mut sb = Sandbox::new(InProcessHost, cfg, &BTreeMap::new()).unwrap();
+        let c = sb.container_from_bundle("c", bundle).unwrap();
+        let r = Creds::root();
+        let f =
+            c.ns.open_path(&r, None, "/big", OpenFlags::READ | OpenFlags::WRITE | OpenFlags::CREAT, 0o644)
+                .unwrap();
+        let data = vec![42u8; 4 << 20];
+        assert_eq!(f.write_at(&data, 0).unwrap(), data.len());
+        let mut back = vec![0u8; 4096];
+        f.read_at(&mut back, (3 << 20) + 5).unwrap();
+        assert!(back.iter().all(|&b| b == 42));
+        // The store never shows: not in the container's root, not on the host.
+        let root = c.ns.open_path(&r, None, "/", OpenFlags::READ | OpenFlags::DIRECTORY, 0).unwrap();
+        let mut names = Vec::new();
+        root.readdir(&mut |e| {
+            names.push(String::from_utf8_lossy(e.name).into_owned());
+            true
+        })
+        .unwrap();
+        names.sort();
+        assert_eq!(names, [".", "..", "big", "etc", "tmp"], "{medium}");
+        assert_eq!(
+            std::fs::read_dir(bundle.join("rootfs")).unwrap().count(),
+            1,
+            "{medium}: only etc on the host"
+        );
+        assert_eq!(std::fs::read_dir(store_dir.path()).unwrap().count(), 0, "{medium}");
+        // size= caps the upper layer.
+        let more = vec![1u8; 8 << 20];
+        assert_eq!(f.write_at(&more, 4 << 20).ok().map(|n| n < more.len()), Some(true), "{medium}");
+    }
+}

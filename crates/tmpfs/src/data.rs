@@ -3,6 +3,7 @@
 //! and counted in `st_blocks`. Pages fallocate reserved but nothing wrote hold no
 //! memory yet: they read as zeros and are holes to SEEK_DATA, as on kernel tmpfs.
 
+use crate::store::Page;
 use crate::{PAGE_SIZE, Shared};
 use sandfs_vfs::{Errno, Result, Whence};
 use std::collections::BTreeMap;
@@ -10,12 +11,6 @@ use std::collections::BTreeMap;
 const PS: usize = PAGE_SIZE as usize;
 /// Largest file size (Linux MAX_LFS_FILESIZE).
 const MAX_SIZE: u64 = i64::MAX as u64;
-
-type Page = Box<[u8; PS]>;
-
-fn zero_page() -> Page {
-    Box::new([0u8; PS])
-}
 
 /// The data of one regular file.
 #[derive(Default)]
@@ -32,9 +27,9 @@ impl FileData {
     }
 
     /// Copy out bytes at `off`; returns the count (0 at or past the end).
-    pub fn read(&self, buf: &mut [u8], off: u64) -> usize {
+    pub fn read(&self, buf: &mut [u8], off: u64, fs: &Shared) -> Result<usize> {
         if off >= self.size {
-            return 0;
+            return Ok(0);
         }
         let n = (buf.len() as u64).min(self.size - off) as usize;
         let mut done = 0;
@@ -44,12 +39,12 @@ impl FileData {
             let chunk = (PS - in_page).min(n - done);
             let out = &mut buf[done..done + chunk];
             match self.pages.get(&idx) {
-                Some(Some(p)) => out.copy_from_slice(&p[in_page..in_page + chunk]),
+                Some(Some(p)) => fs.page_store.read(p, in_page, out)?,
                 _ => out.fill(0),
             }
             done += chunk;
         }
-        n
+        Ok(n)
     }
 
     /// Write `data` at `off`, allocating pages. Short write when space runs out
@@ -79,8 +74,8 @@ impl FileData {
                     v.insert(None)
                 }
             };
-            let page = slot.get_or_insert_with(zero_page);
-            page[in_page..in_page + chunk].copy_from_slice(&data[done..done + chunk]);
+            let page = slot.get_or_insert_with(|| fs.page_store.new_page());
+            fs.page_store.write(page, in_page, &data[done..done + chunk])?;
             done += chunk;
         }
         self.size = self.size.max(off + done as u64);
@@ -98,6 +93,7 @@ impl FileData {
             self.zero(size, self.size - size, fs);
             let doomed = self.pages.split_off(&size.div_ceil(PAGE_SIZE));
             fs.uncharge_pages(doomed.len() as u64);
+            doomed.into_values().flatten().for_each(|p| fs.page_store.free(p));
         }
         self.size = size;
         Ok(())
@@ -111,7 +107,9 @@ impl FileData {
         if first_full < last_full {
             let doomed: Vec<u64> = self.pages.range(first_full..last_full).map(|(k, _)| *k).collect();
             for k in &doomed {
-                self.pages.remove(k);
+                if let Some(Some(p)) = self.pages.remove(k) {
+                    fs.page_store.free(p);
+                }
             }
             fs.uncharge_pages(doomed.len() as u64);
         }
@@ -121,7 +119,7 @@ impl FileData {
             }
             if let Some(Some(p)) = self.pages.get_mut(&(from / PAGE_SIZE)) {
                 let a = (from % PAGE_SIZE) as usize;
-                p[a..a + (to - from) as usize].fill(0);
+                fs.page_store.zero(p, a, (to - from) as usize);
             }
         };
         if first_full > last_full {
@@ -181,6 +179,6 @@ impl FileData {
     /// Free everything (the inode is gone).
     pub fn release(&mut self, fs: &Shared) {
         fs.uncharge_pages(self.pages.len() as u64);
-        self.pages.clear();
+        std::mem::take(&mut self.pages).into_values().flatten().for_each(|p| fs.page_store.free(p));
     }
 }

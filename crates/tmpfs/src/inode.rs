@@ -638,7 +638,7 @@ impl FileHandle {
 impl Handle for FileHandle {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         match &self.inode.state.read().body {
-            Body::File(f) => Ok(f.read(buf, off)),
+            Body::File(f) => f.read(buf, off, &self.inode.fs),
             _ => Err(Errno::INVAL),
         }
     }

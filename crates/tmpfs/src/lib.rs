@@ -9,9 +9,11 @@
 mod data;
 mod dir;
 mod inode;
+mod store;
 mod xattr;
 
 pub use inode::Inode;
+pub use store::StoreFile;
 
 use sandfs_vfs::{Changing, Errno, FileType, Filesystem, Generation, NodeRef, Result, StatFs};
 use std::sync::Arc;
@@ -94,6 +96,8 @@ pub(crate) struct Shared {
     /// Moved by every change a path walk could see (see
     /// [`Filesystem::generation`]): names, parents, mode, uid, gid.
     generation: Arc<Generation>,
+    /// Where page bytes live (heap, or a store file).
+    pub page_store: store::Pages,
 }
 
 impl Shared {
@@ -152,6 +156,12 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// A new, empty tmpfs. ENOSPC if nr_inodes is 0.
     pub fn new(opts: &TmpfsOptions) -> Result<Arc<Tmpfs>> {
+        Tmpfs::with_store(opts, None)
+    }
+
+    /// A new, empty tmpfs whose file pages live in `store` (a host file) rather than
+    /// on the heap, when given.
+    pub fn with_store(opts: &TmpfsOptions, store: Option<StoreFile>) -> Result<Arc<Tmpfs>> {
         let minor = NEXT_DEV.fetch_add(1, Ordering::Relaxed);
         // Anonymous device numbers live under major 0, as the kernel's do.
         let dev = (minor & 0xff) | ((minor & !0xff) << 12) | (1 << 44);
@@ -164,6 +174,7 @@ impl Tmpfs {
             max_inodes: opts.nr_inodes.unwrap_or(u64::MAX / 2),
             rename_lock: parking_lot::Mutex::new(()),
             generation: Arc::new(Generation::new()),
+            page_store: store::Pages { store },
         });
         let mode = opts.mode.unwrap_or(if opts.root == FileType::Directory { 0o1777 } else { 0o644 });
         let root = match opts.root {
