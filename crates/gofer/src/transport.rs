@@ -18,6 +18,9 @@ pub const MAX_FDS: usize = 2;
 /// A connected SEQPACKET socket.
 pub struct Conn {
     fd: OwnedFd,
+    /// Receive buffer, allocated and zeroed once (a message is copied out of it:
+    /// zeroing 256 KiB per receive cost more than the messages themselves).
+    scratch: parking_lot::Mutex<Vec<u8>>,
 }
 
 /// Why a receive failed.
@@ -35,7 +38,7 @@ pub enum RecvError {
 impl Conn {
     /// Wrap a connected SEQPACKET socket.
     pub fn new(fd: OwnedFd) -> Conn {
-        Conn { fd }
+        Conn { fd, scratch: parking_lot::Mutex::new(Vec::new()) }
     }
 
     /// A connected pair; both ends close on exec.
@@ -72,12 +75,15 @@ impl Conn {
 
     /// Receive one message into `buf` (resized to fit) and its descriptors.
     pub fn recv(&self, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> Result<(), RecvError> {
-        buf.resize(MAX_MESSAGE + 1, 0);
+        let mut scratch = self.scratch.lock();
+        if scratch.len() < MAX_MESSAGE + 1 {
+            scratch.resize(MAX_MESSAGE + 1, 0);
+        }
         fds.clear();
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let r = loop {
-            match recvmsg(&self.fd, &mut [IoSliceMut::new(buf)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            match recvmsg(&self.fd, &mut [IoSliceMut::new(&mut scratch)], &mut control, RecvFlags::CMSG_CLOEXEC) {
                 Ok(r) => break r,
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(RecvError::Io(e)),
@@ -97,7 +103,8 @@ impl Conn {
         if r.flags.contains(ReturnFlags::TRUNC) || r.bytes > MAX_MESSAGE {
             return Err(RecvError::Malformed("message too large"));
         }
-        buf.truncate(r.bytes);
+        buf.clear();
+        buf.extend_from_slice(&scratch[..r.bytes]);
         Ok(())
     }
 }
