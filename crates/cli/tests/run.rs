@@ -225,3 +225,36 @@ fn a_killed_gofer_gives_errors_and_a_clear_failure() {
     let left = Command::new("pgrep").args(["-f", &dir.path().display().to_string()]).output().unwrap();
     assert!(text(&left.stdout).trim().is_empty(), "processes left: {}", text(&left.stdout));
 }
+
+#[test]
+fn killing_the_runtime_leaves_nothing_behind() {
+    if !root() {
+        return;
+    }
+    let marker = format!("sleep 61.{}", std::process::id());
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+    let mut child =
+        Command::new(sandfs()).args(["run", "--", "sh", "-c", &format!("{marker}; true")]).spawn().unwrap();
+    // Wait until the program runs, then kill the runtime (the FUSE server) outright.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pattern = format!("^{marker}");
+    while text(&Command::new("pgrep").args(["-f", &pattern]).output().unwrap().stdout).trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the program never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    nix_kill(child.id(), 9);
+    let _ = child.wait();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = text(&Command::new("pgrep").args(["-f", &pattern]).output().unwrap().stdout);
+        let gofers =
+            text(&Command::new("pgrep").args(["-P", &child.id().to_string()]).output().unwrap().stdout);
+        if left.trim().is_empty() && gofers.trim().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "left running: {left} {gofers}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
+    assert_eq!(mounts_before, mounts_after, "a mount was left in the caller's namespace");
+}
