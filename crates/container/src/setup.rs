@@ -151,6 +151,20 @@ impl<H: Host> Sandbox<H> {
             ));
         }
         let readonly = root.readonly().unwrap_or(false);
+        // A container may repeat the pod's hints; naming a volume the pod does not
+        // have is an error.
+        let own: BTreeMap<String, String> =
+            spec.annotations().clone().unwrap_or_default().into_iter().collect();
+        let (own_hints, _) = hints::parse(&own)?;
+        for h in own_hints {
+            if !self.hints.iter().any(|p| p.name == h.name) {
+                return Err(SetupError::field(
+                    format!("annotations[dev.gvisor.spec.mount.{}.source]", h.name),
+                    h.source,
+                    "names a volume the pod does not declare",
+                ));
+            }
+        }
         let plan = plan::plan(spec.mounts().as_deref().unwrap_or(&[]))?;
         let warnings = plan.warnings.clone();
 

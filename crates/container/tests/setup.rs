@@ -361,3 +361,16 @@ fn malformed_config_json_is_a_clear_error() {
     let _unused: Option<Arc<dyn Filesystem>> = None;
     let _ = Make::Dir;
 }
+
+#[test]
+fn a_container_hint_naming_an_unknown_volume_is_an_error() {
+    let h = host_with_root(&[]);
+    let mut sb = Sandbox::new(h, RuntimeConfig::default(), &BTreeMap::new()).unwrap();
+    let s = spec(
+        r#"{"ociVersion":"1.0.2","root":{"path":"rootfs"},"annotations":{
+            "dev.gvisor.spec.mount.ghost.source":"/g","dev.gvisor.spec.mount.ghost.type":"bind",
+            "dev.gvisor.spec.mount.ghost.share":"pod"}}"#,
+    );
+    let e = sb.container("c", &s, Path::new("/bundle")).err().unwrap().to_string();
+    assert!(e.contains("ghost") && e.contains("does not declare"), "{e}");
+}
