@@ -73,6 +73,8 @@ pub fn run(args: GoferArgs) -> Result<()> {
         mounts.push(Mount { conn: Conn::new(inherited_socket(fd)?), path, source });
     }
     prepare_reopen().map_err(|e| anyhow::anyhow!("open /proc/self/fd: {e}"))?;
+    // Die with the runtime that started us.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
     let keep: Vec<Keep<'_>> = mounts
         .iter()
         .map(|m| Keep { path: &m.path, fd: m.source.fd(), readonly: m.source.readonly() })
@@ -80,9 +82,21 @@ pub fn run(args: GoferArgs) -> Result<()> {
     let report = confine(&keep, !args.best_effort).map_err(|e| anyhow::anyhow!("confinement failed: {e}"))?;
     drop(keep);
     tracing::info!("gofer confined: {report:?}");
+    // Descriptors are shared by every mount this process serves: raise the soft
+    // limit to the hard one and give each connection an equal share.
+    let per_mount = {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut lim = getrlimit(Resource::Nofile);
+        lim.current = lim.maximum;
+        let _ = setrlimit(Resource::Nofile, lim);
+        let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20) as usize;
+        soft.saturating_sub(64) / mounts.len().max(1)
+    };
     let mut threads = Vec::new();
     for m in mounts {
-        let server = Server::new(m.source).map_err(|e| anyhow::anyhow!("serve {}: {e}", m.path.display()))?;
+        let mut server =
+            Server::new(m.source).map_err(|e| anyhow::anyhow!("serve {}: {e}", m.path.display()))?;
+        server.limit_fids(per_mount);
         threads.push(std::thread::spawn(move || server.serve(m.conn)));
     }
     for t in threads {

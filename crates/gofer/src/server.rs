@@ -16,7 +16,7 @@ use std::mem::MaybeUninit;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Most fids one connection may hold.
+/// Most fids one connection may hold unless told otherwise ([`Server::limit_fids`]).
 const MAX_FIDS: usize = 1 << 20;
 
 /// A host directory or file to serve, opened before confinement.
@@ -67,6 +67,7 @@ struct Entry {
 /// Serves one mount over one connection.
 pub struct Server {
     readonly: bool,
+    max_fids: usize,
     fids: HashMap<Fid, Entry>,
     next: Fid,
     root: Option<Entry>,
@@ -166,7 +167,19 @@ impl Server {
             dev: attr.dev,
             ino: attr.ino,
         };
-        Ok(Server { readonly: src.readonly, fids: HashMap::new(), next: 1, root: Some(root) })
+        Ok(Server {
+            readonly: src.readonly,
+            max_fids: MAX_FIDS,
+            fids: HashMap::new(),
+            next: 1,
+            root: Some(root),
+        })
+    }
+
+    /// Cap the fids (host descriptors) this connection may hold, so one mount cannot
+    /// use up the descriptors every mount of the process shares (ENFILE beyond).
+    pub fn limit_fids(&mut self, max: usize) {
+        self.max_fids = max.max(16);
     }
 
     /// Answer requests until the peer closes the connection or breaks the protocol.
@@ -222,7 +235,7 @@ impl Server {
     }
 
     fn insert(&mut self, e: Entry) -> Result<Fid, Errno> {
-        if self.fids.len() >= MAX_FIDS {
+        if self.fids.len() >= self.max_fids {
             return Err(Errno::NFILE);
         }
         let fid = self.next;
