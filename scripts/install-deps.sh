@@ -1,9 +1,13 @@
 #!/bin/sh
 # Install what the test suite needs, idempotently: Debian packages with apt-get,
-# Rust components with rustup. Safe to run again; does nothing when all is present.
+# Rust components with rustup, external test suites with cargo install. Safe to run
+# again; does nothing when all is present.
 set -eu
 
-PACKAGES="util-linux mount"
+# util-linux/mount: setpriv, umount; fuse3: the FUSE tools (fusermount3, for
+# comparisons; sandfs itself mounts without them); stress-ng and busybox-static:
+# external suites and real programs in the FUSE tests.
+PACKAGES="util-linux mount fuse3 stress-ng busybox-static"
 
 missing=""
 for p in $PACKAGES; do
@@ -20,4 +24,10 @@ fi
 
 for c in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+# External suites run on a `sandfs mount` (scripts/suites.sh).
+PATH="$HOME/.cargo/bin:$PATH"
+for t in pjdfstest fsx; do
+    command -v "$t" >/dev/null 2>&1 || cargo install --locked "$t" || cargo install "$t"
 done

@@ -43,10 +43,13 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SANDFS=$TARGET/debug/sandfs
 
 WORK=$(mktemp -d /tmp/sandfs-suites.XXXXXX)
+# pjdfstest switches to other users: they must reach the mount (mktemp made 0700).
+chmod 755 "$WORK"
 HOST=$WORK/host
 MNT=$WORK/mnt
 OTHER=$WORK/other
 mkdir -p "$HOST/etc" "$MNT" "$OTHER"
+chmod 755 "$HOST"
 echo "host file" > "$HOST/etc/keep"
 snapshot() { (cd "$HOST" && find . -printf '%p %m %s %T@\n' | sort; cat etc/keep) ; }
 BEFORE=$(snapshot)

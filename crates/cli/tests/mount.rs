@@ -208,6 +208,25 @@ fn overlay_keeps_writes_off_the_host_and_sigterm_unmounts() {
 }
 
 #[test]
+fn large_directories_list_completely() {
+    if skip("large_directories_list_completely") {
+        return;
+    }
+    let mut f = Fixture::new();
+    // Listings with attributes of this size need gofer messages near the protocol's
+    // 256 KiB maximum (past the default socket send buffer).
+    let big = f.host.join("big");
+    std::fs::create_dir(&big).expect("mkdir");
+    for i in 0..1500 {
+        std::fs::write(big.join(format!("{i:04}-{}", "n".repeat(200))), b"").expect("create");
+    }
+    f.start(&[]);
+    assert_eq!(f.sh("ls big | wc -l").trim(), "1500");
+    assert_eq!(f.sh("ls -l big | grep -c '^-'").trim(), "1500");
+    assert!(!f.log().contains("broken"), "gofer connection broke:\n{}", f.log());
+}
+
+#[test]
 fn external_umount_ends_a_daemon() {
     if skip("external_umount_ends_a_daemon") {
         return;
@@ -317,4 +336,12 @@ fn binds_tmpfs_and_read_only_root() {
     let log = f.log();
     eprintln!("server log:\n{log}");
     assert!(log.contains("passthrough:"), "the server reports passthrough:\n{log}");
+    if log.contains("passthrough offered by the kernel: true") {
+        // Files of read-only gofer mounts were handed to the kernel.
+        assert!(
+            !log.contains("passthrough: 0 accepted"),
+            "the kernel offered passthrough, none used:\n{log}"
+        );
+        assert!(log.contains(", 0 refused"), "the kernel refused a backing file:\n{log}");
+    }
 }

@@ -38,6 +38,11 @@ pub enum RecvError {
 impl Conn {
     /// Wrap a connected SEQPACKET socket.
     pub fn new(fd: OwnedFd) -> Conn {
+        // A SEQPACKET message must fit the sender's buffer (EMSGSIZE otherwise), and
+        // the default (net.core.wmem_default, 208 KiB) is below MAX_MESSAGE: a
+        // listing of a large directory broke the connection. Best effort: the kernel
+        // caps the size at net.core.wmem_max.
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(&fd, 2 * MAX_MESSAGE);
         Conn { fd, scratch: parking_lot::Mutex::new(Vec::new()) }
     }
 
@@ -83,7 +88,12 @@ impl Conn {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let r = loop {
-            match recvmsg(&self.fd, &mut [IoSliceMut::new(&mut scratch)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            match recvmsg(
+                &self.fd,
+                &mut [IoSliceMut::new(&mut scratch)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            ) {
                 Ok(r) => break r,
                 Err(Errno::INTR) => continue,
                 Err(e) => return Err(RecvError::Io(e)),
