@@ -10,7 +10,7 @@
 #   FSX_OPS=N FSX_SEED=S to change the fsx run.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SUITES_DIR=${SUITES_DIR:-$ROOT/../shared/suites}
+SUITES_DIR=${SUITES_DIR:-$ROOT/suites}
 FSX_OPS=${FSX_OPS:-100000}
 FSX_SEED=${FSX_SEED:-$(date +%s)}
 SUITES=${*:-pjdfstest fsx stress-ng}

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The whole test suite: dependencies, formatting, lints, every test.
-# Privileged tests (kernel tmpfs mounts, credential switching) run when this runs as
+# Privileged tests (kernel mounts, FUSE, namespaces, credential switching) run when this runs as
 # root and print why they skip otherwise. PROPTEST_CASES raises the differential
 # test's case count.
 set -eu
@@ -9,3 +9,9 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# External suites nobody here wrote (pjdfstest, fsx, stress-ng) on a `sandfs mount`.
+if [ "$(id -u)" -eq 0 ]; then
+    ./scripts/suites.sh
+else
+    echo "test.sh: SKIP external suites: they need root (FUSE mount, identity switches)"
+fi
