@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rustix::fd::{BorrowedFd, FromRawFd, OwnedFd};
-use sandfs_gofer::confine::{Keep, confine};
+use sandfs_gofer::confine::{Keep, confine_with};
 use sandfs_gofer::server::{Server, Source, prepare_reopen};
 use sandfs_gofer::transport::Conn;
 use std::path::PathBuf;
@@ -79,9 +79,31 @@ pub fn run(args: GoferArgs) -> Result<()> {
         .iter()
         .map(|m| Keep { path: &m.path, fd: m.source.fd(), readonly: m.source.readonly() })
         .collect();
-    let report = confine(&keep, !args.best_effort).map_err(|e| anyhow::anyhow!("confinement failed: {e}"))?;
+    // Serve from the namespace's binds (/m0, /m1, ...), reopened right after it is
+    // entered: descriptors opened before belong to the runtime's mounts, and walks
+    // through them would see whatever the runtime mounts later (its FUSE view too).
+    let mut reopened: Vec<Source> = Vec::new();
+    let sources: Vec<(PathBuf, bool)> =
+        mounts.iter().map(|m| (m.path.clone(), m.source.readonly())).collect();
+    let report = confine_with(&keep, !args.best_effort, &mut |in_ns| {
+        if in_ns {
+            for (i, (path, ro)) in sources.iter().enumerate() {
+                let here = PathBuf::from(format!("/m{i}"));
+                let src = Source::open(&here, *ro)
+                    .map_err(|e| format!("reopen {} as {}: {e}", path.display(), here.display()))?;
+                reopened.push(src);
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| anyhow::anyhow!("confinement failed: {e}"))?;
     drop(keep);
     tracing::info!("gofer confined: {report:?}");
+    if !reopened.is_empty() {
+        for (m, src) in mounts.iter_mut().zip(reopened) {
+            m.source = src;
+        }
+    }
     // Descriptors are shared by every mount this process serves: raise the soft
     // limit to the hard one and give each connection an equal share.
     let per_mount = {

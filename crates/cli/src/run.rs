@@ -271,8 +271,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     });
     params.mounts.extend(container.kernel.iter().map(kmount));
     let json = serde_json::to_string(&params)?;
-    let exe = std::env::current_exe().context("find the sandfs executable")?;
-    let mut cmd = std::process::Command::new(exe);
+    // By /proc/self/exe: the binary's own path may be under the /tmp we just hid.
+    let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg("__sandbox").arg(json);
     // SAFETY: the closure runs in the child between fork and exec and only makes
     // one raw system call (unshare), which is async-signal-safe.

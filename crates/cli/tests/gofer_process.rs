@@ -315,6 +315,9 @@ fn the_gofer_is_confined() {
         })
         .collect();
     assert_eq!(mounts.len(), 2, "mounts: {mounts:?}");
+    // Mount ids order them by creation: the source's clone predates the root tmpfs.
+    let mut mounts = mounts;
+    mounts.sort_by(|a, b| a.1.cmp(&b.1));
     assert_eq!((mounts[0].1.as_str(), mounts[0].2.as_str()), ("/", "tmpfs"), "the root is a tmpfs");
     assert_eq!(mounts[1].1, "/m0", "the source is bound at /m0");
     let src_root = std::fs::read_to_string("/proc/self/mountinfo")
@@ -325,7 +328,7 @@ fn the_gofer_is_confined() {
         .max_by_key(|f| f[4].len())
         .map(|f| (f[2].to_string(), f[4].to_string()))
         .expect("the host mount holding the source");
-    let bind = mountinfo.lines().nth(1).expect("bind line");
+    let bind = mountinfo.lines().find(|l| l.split_whitespace().nth(4) == Some("/m0")).expect("bind line");
     assert!(bind.contains(&format!(" {} ", src_root.0)), "the bind is of the source's device: {bind}");
     // What the gofer sees as / holds only the source's mount point.
     let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root"))

@@ -100,12 +100,50 @@ struct Inner {
     inos: Mutex<HashMap<(u64, u64), u64>>,
     next_ino: AtomicU64,
     closing: Mutex<Vec<Fid>>,
+    /// Nodes holding a fid (oldest first), to give fids back when too many are held:
+    /// each is a descriptor in the gofer, and a node can walk to a new one later.
+    held: Mutex<std::collections::VecDeque<std::sync::Weak<GNode>>>,
+    nfids: std::sync::atomic::AtomicUsize,
 }
+
+/// Fids one mount keeps before giving back the least recently resolved ones.
+pub const MAX_HELD_FIDS: usize = 4096;
 
 impl Inner {
     fn call(&self, req: &Request) -> Result<(Reply, Option<OwnedFd>)> {
         self.flush_closes();
         self.client.call(req)
+    }
+
+    /// Record that `node` now holds a fid; release the oldest idle ones over the
+    /// limit (never the root, never one an operation is using).
+    fn track(&self, node: &Arc<GNode>) {
+        if node.origin.lock().is_none() {
+            return;
+        }
+        let mut held = self.held.lock();
+        held.push_back(Arc::downgrade(node));
+        let n = self.nfids.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= MAX_HELD_FIDS {
+            return;
+        }
+        for _ in 0..held.len().min(64) {
+            if self.nfids.load(Ordering::Relaxed) <= MAX_HELD_FIDS {
+                break;
+            }
+            let Some(w) = held.pop_front() else { break };
+            let Some(old) = w.upgrade() else { continue };
+            let mut fid = old.fid.lock();
+            if old.busy.load(Ordering::Acquire) == 0 {
+                if let Some(f) = fid.take() {
+                    self.closing.lock().push(f);
+                    self.nfids.fetch_sub(1, Ordering::Relaxed);
+                }
+            } else {
+                drop(fid);
+                held.push_back(w);
+            }
+        }
     }
 
     fn flush_closes(&self) {
@@ -175,6 +213,8 @@ impl GoferFs {
             inos: Mutex::new(HashMap::new()),
             next_ino: AtomicU64::new(1 << 62),
             closing: Mutex::new(Vec::new()),
+            held: Mutex::new(std::collections::VecDeque::new()),
+            nfids: std::sync::atomic::AtomicUsize::new(0),
         });
         let root = GNode::new(&inner, Some(root), attr, None);
         Ok(Arc::new(GoferFs { inner, root, readonly }))
@@ -203,7 +243,7 @@ impl Filesystem for GoferFs {
         self.root.clone()
     }
     fn statfs(&self) -> Result<StatFs> {
-        match self.inner.call(&Request::Statfs { fid: self.root.fid()? })?.0 {
+        match self.inner.call(&Request::Statfs { fid: self.root.fid()?.id() })?.0 {
             Reply::StatFs(s) => Ok(s),
             _ => Err(Errno::PROTO),
         }
@@ -228,6 +268,8 @@ pub struct GNode {
     fid: Mutex<Option<Fid>>,
     /// Directory and name this node can be walked from.
     origin: Mutex<Option<Origin>>,
+    /// Operations using the fid right now (it is not given back while any are).
+    busy: std::sync::atomic::AtomicU32,
     ino: u64,
     kind: FileType,
     parent: Mutex<Option<Arc<GNode>>>,
@@ -241,6 +283,9 @@ impl Drop for GNode {
     fn drop(&mut self) {
         if let Some(fid) = *self.fid.get_mut() {
             self.inner.closing.lock().push(fid);
+            if self.origin.get_mut().is_some() {
+                self.inner.nfids.fetch_sub(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -261,6 +306,7 @@ impl GNode {
             inner: inner.clone(),
             fid: Mutex::new(fid),
             origin: Mutex::new(None),
+            busy: std::sync::atomic::AtomicU32::new(0),
             ino: attr.ino,
             kind: attr.kind,
             parent: Mutex::new(parent),
@@ -271,18 +317,26 @@ impl GNode {
         })
     }
 
-    /// The server's fid, walking to it from `origin` the first time it is needed.
-    fn fid(&self) -> Result<Fid> {
-        if let Some(f) = *self.fid.lock() {
-            return Ok(f);
+    /// The server's fid, walking to it from `origin` when it has none (first use,
+    /// or given back). The fid stays valid while the returned use is alive.
+    fn fid(&self) -> Result<FidUse<'_>> {
+        {
+            let mine = self.fid.lock();
+            if let Some(f) = *mine {
+                self.busy.fetch_add(1, Ordering::AcqRel);
+                return Ok(FidUse { node: self, id: f });
+            }
         }
         let (parent, name) = self.origin.lock().clone().ok_or(Errno::STALE)?;
         let parent = parent.upgrade().ok_or(Errno::STALE)?;
-        let req = Request::Walk { dir: parent.fid()?, names: vec![name.to_vec()] };
-        let (end, entries) = want(self.inner.call(&req), |r, _| match r {
-            Reply::Walked { end, entries } => Some((end, entries)),
-            _ => None,
-        })?;
+        let (end, entries) = {
+            let pfid = parent.fid()?;
+            let req = Request::Walk { dir: pfid.id(), names: vec![name.to_vec()] };
+            want(self.inner.call(&req), |r, _| match r {
+                Reply::Walked { end, entries } => Some((end, entries)),
+                _ => None,
+            })?
+        };
         if let WalkEnd::Stopped { errno, .. } = end {
             return Err(Errno::from_raw_os_error(errno));
         }
@@ -292,17 +346,24 @@ impl GNode {
             self.inner.closing.lock().push(fid);
             return Err(Errno::STALE);
         }
-        let mut mine = self.fid.lock();
-        match *mine {
-            Some(f) => {
-                self.inner.closing.lock().push(fid);
-                Ok(f)
+        let (id, fresh) = {
+            let mut mine = self.fid.lock();
+            self.busy.fetch_add(1, Ordering::AcqRel);
+            match *mine {
+                Some(f) => {
+                    self.inner.closing.lock().push(fid);
+                    (f, false)
+                }
+                None => {
+                    *mine = Some(fid);
+                    (fid, true)
+                }
             }
-            None => {
-                *mine = Some(fid);
-                Ok(fid)
-            }
+        };
+        if fresh && let Ok(me) = self.me() {
+            self.inner.track(&me);
         }
+        Ok(FidUse { node: self, id })
     }
 
     fn stale(&self) {
@@ -342,9 +403,13 @@ impl GNode {
                 let mut mine = old.fid.lock();
                 if mine.is_none() {
                     *mine = Some(fid);
-                } else {
-                    self.inner.closing.lock().push(fid);
+                    drop(mine);
+                    let old = old.clone();
+                    drop(ch);
+                    self.inner.track(&old);
+                    return old;
                 }
+                self.inner.closing.lock().push(fid);
             }
             return old.clone();
         }
@@ -352,6 +417,10 @@ impl GNode {
         let node = GNode::new(&self.inner, fid, attr, parent);
         *node.origin.lock() = Some((self.me.clone(), name.into()));
         ch.insert(name.into(), (node.clone(), Instant::now()));
+        drop(ch);
+        if fid.is_some() {
+            self.inner.track(&node);
+        }
         node
     }
 }
@@ -374,7 +443,7 @@ impl Node for GNode {
                 return Ok(*attr);
             }
         }
-        let a = want(self.inner.call(&Request::Getattr { fid: self.fid()? }), |r, _| match r {
+        let a = want(self.inner.call(&Request::Getattr { fid: self.fid()?.id() }), |r, _| match r {
             Reply::Attr(a) => Some(a),
             _ => None,
         })?;
@@ -386,7 +455,7 @@ impl Node for GNode {
         if valid == 0 {
             return self.attr();
         }
-        let req = Request::Setattr { fid: self.fid()?, valid, mode, uid, gid, size, atime, mtime };
+        let req = Request::Setattr { fid: self.fid()?.id(), valid, mode, uid, gid, size, atime, mtime };
         let a = want(self.inner.call(&req), |r, _| match r {
             Reply::Attr(a) => Some(a),
             _ => None,
@@ -403,7 +472,7 @@ impl Node for GNode {
         {
             return Ok(n.clone());
         }
-        let req = Request::Walk { dir: self.fid()?, names: vec![name.to_vec()] };
+        let req = Request::Walk { dir: self.fid()?.id(), names: vec![name.to_vec()] };
         let (end, entries) = want(self.inner.call(&req), |r, _| match r {
             Reply::Walked { end, entries } => Some((end, entries)),
             _ => None,
@@ -424,7 +493,7 @@ impl Node for GNode {
         let (fid, attr, fd) = match new.kind {
             FileType::Regular => {
                 let req = Request::Create {
-                    dir: self.fid()?,
+                    dir: self.fid()?.id(),
                     name: name.to_vec(),
                     flags: (rustix::fs::OFlags::RDWR).bits(),
                     mode: new.mode,
@@ -438,7 +507,7 @@ impl Node for GNode {
             }
             FileType::Symlink => {
                 let req = Request::Symlink {
-                    dir: self.fid()?,
+                    dir: self.fid()?.id(),
                     name: name.to_vec(),
                     target: new.target.clone(),
                     uid: new.uid,
@@ -451,7 +520,7 @@ impl Node for GNode {
             }
             kind => {
                 let req = Request::Mknod {
-                    dir: self.fid()?,
+                    dir: self.fid()?.id(),
                     name: name.to_vec(),
                     mode: kind.mode_bits() | new.mode,
                     rdev: new.rdev,
@@ -472,7 +541,7 @@ impl Node for GNode {
 
     fn link(&self, name: &[u8], target: &NodeRef) -> Result<()> {
         let t = self.downcast(target)?;
-        let req = Request::Link { dir: self.fid()?, name: name.to_vec(), target: t.fid()? };
+        let req = Request::Link { dir: self.fid()?.id(), name: name.to_vec(), target: t.fid()?.id() };
         let (fid, attr) = want(self.inner.call(&req), |r, _| match r {
             Reply::Node { fid, attr } => Some((fid, attr)),
             _ => None,
@@ -501,9 +570,9 @@ impl Node for GNode {
     ) -> Result<()> {
         let nd = self.downcast(new_dir)?;
         let req = Request::Rename {
-            olddir: self.fid()?,
+            olddir: self.fid()?.id(),
             oldname: name.to_vec(),
-            newdir: nd.fid()?,
+            newdir: nd.fid()?.id(),
             newname: new_name.to_vec(),
             flags: flags.bits(), // the vfs bits are Linux's RENAME_* values
         };
@@ -537,7 +606,7 @@ impl Node for GNode {
         let mut off = after;
         loop {
             let (entries, eof) =
-                want(self.inner.call(&Request::Getdents { dir: self.fid()?, off }), |r, _| match r {
+                want(self.inner.call(&Request::Getdents { dir: self.fid()?.id(), off }), |r, _| match r {
                     Reply::Dents { entries, eof } => Some((entries, eof)),
                     _ => None,
                 })?;
@@ -569,7 +638,7 @@ impl Node for GNode {
         {
             return Ok(t.clone());
         }
-        let t = want(self.inner.call(&Request::Readlink { fid: self.fid()? }), |r, _| match r {
+        let t = want(self.inner.call(&Request::Readlink { fid: self.fid()?.id() }), |r, _| match r {
             Reply::Data(d) => Some(d),
             _ => None,
         })?;
@@ -596,18 +665,22 @@ impl Node for GNode {
                 return Ok(Arc::new(GHandle { fd, node: self }));
             }
         }
-        let fd =
-            want(self.inner.call(&Request::Open { fid: self.fid()?, flags: f.bits() }), |r, fd| match r {
+        let fd = want(
+            self.inner.call(&Request::Open { fid: self.fid()?.id(), flags: f.bits() }),
+            |r, fd| match r {
                 Reply::Opened => fd,
                 _ => None,
-            })?;
+            },
+        )?;
         Ok(Arc::new(GHandle { fd, node: self }))
     }
 
     fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
-        want(self.inner.call(&Request::Getxattr { fid: self.fid()?, name: name.to_vec() }), |r, _| match r {
-            Reply::Data(d) => Some(d),
-            _ => None,
+        want(self.inner.call(&Request::Getxattr { fid: self.fid()?.id(), name: name.to_vec() }), |r, _| {
+            match r {
+                Reply::Data(d) => Some(d),
+                _ => None,
+            }
         })
     }
 
@@ -615,7 +688,7 @@ impl Node for GNode {
         let fl = (if flags.contains(XattrFlags::CREATE) { 1 } else { 0 })
             | (if flags.contains(XattrFlags::REPLACE) { 2 } else { 0 });
         self.inner.call(&Request::Setxattr {
-            fid: self.fid()?,
+            fid: self.fid()?.id(),
             name: name.to_vec(),
             value: value.to_vec(),
             flags: fl,
@@ -625,14 +698,14 @@ impl Node for GNode {
     }
 
     fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
-        want(self.inner.call(&Request::Listxattr { fid: self.fid()? }), |r, _| match r {
+        want(self.inner.call(&Request::Listxattr { fid: self.fid()?.id() }), |r, _| match r {
             Reply::Names(n) => Some(n),
             _ => None,
         })
     }
 
     fn removexattr(&self, name: &[u8]) -> Result<()> {
-        self.inner.call(&Request::Removexattr { fid: self.fid()?, name: name.to_vec() })?;
+        self.inner.call(&Request::Removexattr { fid: self.fid()?.id(), name: name.to_vec() })?;
         self.stale();
         Ok(())
     }
@@ -640,7 +713,7 @@ impl Node for GNode {
 
 impl GNode {
     fn remove(&self, name: &[u8], rmdir: bool) -> Result<()> {
-        self.inner.call(&Request::Unlink { dir: self.fid()?, name: name.to_vec(), rmdir })?;
+        self.inner.call(&Request::Unlink { dir: self.fid()?.id(), name: name.to_vec(), rmdir })?;
         if let Some((n, _)) = self.children.lock().remove(name) {
             n.stale();
         }
@@ -704,5 +777,23 @@ impl Handle for GHandle {
 
     fn host_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd.as_fd())
+    }
+}
+
+/// A fid in use by one operation: it is not given back until this is dropped.
+struct FidUse<'a> {
+    node: &'a GNode,
+    id: Fid,
+}
+
+impl FidUse<'_> {
+    fn id(&self) -> Fid {
+        self.id
+    }
+}
+
+impl Drop for FidUse<'_> {
+    fn drop(&mut self) {
+        self.node.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -60,23 +60,30 @@ pub fn enter_namespace(keep: &[Keep<'_>]) -> Result<(), String> {
         .map_err(|x| format!("unshare: {x}"))?;
     rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)
         .map_err(|x| format!("make-rprivate: {x}"))?;
-    // Reopen each source by path in this namespace (the held descriptors are on the
-    // old namespace's mounts, which mount(2) refuses to bind from here), checking it
-    // is the very file the server opened; before the new root is mounted, as that
-    // may hide the path (a source below /tmp).
-    let mut here = Vec::with_capacity(keep.len());
+    // Clone each source's mount tree now, detached (open_tree), reopened by path in
+    // this namespace and checked to be the very file the server opened: the clone
+    // holds the host's mounts under the source as they are, not the new root about
+    // to be mounted (nor anything mounted later).
+    let mut trees = Vec::with_capacity(keep.len());
     for k in keep {
-        let fd = rustix::fs::open(
+        let here = rustix::fs::open(
             k.path,
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
         .map_err(|x| format!("reopen {}: {x}", k.path.display()))?;
-        let (a, b) = (rustix::fs::fstat(&fd).map_err(e)?, rustix::fs::fstat(k.fd).map_err(e)?);
+        let (a, b) = (rustix::fs::fstat(&here).map_err(e)?, rustix::fs::fstat(k.fd).map_err(e)?);
         if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
             return Err(format!("{} was replaced since it was opened", k.path.display()));
         }
-        here.push(fd);
+        use rustix::mount::OpenTreeFlags as T;
+        let tree = rustix::mount::open_tree(
+            &here,
+            "",
+            T::OPEN_TREE_CLONE | T::OPEN_TREE_CLOEXEC | T::AT_EMPTY_PATH | T::AT_RECURSIVE,
+        )
+        .map_err(|x| format!("clone the mounts of {}: {x}", k.path.display()))?;
+        trees.push((tree, a.st_mode & 0o170000 == 0o040000));
     }
     // The new root is a tmpfs mounted over /tmp of this private namespace only.
     let root = ["/tmp", "/mnt", "/run", "/var"]
@@ -92,20 +99,21 @@ pub fn enter_namespace(keep: &[Keep<'_>]) -> Result<(), String> {
         c"mode=0755",
     )
     .map_err(|x| format!("mount tmpfs: {x}"))?;
-    for (i, k) in keep.iter().enumerate() {
+    for (i, (k, (tree, is_dir))) in keep.iter().zip(&trees).enumerate() {
         let target = root.join(format!("m{i}"));
-        let is_dir = rustix::fs::fstat(k.fd).map(|s| s.st_mode & 0o170000 == 0o040000).map_err(e)?;
-        if is_dir {
+        if *is_dir {
             std::fs::create_dir(&target).map_err(e)?;
         } else {
             std::fs::File::create(&target).map_err(e)?;
         }
-        // Bind through the descriptor, not the path: the path may be hidden under
-        // the new root by now.
-        let held = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&here[i])));
-        let from = if held.exists() { held.as_path() } else { k.path };
-        rustix::mount::mount_bind_recursive(from, &target)
-            .map_err(|x| format!("bind {}: {x}", k.path.display()))?;
+        rustix::mount::move_mount(
+            tree,
+            "",
+            rustix::fs::CWD,
+            &target,
+            rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|x| format!("attach {}: {x}", k.path.display()))?;
         if k.readonly {
             rustix::mount::mount_remount(&target, MountFlags::BIND | MountFlags::RDONLY, c"")
                 .map_err(|x| format!("read-only {}: {x}", k.path.display()))?;
@@ -274,7 +282,13 @@ pub fn seccomp() -> Result<usize, String> {
 const NOT_TRIED: &str = "not attempted";
 
 /// Apply every step, in order. `require_all`: fail on the first step that fails.
-pub fn confine(keep: &[Keep<'_>], require_all: bool) -> Result<Report, String> {
+/// `in_namespace` runs right after the mount namespace is entered (before any other
+/// restriction), with whether that succeeded: the caller reopens its sources there.
+pub fn confine_with(
+    keep: &[Keep<'_>],
+    require_all: bool,
+    in_namespace: &mut dyn FnMut(bool) -> Result<(), String>,
+) -> Result<Report, String> {
     let mut r = Report {
         namespace: enter_namespace(keep),
         caps: Err(NOT_TRIED.into()),
@@ -282,14 +296,21 @@ pub fn confine(keep: &[Keep<'_>], require_all: bool) -> Result<Report, String> {
         landlock: Err(NOT_TRIED.into()),
         seccomp: Err(NOT_TRIED.into()),
     };
+    if r.namespace.is_err() && require_all {
+        return Err(format!("mount namespace: {}", r.namespace.clone().err().unwrap_or_default()));
+    }
+    in_namespace(r.namespace.is_ok())?;
+    r.caps = drop_caps();
+    rest(r, keep, require_all)
+}
+
+fn rest(mut r: Report, keep: &[Keep<'_>], require_all: bool) -> Result<Report, String> {
     let check = |name: &str, res: &Result<(), String>| -> Result<(), String> {
         match res {
             Err(x) if require_all => Err(format!("{name}: {x}")),
             _ => Ok(()),
         }
     };
-    check("mount namespace", &r.namespace)?;
-    r.caps = drop_caps();
     check("capabilities", &r.caps.clone().map(|_| ()))?;
     r.no_new_privs = rustix::thread::set_no_new_privs(true).map_err(e);
     check("no_new_privs", &r.no_new_privs)?;
@@ -298,4 +319,9 @@ pub fn confine(keep: &[Keep<'_>], require_all: bool) -> Result<Report, String> {
     r.seccomp = seccomp();
     check("seccomp", &r.seccomp.clone().map(|_| ()))?;
     Ok(r)
+}
+
+/// [`confine_with`] with nothing to do inside the namespace.
+pub fn confine(keep: &[Keep<'_>], require_all: bool) -> Result<Report, String> {
+    confine_with(keep, require_all, &mut |_| Ok(()))
 }
