@@ -17,6 +17,8 @@
 //! - Timestamps are not compared (they are taken at different instants); st_blocks
 //!   and st_ino are not compared (allocation and numbering are the filesystem's).
 
+pub mod alloc;
+
 use proptest::prelude::*;
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;

@@ -24,56 +24,13 @@ use rustix::fs::{AtFlags, Mode, OFlags, RawDir};
 use sandfs_tmpfs::Tmpfs;
 use sandfs_vfs::ops::Make;
 use sandfs_vfs::{Creds, MountFlags, MountNamespace, OpenFile, OpenFlags};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-// ----- a counting allocator: live bytes, counted only while switched on -----
-
-/// Counts the bytes live in the heap while [`COUNTING`] is set. Off, it costs one
-/// relaxed load per call, so the timed benchmarks are not skewed.
-struct CountingAlloc;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        if COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() && COUNTING.load(Ordering::Relaxed) {
-            LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        }
-        p
-    }
-}
-
+// Live heap bytes are counted only inside `counted` (sandfs-testkit).
 #[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc;
+static ALLOC: sandfs_testkit::alloc::CountingAlloc = sandfs_testkit::alloc::CountingAlloc;
 
 // ----- fixtures -----
 
@@ -268,14 +225,12 @@ fn memory_per_empty_file() -> (f64, f64) {
     }
     let inodes_before = fs.used_inodes();
     let rss_before = rss_bytes();
-    LIVE.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
-    for n in &names {
-        let loc = ns.make(&creds, &dir, n, Make::File, 0o644).expect("create");
-        drop(loc);
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    let live = LIVE.load(Ordering::SeqCst);
+    let ((), live) = sandfs_testkit::alloc::counted(|| {
+        for n in &names {
+            let loc = ns.make(&creds, &dir, n, Make::File, 0o644).expect("create");
+            drop(loc);
+        }
+    });
     let rss_after = rss_bytes();
     assert_eq!(fs.used_inodes() - inodes_before, MEM_FILES as u64);
     let per_file = live as f64 / MEM_FILES as f64;
