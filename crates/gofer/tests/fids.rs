@@ -7,12 +7,16 @@ use sandfs_gofer::server::{Server, Source};
 use sandfs_gofer::transport::Conn;
 use sandfs_vfs::{Creds, MountFlags, MountNamespace, OpenFlags};
 
+/// The tests count this process's descriptors: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[test]
 fn fids_are_given_back_and_walked_again() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let n = MAX_HELD_FIDS * 2 + 100;
     for d in 0..10 {
@@ -50,6 +54,7 @@ fn fids_are_given_back_and_walked_again() {
 
 #[test]
 fn missing_names_stay_enoent_after_fids_are_given_back() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let n = MAX_HELD_FIDS + 500;
     std::fs::create_dir(dir.path().join("d")).unwrap();
