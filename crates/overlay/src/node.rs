@@ -479,6 +479,14 @@ impl Node for ONode {
         crate::dir::readdir(self, after, sink)
     }
 
+    /// A read never copies up: the upper node records it, a lower one stays as is
+    /// (as overlayfs).
+    fn touch_atime(&self) {
+        if let Some(u) = self.upper() {
+            u.touch_atime();
+        }
+    }
+
     fn readlink(&self) -> Result<Vec<u8>> {
         match self.upper() {
             Some(u) => u.readlink(),

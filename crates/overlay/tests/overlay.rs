@@ -293,3 +293,17 @@ fn snapshot(l: &Arc<Tmpfs>) -> Vec<(String, u32, u64, Vec<u8>)> {
     out.sort();
     out
 }
+
+#[test]
+fn reading_and_listing_never_copy_up() {
+    // Fresh lower files have atime == mtime: a relatime update would be due, and
+    // must not turn into a copy-up.
+    let l = lower();
+    let (ov, ns) = overlay(&l);
+    assert_eq!(read(&ns, "f"), b"lower");
+    assert_eq!(read(&ns, "d/e/z"), b"lower");
+    assert_eq!(list(&ns, "d"), ["e", "x", "y"]);
+    let up = ov.upper_root().unwrap();
+    assert!(up.lookup(b"f").is_err(), "a read copied f up");
+    assert!(up.lookup(b"d").is_err(), "a read or a listing copied d up");
+}

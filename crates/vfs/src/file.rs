@@ -103,20 +103,15 @@ impl OpenFile {
         Ok(n)
     }
 
-    /// Update the access time the way relatime does: when it is older than the last
-    /// modification or change, unless the mount or the open says noatime.
+    /// Record the access (see [`crate::Node::touch_atime`]) unless the mount or the
+    /// open says noatime.
     fn touch_atime(&self) {
         if self.flags.contains(OpenFlags::NOATIME)
             || self.loc.mount.flags().intersects(MountFlags::NOATIME | MountFlags::RDONLY)
         {
             return;
         }
-        if let Ok(a) = self.loc.node.attr()
-            && (a.atime <= a.mtime || a.atime <= a.ctime)
-        {
-            let set = SetAttr { atime: Some(TimeSet::Now), ctime: Some(a.ctime), ..SetAttr::default() };
-            let _ = self.loc.node.setattr(&set);
-        }
+        self.loc.node.touch_atime();
     }
 
     fn kill_suid(&self) -> Result<()> {

@@ -6,7 +6,7 @@
 //! [`Node::attr`] before it calls them. Names passed in are single components, never
 //! empty, `.` or `..`, never containing `/` or NUL, at most 255 bytes.
 
-use crate::attr::{Attr, DirEntry, FileType, SetAttr, StatFs};
+use crate::attr::{Attr, DirEntry, FileType, SetAttr, StatFs, TimeSet};
 use crate::cache::Generation;
 use crate::errno::Result;
 use bitflags::bitflags;
@@ -199,6 +199,19 @@ pub trait Node: Any + Send + Sync {
     /// Read entries with cookies greater than `after` (0 = from the start), calling
     /// `sink` until it returns false. `.` and `..` are not included.
     fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()>;
+
+    /// Record an access (a read or a listing), relatime style: the access time moves
+    /// only when it is not newer than the last modification or change. Filesystems
+    /// whose storage keeps access times itself (the host, behind a gofer), or that
+    /// must not change for a read (an overlay's lower layers), override this.
+    fn touch_atime(&self) {
+        if let Ok(a) = self.attr()
+            && (a.atime <= a.mtime || a.atime <= a.ctime)
+        {
+            let set = SetAttr { atime: Some(TimeSet::Now), ctime: Some(a.ctime), ..SetAttr::default() };
+            let _ = self.setattr(&set);
+        }
+    }
 
     /// Symlink target.
     fn readlink(&self) -> Result<Vec<u8>>;
