@@ -4,7 +4,7 @@
 //! `.wh..wh..opq` in opaque directories, metadata and xattrs in PAX headers).
 
 use anyhow::Result;
-use sandfs_overlay::{OPAQUE_XATTR, Overlay, WHITEOUT_XATTR, is_private_xattr};
+use sandfs_overlay::{Overlay, is_opaque, is_private_xattr, is_whiteout};
 use sandfs_vfs::{Attr, FileType, NodeRef, OpenFlags};
 use std::collections::HashMap;
 use std::io::Write;
@@ -17,10 +17,6 @@ struct Entry {
     whiteout: bool,
     opaque: bool,
     in_lower: bool,
-}
-
-fn is_whiteout(n: &NodeRef, a: &Attr) -> bool {
-    a.kind == FileType::CharDevice && a.rdev == 0 && n.getxattr(WHITEOUT_XATTR).is_ok()
 }
 
 fn lower_has(lowers: &[NodeRef], path: &str) -> bool {
@@ -53,8 +49,8 @@ fn walk(ov: &Overlay) -> Result<Vec<Entry>> {
             let child = node.lookup(&name)?;
             let attr = child.attr()?;
             let path = format!("{dir}{}", String::from_utf8_lossy(&name));
-            let whiteout = is_whiteout(&child, &attr);
-            let opaque = attr.kind == FileType::Directory && child.getxattr(OPAQUE_XATTR).is_ok();
+            let whiteout = is_whiteout(&child);
+            let opaque = is_opaque(&child);
             let in_lower = lower_has(&lowers, &path);
             if attr.kind == FileType::Directory {
                 stack.push((format!("{path}/"), child.clone()));

@@ -6,8 +6,7 @@ use sandfs_container::host::RecordingHost;
 use sandfs_container::{Overlay2, RuntimeConfig, Sandbox, SetupError};
 use sandfs_gofer::client::FileAccess;
 use sandfs_tmpfs::{Tmpfs, TmpfsOptions};
-use sandfs_vfs::ops::Make;
-use sandfs_vfs::{Creds, Errno, FileType, Filesystem, MountFlags, MountNamespace, OpenFlags};
+use sandfs_vfs::{Creds, Errno, FileType, MountFlags, MountNamespace, OpenFlags};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -358,8 +357,6 @@ fn malformed_config_json_is_a_clear_error() {
     let mut sb = Sandbox::new(RecordingHost::default(), RuntimeConfig::default(), &BTreeMap::new()).unwrap();
     let e = sb.container_from_bundle("c", dir.path()).err().unwrap().to_string();
     assert!(e.contains("config.json"), "{e}");
-    let _unused: Option<Arc<dyn Filesystem>> = None;
-    let _ = Make::Dir;
 }
 
 #[test]

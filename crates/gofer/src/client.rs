@@ -380,9 +380,9 @@ impl GNode {
         self.me.upgrade().ok_or(Errno::STALE)
     }
 
+    /// A node of this same mount (EXDEV otherwise).
     fn downcast(&self, n: &NodeRef) -> Result<Arc<GNode>> {
-        let any: Arc<dyn std::any::Any + Send + Sync> = n.clone();
-        let g = any.downcast::<GNode>().map_err(|_| Errno::XDEV)?;
+        let g = sandfs_vfs::downcast::<GNode>(n)?;
         if !Arc::ptr_eq(&g.inner, &self.inner) {
             return Err(Errno::XDEV);
         }

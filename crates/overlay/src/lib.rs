@@ -29,7 +29,7 @@ mod dir;
 mod lower;
 mod node;
 
-pub use node::ONode;
+pub use node::{ONode, is_opaque, is_whiteout};
 
 use lower::Lower;
 use parking_lot::RwLock;

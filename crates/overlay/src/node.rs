@@ -35,14 +35,15 @@ pub struct ONode {
     pub(crate) dir: Mutex<crate::dir::DirState>,
 }
 
-/// Whether an upper node is one of our whiteouts.
-pub(crate) fn is_whiteout(n: &NodeRef) -> bool {
+/// Whether an upper-layer node is one of the overlay's whiteouts.
+pub fn is_whiteout(n: &NodeRef) -> bool {
     n.kind() == FileType::CharDevice
         && n.attr().map(|a| a.rdev == 0).unwrap_or(false)
         && n.getxattr(WHITEOUT_XATTR).is_ok()
 }
 
-pub(crate) fn is_opaque(n: &NodeRef) -> bool {
+/// Whether an upper-layer directory is marked opaque.
+pub fn is_opaque(n: &NodeRef) -> bool {
     n.kind() == FileType::Directory && n.getxattr(OPAQUE_XATTR).map(|v| v == b"y").unwrap_or(false)
 }
 
@@ -99,6 +100,15 @@ impl ONode {
             copy_lock: Mutex::new(()),
             dir: Mutex::new(crate::dir::DirState::default()),
         })
+    }
+
+    /// A node of this same overlay (EXDEV otherwise).
+    fn downcast(&self, n: &NodeRef) -> Result<Arc<ONode>> {
+        let o = sandfs_vfs::downcast::<ONode>(n)?;
+        if !Arc::ptr_eq(&o.fs, &self.fs) {
+            return Err(Errno::XDEV);
+        }
+        Ok(o)
     }
 
     pub(crate) fn arc(&self) -> Result<Arc<ONode>> {
@@ -356,8 +366,7 @@ impl Node for ONode {
     }
 
     fn link(&self, name: &[u8], target: &NodeRef) -> Result<()> {
-        let any: Arc<dyn std::any::Any + Send + Sync> = target.clone();
-        let t = any.downcast::<ONode>().map_err(|_| Errno::XDEV)?;
+        let t = self.downcast(target)?;
         let tu = t.copy_up()?;
         let udir = self.copy_up()?;
         let _w = self.fs.lock.write();
@@ -390,8 +399,7 @@ impl Node for ONode {
         new_name: &[u8],
         flags: RenameFlags,
     ) -> Result<()> {
-        let any: Arc<dyn std::any::Any + Send + Sync> = new_dir.clone();
-        let nd = any.downcast::<ONode>().map_err(|_| Errno::XDEV)?;
+        let nd = self.downcast(new_dir)?;
         if flags.contains(RenameFlags::WHITEOUT) {
             return Err(Errno::INVAL);
         }

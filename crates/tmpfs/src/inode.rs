@@ -125,9 +125,9 @@ impl Inode {
         Inode::build(fs, &new, Weak::new())
     }
 
+    /// A node of this same tmpfs (EXDEV otherwise).
     fn downcast(&self, node: &NodeRef) -> Result<Arc<Inode>> {
-        let any: Arc<dyn std::any::Any + Send + Sync> = node.clone();
-        let inode = any.downcast::<Inode>().map_err(|_| Errno::XDEV)?;
+        let inode = sandfs_vfs::downcast::<Inode>(node)?;
         if !Arc::ptr_eq(&inode.fs, &self.fs) {
             return Err(Errno::XDEV);
         }

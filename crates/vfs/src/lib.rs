@@ -25,6 +25,7 @@ pub use file::OpenFile;
 pub use mount::{Location, Mount, MountFlags, MountId, MountNamespace};
 pub use node::{
     FallocFlags, Filesystem, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags, Whence, XattrFlags,
+    downcast,
 };
 
 /// Longest single path component, in bytes (Linux NAME_MAX).

@@ -17,6 +17,13 @@ use std::sync::Arc;
 /// A shared reference to a node of any filesystem.
 pub type NodeRef = Arc<dyn Node>;
 
+/// `node` as a node of filesystem type `T`: how a filesystem takes back its own nodes
+/// (a link target, a rename's new directory). EXDEV when it is of another type.
+pub fn downcast<T: Node>(node: &NodeRef) -> Result<Arc<T>> {
+    let any: Arc<dyn Any + Send + Sync> = node.clone();
+    any.downcast::<T>().map_err(|_| crate::Errno::XDEV)
+}
+
 /// A filesystem instance: one per mounted source.
 pub trait Filesystem: Send + Sync {
     /// The root node (a directory, or a regular file for file mounts).
