@@ -5,13 +5,15 @@
 # Run as root so the tree and files live on a kernel tmpfs the bench mounts itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 OUT_MD=${BENCHMARKS:-BENCHMARKS.md}
 HEADING="## gofer (cargo bench -p sandfs-gofer)"
 raw=$(mktemp)
-trap 'rm -f "$raw"' EXIT
+section=$(mktemp)
+trap 'rm -f "$raw" "$section"' EXIT
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 cargo bench -p sandfs-gofer --bench gofer | tee "$raw"
-python3 - "$raw" "$OUT_MD" "$HEADING" "$load" <<'PY'
+python3 - "$raw" "$section" "$HEADING" "$load" <<'PY'
 import re, sys, datetime, os, subprocess
 raw, out, heading, load = sys.argv[1:5]
 units = {"ns": 1e-9, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -49,9 +51,6 @@ sec = [heading, "",
        "| operation | through the gofer | direct | ratio |", "|---|---|---|---|", *rows, "",
        f"Machine: {os.cpu_count()} CPUs, {cpu}; Linux {os.uname().release}; "
        f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; load average at start: {load}.", ""]
-text = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
-parts = re.split(r"(?m)^(?=## )", text)
-parts = [p for p in parts if not p.startswith(heading)]
-text = "".join(parts).rstrip("\n") + "\n\n" + "\n".join(sec)
-open(out, "w").write(text)
+open(out, "w").write("\n".join(sec))
 PY
+replace_section "$OUT_MD" "$HEADING" "$section"

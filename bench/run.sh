@@ -35,6 +35,7 @@
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$REPO/bench
+. "$HERE/lib.sh"
 REPS=${REPS:-3}
 export FIO_S=${FIO_S:-10}
 export SKIP=${SKIP:-}
@@ -56,15 +57,7 @@ if [ -n "${RENDER:-}" ]; then  # re-render a saved run: RENDER=bench/last-run.tx
   sec=$(mktemp)
   py=python3; /usr/bin/python3 -c 'import matplotlib' 2>/dev/null && py=/usr/bin/python3
   "$py" "$HERE/report.py" "$RENDER" "$sec" "$HERE/ratios.png" || exit 1
-  [ -f "$OUT_MD" ] || printf '# Benchmarks\n\n' >"$OUT_MD"
-  tmp_md=$(mktemp)
-  awk -v heading="$HEADING" -v file="$sec" '
-    function emit(   l) { while ((getline l < file) > 0) print l; close(file); done = 1 }
-    $0 == heading { emit(); skip = 1; next }
-    skip && /^## / { skip = 0 }
-    !skip { print }
-    END { if (!done) { print ""; emit() } }
-  ' "$OUT_MD" | cat -s >"$tmp_md" && mv "$tmp_md" "$OUT_MD"
+  replace_section "$OUT_MD" "$HEADING" "$sec"
   rm -f "$sec"; exit 0
 fi
 [ "$(id -u)" -eq 0 ] || die "needs root (it mounts tmpfs, overlayfs and FUSE filesystems)"
@@ -362,14 +355,6 @@ cp "$RUN/harness.raw" "$HERE/last-run.txt" 2>/dev/null || : >"$HERE/last-run.txt
 } >>"$HERE/last-run.txt"
 section=$RUN/section.md
 "$PY" "$HERE/report.py" "$RUN" "$section" "$HERE/ratios.png" || die "report.py failed"
-[ -f "$OUT_MD" ] || printf '# Benchmarks\n\n' >"$OUT_MD"
-tmp_md=$(mktemp)
-awk -v heading="$HEADING" -v file="$section" '
-  function emit(   l) { while ((getline l < file) > 0) print l; close(file); done = 1 }
-  $0 == heading { emit(); skip = 1; next }
-  skip && /^## / { skip = 0 }
-  !skip { print }
-  END { if (!done) { print ""; emit() } }
-' "$OUT_MD" | cat -s >"$tmp_md" && mv "$tmp_md" "$OUT_MD"
+replace_section "$OUT_MD" "$HEADING" "$section"
 say "wrote \"$HEADING\" in $OUT_MD, $HERE/ratios.png and $HERE/last-run.txt"
 cat "$section"

@@ -14,6 +14,7 @@
 # kernel side is a directory under /dev/shm (also tmpfs) and the section says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 OUT_MD=${BENCHMARKS:-BENCHMARKS.md}
 HEADING="## vfs and tmpfs (cargo bench -p sandfs-vfs)"
 
@@ -26,29 +27,13 @@ if [ -n "${VFS_BENCH_OUTPUT:-}" ]; then
   cp "$VFS_BENCH_OUTPUT" "$raw"
   load="unknown (rendered from a saved output)"
 else
-  RUNS=${RUNS:-3}
-  for ((run = 1; run <= RUNS; run++)); do
-    echo "== bench/vfs.sh: run $run of $RUNS"
-    cargo bench -p sandfs-vfs --bench vfs -- "$@" | tee -a "$raw"
-  done
+  divan_runs "$raw" "${RUNS:-3}" sandfs-vfs vfs "$@"
 fi
 runs=$(grep -cE '^vfs +fastest' "$raw" || true)
 
 # Leaf rows of divan's tree, "│  ├─ kernel   fastest │ slowest │ median │ mean │ ...", under
 # group rows "├─ stat_6_components". Emit "group side value unit" with the lowest median.
-rows=$(awk '
-  /^(├|╰)─ / { g = $2; next }
-  /^(│| )+(├|╰)─ (kernel|sandfs) / {
-    line = $0
-    sub(/^(│| )+(├|╰)─ /, "", line)
-    split(line, f, "│")
-    split(f[1], first, " ")
-    median = f[3]; gsub(/^ +| +$/, "", median)
-    print g, first[1], median
-  }' "$raw" | awk '
-  function ns(v, u) { if (u == "ns") return v; if (u == "µs") return v * 1e3; if (u == "ms") return v * 1e6; return v * 1e9 }
-  { k = $1 " " $2; t = ns($3, $4); if (!(k in best) || t < best[k]) { best[k] = t; text[k] = $3 " " $4 } }
-  END { for (k in best) print k, text[k] }')
+rows=$(lowest_medians "$raw")
 if [ -z "$rows" ]; then
   echo "bench/vfs.sh: no benchmark rows in the output" >&2
   exit 1
@@ -115,17 +100,5 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/^[^:]*: *//')
   echo
 } >"$section"
 
-if [ ! -f "$OUT_MD" ]; then
-  printf '# Benchmarks\n\n' >"$OUT_MD"
-fi
-# Replace the section (from its heading to the next "## " heading) or append it.
-tmp_md=$(mktemp)
-awk -v heading="$HEADING" -v file="$section" '
-  function emit(   l) { while ((getline l < file) > 0) print l; close(file); done = 1 }
-  $0 == heading { emit(); skip = 1; next }
-  skip && /^## / { skip = 0 }
-  !skip { print }
-  END { if (!done) { print ""; emit() } }
-' "$OUT_MD" | cat -s >"$tmp_md"
-mv "$tmp_md" "$OUT_MD"
+replace_section "$OUT_MD" "$HEADING" "$section"
 echo "bench/vfs.sh: wrote \"$HEADING\" in $OUT_MD"

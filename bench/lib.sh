@@ -1,0 +1,45 @@
+# bench/lib.sh -- pieces shared by the bench scripts (sourced, not run).
+
+# divan_runs RAW RUNS PACKAGE BENCH [ARGS...]: run a divan bench RUNS times, appending to RAW.
+divan_runs() {
+  local raw=$1 runs=$2 pkg=$3 bench=$4 run
+  shift 4
+  for ((run = 1; run <= runs; run++)); do
+    echo "== $bench: run $run of $runs"
+    cargo bench -p "$pkg" --bench "$bench" -- "$@" | tee -a "$raw"
+  done
+}
+
+# lowest_medians RAW: from divan's tree output, the leaf rows "kernel"/"sandfs" under their group
+# rows ("├─ stat_6_components"), one "group side value unit" line each with the lowest median
+# over all the runs in RAW (other load only ever slows a run down).
+lowest_medians() {
+  awk '
+    /^(├|╰)─ / { g = $2; next }
+    /^(│| )+(├|╰)─ (kernel|sandfs) / {
+      line = $0
+      sub(/^(│| )+(├|╰)─ /, "", line)
+      split(line, f, "│")
+      split(f[1], first, " ")
+      median = f[3]; gsub(/^ +| +$/, "", median)
+      print g, first[1], median
+    }' "$1" | awk '
+    function ns(v, u) { if (u == "ns") return v; if (u == "µs") return v * 1e3; if (u == "ms") return v * 1e6; return v * 1e9 }
+    { k = $1 " " $2; t = ns($3, $4); if (!(k in best) || t < best[k]) { best[k] = t; text[k] = $3 " " $4 } }
+    END { for (k in best) print k, text[k] }'
+}
+
+# replace_section MD HEADING FILE: put FILE in the Markdown file MD in place of the section
+# starting at the line HEADING (up to the next "## " heading), or append it.
+replace_section() {
+  local md=$1 heading=$2 file=$3 tmp
+  [ -f "$md" ] || printf '# Benchmarks\n\n' >"$md"
+  tmp=$(mktemp)
+  awk -v heading="$heading" -v file="$file" '
+    function emit(   l) { while ((getline l < file) > 0) print l; close(file); done = 1 }
+    $0 == heading { emit(); skip = 1; next }
+    skip && /^## / { skip = 0 }
+    !skip { print }
+    END { if (!done) { print ""; emit() } }
+  ' "$md" | cat -s >"$tmp" && mv "$tmp" "$md"
+}
