@@ -330,12 +330,21 @@ impl Node for ONode {
     }
 
     fn create(self: Arc<Self>, name: &[u8], new: &NewNode) -> Result<NodeRef> {
-        let udir = self.copy_up()?;
-        let _w = self.fs.lock.write();
-        if self.child_locked(name).is_ok() {
+        // EEXIST before anything is copied up. The lower layers cannot change, so what
+        // this finds there holds; a racing create in the upper layer gets EEXIST from
+        // the upper create below.
+        let f = {
+            let _r = self.fs.lock.read();
+            if self.dir.lock().children.contains_key(name) {
+                return Err(Errno::EXIST);
+            }
+            self.find(name)?
+        };
+        if f.upper.is_some() || !f.lowers.is_empty() {
             return Err(Errno::EXIST);
         }
-        let f = self.find(name)?;
+        let udir = self.copy_up()?;
+        let _w = self.fs.lock.write();
         let had_whiteout = Self::clear_whiteout(&udir, name)?;
         let child = match udir.clone().create(name, new) {
             Ok(c) => c,
