@@ -18,7 +18,7 @@ use sandfs_vfs::{
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -254,10 +254,13 @@ impl SandFs {
         loc.node.attr().map(|a| a.mode).unwrap_or(0)
     }
 
+    /// Flags of a cached (not passthrough) open. Always FOPEN_NOFLUSH: sandfs holds
+    /// nothing back for a close to push (writes are done when WRITE is answered), so
+    /// the FLUSH the kernel would otherwise send on every close is a wasted round trip.
     fn fopen_flags(&self) -> FopenFlags {
         match self.opts.cache {
-            CachePolicy::Exclusive => FopenFlags::FOPEN_KEEP_CACHE,
-            CachePolicy::Shared => FopenFlags::empty(),
+            CachePolicy::Exclusive => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
+            CachePolicy::Shared => FopenFlags::FOPEN_NOFLUSH,
         }
     }
 
@@ -282,42 +285,48 @@ impl SandFs {
     }
 
     /// Decide how an open of `nodeid` moves data, and count it. Passthrough when the
-    /// kernel accepted it at init, the open file has a host descriptor, and its mount
-    /// is read-only: then no open of the node can ever need sandfs to see its writes
-    /// or switch it to another backing file (an overlay copy-up does that: the
-    /// kernel fails an open whose mode differs from the inode's other opens with EIO).
+    /// kernel accepted it at init, no open of the node is in cached mode (the kernel
+    /// fails an open whose mode differs from the inode's other opens with EIO), and
+    /// either the file lends a descriptor for direct reads and writes (a tmpfs file's
+    /// memfd: the tmpfs reads size, times and data back from it), or the open is
+    /// read-only, has a host descriptor (gofer-backed) and its mount is read-only: then
+    /// no open of the node can ever need sandfs to see its writes or switch it to
+    /// another backing file (an overlay copy-up does that). Overlay files still in a
+    /// lower layer lend nothing, so they stay in cached mode.
     fn io_open(
         &self,
         nodeid: u64,
         file: &OpenFile,
         open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
     ) -> Option<Arc<BackingId>> {
-        let fd = if self.status.passthrough_enabled()
-            && file.location().mount.flags().contains(MountFlags::RDONLY)
-            && !file.flags().contains(OpenFlags::WRITE)
-        {
-            file.handle().and_then(|h| h.host_fd())
-        } else {
-            None
-        };
         let mut io = self.io.lock();
         let st = io.entry(nodeid).or_default();
-        if let Some(fd) = fd
-            && st.cached == 0
-        {
-            if let Some(b) = st.backing.upgrade() {
-                st.passthrough += 1;
-                return Some(b);
-            }
-            match open_backing(fd) {
-                Ok(b) => {
-                    let b = Arc::new(b);
-                    st.backing = Arc::downgrade(&b);
+        if self.status.passthrough_enabled() && st.cached == 0 {
+            let lent = file.handle().and_then(|h| h.passthrough_fd());
+            let fd = match &lent {
+                Some(fd) => Some(fd.as_fd()),
+                None if file.location().mount.flags().contains(MountFlags::RDONLY)
+                    && !file.flags().contains(OpenFlags::WRITE) =>
+                {
+                    file.handle().and_then(|h| h.host_fd())
+                }
+                None => None,
+            };
+            if let Some(fd) = fd {
+                if let Some(b) = st.backing.upgrade() {
                     st.passthrough += 1;
-                    self.status.passthrough_accepted.fetch_add(1, Ordering::Relaxed);
                     return Some(b);
                 }
-                Err(e) => self.status.refuse_passthrough(&e),
+                match open_backing(fd) {
+                    Ok(b) => {
+                        let b = Arc::new(b);
+                        st.backing = Arc::downgrade(&b);
+                        st.passthrough += 1;
+                        self.status.passthrough_accepted.fetch_add(1, Ordering::Relaxed);
+                        return Some(b);
+                    }
+                    Err(e) => self.status.refuse_passthrough(&e),
+                }
             }
         }
         st.cached += 1;
@@ -606,7 +615,7 @@ impl fuser::Filesystem for SandFs {
                 // The kernel refuses (EIO) passthrough opens with any flag outside
                 // PASSTHROUGH | DIRECT_IO | PARALLEL_DIRECT_WRITES | NOFLUSH: no
                 // KEEP_CACHE (the page cache is the backing file's anyway).
-                reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), &b);
+                reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &b);
             }
             None => {
                 let fh = self.insert(Open { file, nodeid: ino.0, backing: None });
@@ -895,13 +904,18 @@ impl fuser::Filesystem for SandFs {
         };
         let loc = file.location().clone();
         let (id, attr) = tri!(self.entry(&loc), reply);
-        {
-            let mut io = self.io.lock();
-            io.entry(id).or_default().cached += 1;
-        }
-        let fh = self.insert(Open { file, nodeid: id, backing: None });
         let ttl = self.entry_ttl(Self::dir_mode(&dir));
-        reply.created(&ttl, &attr, Generation(0), FileHandle(fh), self.fopen_flags());
+        match self.io_open(id, &file, |fd| reply.open_backing(fd)) {
+            Some(b) => {
+                let fh = self.insert(Open { file, nodeid: id, backing: Some(b.clone()) });
+                let fl = FopenFlags::FOPEN_NOFLUSH;
+                reply.created_passthrough(&ttl, &attr, Generation(0), FileHandle(fh), fl, &b);
+            }
+            None => {
+                let fh = self.insert(Open { file, nodeid: id, backing: None });
+                reply.created(&ttl, &attr, Generation(0), FileHandle(fh), self.fopen_flags());
+            }
+        }
     }
 
     fn fallocate(

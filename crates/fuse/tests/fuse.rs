@@ -353,6 +353,75 @@ fn overlay_writes_stay_in_memory() {
     assert!(lns.stat(&root, None, "/etc/x", true).is_err(), "new file must not reach the lower layer");
 }
 
+/// Upper-layer files are handed to the kernel (passthrough: their memfd), lower ones
+/// are not until copied up; opens in both modes mix without stale data.
+#[test]
+fn upper_files_pass_through() {
+    if skip("upper_files_pass_through") {
+        return;
+    }
+    let lower = sandfs_tmpfs::Tmpfs::new_default();
+    let lns = MountNamespace::new(lower.clone(), MountFlags::empty());
+    let root = sandfs_vfs::Creds::root();
+    let f = lns
+        .open_path(&root, None, "/low", sandfs_vfs::OpenFlags::WRITE | sandfs_vfs::OpenFlags::CREAT, 0o644)
+        .expect("create");
+    f.write(b"lower data\n").expect("write");
+    drop(f);
+    let upper = sandfs_tmpfs::Tmpfs::new_default();
+    let ov = sandfs_overlay::Overlay::new(upper, vec![lower]).expect("overlay");
+    let m = Mnt::new(ov, CachePolicy::Exclusive);
+    let status = m.bg.as_ref().expect("server").status().clone();
+    // New small and big files, written and read back in several ways.
+    let small = sh(&m.path, "echo one > s; echo two >> s; cat s; wc -c < s");
+    assert_eq!(small, "one\ntwo\n8\n");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 + i / 7) as u8).collect();
+    std::fs::write(m.p("big"), &data).expect("write big");
+    assert_eq!(std::fs::read(m.p("big")).expect("read big"), data);
+    // Two opens at once: what one writes the other reads; size and mtime follow.
+    let before = std::fs::metadata(m.p("s")).expect("stat");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let r = std::fs::File::open(m.p("s")).expect("open r");
+    let w = std::fs::OpenOptions::new().write(true).open(m.p("s")).expect("open w");
+    use std::os::unix::fs::FileExt;
+    w.write_all_at(b"ONE", 0).expect("pwrite");
+    w.write_all_at(b"tail", 100).expect("pwrite past the end");
+    let mut buf = [0u8; 3];
+    r.read_exact_at(&mut buf, 0).expect("pread");
+    assert_eq!(&buf, b"ONE");
+    drop((r, w));
+    let after = std::fs::metadata(m.p("s")).expect("stat");
+    assert_eq!(after.len(), 104);
+    assert!(after.mtime_nsec() != before.mtime_nsec() || after.mtime() != before.mtime(), "mtime moved");
+    let back = std::fs::read(m.p("s")).expect("read s");
+    assert_eq!(&back[..8], b"ONE\ntwo\n");
+    assert_eq!(&back[100..], b"tail");
+    // A lower file: read while still lower, then written (copied up) while that
+    // read-only open is still there, then read again.
+    let lr = std::fs::File::open(m.p("low")).expect("open low");
+    let mut lb = [0u8; 5];
+    lr.read_exact_at(&mut lb, 0).expect("read low");
+    assert_eq!(&lb, b"lower");
+    sh(&m.path, "printf LOWER | dd of=low conv=notrunc status=none");
+    drop(lr);
+    assert_eq!(std::fs::read(m.p("low")).expect("read low"), b"LOWER data\n");
+    let lower_file = lns.open_path(&root, None, "/low", sandfs_vfs::OpenFlags::READ, 0).expect("open lower");
+    let mut lowb = vec![0u8; 64];
+    let n = lower_file.read_at(&mut lowb, 0).expect("read lower");
+    assert_eq!(&lowb[..n], b"lower data\n", "the lower layer changed");
+    // setuid files are served without passthrough (a direct write would not clear
+    // the bit) and still work.
+    sh(&m.path, "echo x > su; chmod 4755 su; echo y >> su");
+    assert_eq!(std::fs::read(m.p("su")).expect("read su"), b"x\ny\n");
+    assert_eq!(std::fs::metadata(m.p("su")).expect("stat").mode() & 0o7777, 0o4755);
+    if status.passthrough_offered() {
+        assert!(status.passthrough_accepted() > 0, "no upper file passed through");
+        assert_eq!(status.passthrough_refused(), 0, "{:?}", status.passthrough_error());
+    } else {
+        eprintln!("note: the kernel did not offer passthrough; only cached I/O was checked");
+    }
+}
+
 #[test]
 fn shared_mode_serves_too() {
     if skip("shared_mode_serves_too") {

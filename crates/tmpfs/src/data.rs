@@ -2,11 +2,20 @@
 //! and read as zeros; only allocated pages are charged to the filesystem's size limit
 //! and counted in `st_blocks`. Pages fallocate reserved but nothing wrote hold no
 //! memory yet: they read as zeros and are holes to SEEK_DATA, as on kernel tmpfs.
+//!
+//! A file that grows past the filesystem's `memfd_from` size moves into a memfd of
+//! its own (kernel shmem: the same memory a kernel tmpfs would use). From then on its
+//! data, size, holes and block count are the memfd's, and the memfd can be handed to
+//! the kernel (FUSE passthrough) so reads and writes never pass through sandfs; this
+//! module asks the memfd instead of remembering anything the kernel may change.
 
 use crate::store::Page;
 use crate::{PAGE_SIZE, Shared};
+use rustix::fd::OwnedFd;
+use rustix::fs::{FallocateFlags, MemfdFlags, SeekFrom};
 use sandfs_vfs::{Errno, Result, Whence};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const PS: usize = PAGE_SIZE as usize;
 /// Largest file size (Linux MAX_LFS_FILESIZE).
@@ -15,9 +24,34 @@ const MAX_SIZE: u64 = i64::MAX as u64;
 /// The data of one regular file.
 #[derive(Default)]
 pub(crate) struct FileData {
-    pub size: u64,
+    /// The size while the data is in pages (a memfd knows its own).
+    size: u64,
     /// Allocated pages; `None`: reserved by fallocate, never written.
     pages: BTreeMap<u64, Option<Page>>,
+    /// The memfd holding the whole file, once it grew past `memfd_from` or while
+    /// open handles read and write it directly (see [`FileData::lend`]).
+    memfd: Option<Arc<OwnedFd>>,
+    /// Open handles that were lent the memfd.
+    lent: u32,
+}
+
+/// Size, 512-byte blocks and modification/change times (ns) of a memfd.
+pub(crate) struct MemfdStat {
+    pub size: u64,
+    pub blocks: u64,
+    pub mtime: i64,
+    pub ctime: i64,
+}
+
+fn memfd_stat(fd: &OwnedFd) -> Result<MemfdStat> {
+    let st = rustix::fs::fstat(fd)?;
+    let ns = |s: i64, n: u64| s.saturating_mul(1_000_000_000).saturating_add(n as i64);
+    Ok(MemfdStat {
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        mtime: ns(st.st_mtime as i64, st.st_mtime_nsec as u64),
+        ctime: ns(st.st_ctime as i64, st.st_ctime_nsec as u64),
+    })
 }
 
 impl FileData {
@@ -26,8 +60,151 @@ impl FileData {
         self.pages.len() as u64 * (PAGE_SIZE / 512)
     }
 
+    /// The size in bytes.
+    pub fn size(&self) -> Result<u64> {
+        match &self.memfd {
+            Some(fd) => Ok(memfd_stat(fd)?.size),
+            None => Ok(self.size),
+        }
+    }
+
+    /// The memfd holding the data, once the file moved into one.
+    pub fn memfd(&self) -> Option<&Arc<OwnedFd>> {
+        self.memfd.as_ref()
+    }
+
+    /// What the memfd says (`None` while the data is in pages).
+    pub fn memfd_stat(&self) -> Result<Option<MemfdStat>> {
+        self.memfd.as_deref().map(memfd_stat).transpose()
+    }
+
+    /// Move the data into a memfd when the file is about to reach `end` bytes and the
+    /// filesystem keeps files that big in memfds. Pages are copied, then freed and
+    /// uncharged; fallocate reservations are dropped (they read as zeros anyway).
+    fn grow_to(&mut self, end: u64, fs: &Shared) -> Result<()> {
+        if self.memfd.is_some() || fs.memfd_from.is_none_or(|t| end <= t) {
+            return Ok(());
+        }
+        self.move_to_memfd(fs)
+    }
+
+    /// Lend an open handle the memfd for direct reads and writes (moving the data
+    /// into one first, whatever the size), when the filesystem uses memfds at all.
+    /// Every loan is given back with [`FileData::give_back`].
+    pub fn lend(&mut self, fs: &Shared) -> Result<Option<Arc<OwnedFd>>> {
+        if fs.memfd_from.is_none() {
+            return Ok(None);
+        }
+        if self.memfd.is_none() {
+            self.move_to_memfd(fs)?;
+        }
+        self.lent += 1;
+        Ok(self.memfd.clone())
+    }
+
+    /// A handle gave its loan back: when it was the last and the file is small, the
+    /// data goes back into pages (a descriptor per small file would not scale).
+    pub fn give_back(&mut self, fs: &Shared) {
+        self.lent = self.lent.saturating_sub(1);
+        let Some(fd) = self.memfd.clone() else { return };
+        if self.lent > 0 || fs.memfd_from.is_some_and(|t| memfd_stat(&fd).map_or(true, |m| m.size > t)) {
+            return;
+        }
+        // On failure the memfd stays: still correct, one descriptor more.
+        let _ = self.move_to_pages(&fd, fs);
+    }
+
+    /// Copy the data segments of the memfd into pages; all or nothing.
+    fn move_to_pages(&mut self, fd: &OwnedFd, fs: &Shared) -> Result<()> {
+        let size = memfd_stat(fd)?.size;
+        let mut pages = BTreeMap::new();
+        let mut buf = vec![0u8; PS];
+        let mut pos = 0;
+        let result = (|| {
+            while pos < size {
+                let data = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
+                    Ok(d) => d,
+                    Err(Errno::NXIO) => break,
+                    Err(e) => return Err(e),
+                };
+                let hole = rustix::fs::seek(fd, SeekFrom::Hole(data))?.min(size);
+                for idx in data / PAGE_SIZE..hole.div_ceil(PAGE_SIZE) {
+                    let at = idx * PAGE_SIZE;
+                    let want = (size - at).min(PAGE_SIZE) as usize;
+                    buf.fill(0);
+                    let mut got = 0;
+                    while got < want {
+                        match rustix::io::pread(fd, &mut buf[got..want], at + got as u64) {
+                            Ok(0) => break,
+                            Ok(n) => got += n,
+                            Err(Errno::INTR) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    fs.charge_pages(1)?;
+                    let mut page = fs.page_store.new_page();
+                    let w = fs.page_store.write(&mut page, 0, &buf);
+                    pages.insert(idx, Some(page));
+                    w?;
+                }
+                pos = hole.max(data + 1);
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            fs.uncharge_pages(pages.len() as u64);
+            pages.into_values().flatten().for_each(|p| fs.page_store.free(p));
+            return Err(e);
+        }
+        self.pages = pages;
+        self.size = size;
+        self.memfd = None;
+        Ok(())
+    }
+
+    fn move_to_memfd(&mut self, fs: &Shared) -> Result<()> {
+        let fd = rustix::fs::memfd_create("sandfs", MemfdFlags::CLOEXEC)?;
+        rustix::fs::ftruncate(&fd, self.size)?;
+        let mut buf = vec![0u8; PS];
+        for (idx, page) in &self.pages {
+            if let Some(p) = page {
+                fs.page_store.read(p, 0, &mut buf)?;
+                let mut done = 0;
+                while done < PS {
+                    done += rustix::io::pwrite(&fd, &buf[done..], idx * PAGE_SIZE + done as u64)?;
+                }
+            }
+        }
+        // Pages past the size (fallocated with KEEP_SIZE) must not extend it.
+        rustix::fs::ftruncate(&fd, self.size)?;
+        let fd = Arc::new(fd);
+        {
+            let mut all = fs.memfds.lock();
+            // Files move in and out of memfds often: drop the dead ones now and then.
+            if all.len() >= 64 && all.len().is_power_of_two() {
+                all.retain(|w| w.strong_count() > 0);
+            }
+            all.push(Arc::downgrade(&fd));
+        }
+        self.release(fs);
+        self.memfd = Some(fd);
+        Ok(())
+    }
+
     /// Copy out bytes at `off`; returns the count (0 at or past the end).
     pub fn read(&self, buf: &mut [u8], off: u64, fs: &Shared) -> Result<usize> {
+        if let Some(fd) = &self.memfd {
+            let mut done = 0;
+            while done < buf.len() {
+                match rustix::io::pread(fd, &mut buf[done..], off + done as u64) {
+                    Ok(0) => break,
+                    Ok(n) => done += n,
+                    Err(Errno::INTR) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(done);
+        }
         if off >= self.size {
             return Ok(0);
         }
@@ -57,6 +234,19 @@ impl FileData {
             return Err(Errno::FBIG);
         }
         let len = (data.len() as u64).min(MAX_SIZE - off) as usize;
+        self.grow_to(off + len as u64, fs)?;
+        if let Some(fd) = &self.memfd {
+            let mut done = 0;
+            while done < len {
+                match rustix::io::pwrite(fd, &data[done..len], off + done as u64) {
+                    Ok(n) => done += n,
+                    Err(Errno::INTR) => continue,
+                    Err(e) if done == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            return Ok(done);
+        }
         let mut done = 0;
         while done < len {
             let pos = off + done as u64;
@@ -89,6 +279,10 @@ impl FileData {
         if size > MAX_SIZE {
             return Err(Errno::FBIG);
         }
+        self.grow_to(size, fs)?;
+        if let Some(fd) = &self.memfd {
+            return rustix::fs::ftruncate(fd, size);
+        }
         if size <= self.size {
             self.zero(size, self.size - size, fs);
             let doomed = self.pages.split_off(&size.div_ceil(PAGE_SIZE));
@@ -101,6 +295,12 @@ impl FileData {
 
     /// Deallocate whole pages in the range and zero partial ones (holes stay holes).
     pub fn zero(&mut self, off: u64, len: u64, fs: &Shared) {
+        if let Some(fd) = &self.memfd {
+            let len = len.min(MAX_SIZE - off.min(MAX_SIZE));
+            let _ =
+                rustix::fs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, off, len);
+            return;
+        }
         let end = off.saturating_add(len);
         let first_full = off.div_ceil(PAGE_SIZE);
         let last_full = end / PAGE_SIZE; // exclusive
@@ -135,6 +335,13 @@ impl FileData {
     /// `keep_size`. All-or-nothing against the size limit.
     pub fn allocate(&mut self, off: u64, len: u64, keep_size: bool, fs: &Shared) -> Result<()> {
         let end = off.checked_add(len).filter(|&e| e <= MAX_SIZE).ok_or(Errno::FBIG)?;
+        if !keep_size {
+            self.grow_to(end, fs)?;
+        }
+        if let Some(fd) = &self.memfd {
+            let mode = if keep_size { FallocateFlags::KEEP_SIZE } else { FallocateFlags::empty() };
+            return rustix::fs::fallocate(fd, mode, off, len);
+        }
         let first = off / PAGE_SIZE;
         let last = end.div_ceil(PAGE_SIZE);
         let missing: Vec<u64> = (first..last).filter(|i| !self.pages.contains_key(i)).collect();
@@ -151,6 +358,13 @@ impl FileData {
     /// SEEK_DATA / SEEK_HOLE at page granularity (written pages are data; holes
     /// and never-written fallocated pages are holes); ENXIO at or past the end.
     pub fn seek(&self, off: u64, whence: Whence) -> Result<u64> {
+        if let Some(fd) = &self.memfd {
+            let to = match whence {
+                Whence::Data => SeekFrom::Data(off),
+                Whence::Hole => SeekFrom::Hole(off),
+            };
+            return rustix::fs::seek(fd, to);
+        }
         if off >= self.size {
             return Err(Errno::NXIO);
         }
@@ -178,6 +392,7 @@ impl FileData {
 
     /// Free everything (the inode is gone).
     pub fn release(&mut self, fs: &Shared) {
+        self.memfd = None;
         fs.uncharge_pages(self.pages.len() as u64);
         std::mem::take(&mut self.pages).into_values().flatten().for_each(|p| fs.page_store.free(p));
     }

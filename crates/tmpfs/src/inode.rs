@@ -378,8 +378,17 @@ impl Node for Inode {
 
     fn attr(&self) -> Result<Attr> {
         let st = self.state.read();
+        let (mut mtime, mut ctime) = (st.mtime, st.ctime);
         let (size, blocks, rdev) = match &st.body {
-            Body::File(f) => (f.size, f.blocks(), 0),
+            // A memfd the kernel writes directly knows the size and times best.
+            Body::File(f) => match f.memfd_stat()? {
+                Some(m) => {
+                    mtime = mtime.max(m.mtime);
+                    ctime = ctime.max(m.ctime);
+                    (m.size, m.blocks, 0)
+                }
+                None => (f.size()?, f.blocks(), 0),
+            },
             Body::Dir(d) => ((d.len() as u64 + 2) * BOGO_DIRENT, 0, 0),
             Body::Symlink(t) => (t.len() as u64, 0, 0),
             Body::Dev(r) => (0, 0, *r),
@@ -395,8 +404,8 @@ impl Node for Inode {
             blocks,
             blksize: crate::PAGE_SIZE as u32,
             atime: Timespec::from_nanos(st.atime),
-            mtime: Timespec::from_nanos(st.mtime),
-            ctime: Timespec::from_nanos(st.ctime),
+            mtime: Timespec::from_nanos(mtime),
+            ctime: Timespec::from_nanos(ctime),
             btime: Timespec::from_nanos(st.btime),
             ino: self.ino,
             dev: self.fs.dev,
@@ -433,6 +442,20 @@ impl Node for Inode {
             }
             if let Some(m) = set.mtime {
                 st.mtime = when(m);
+                // attr() takes the later of this and the memfd's own mtime: set both.
+                if let Body::File(f) = &st.body
+                    && let Some(fd) = f.memfd()
+                {
+                    let ts = |ns: i64| rustix::fs::Timespec {
+                        tv_sec: ns.div_euclid(1_000_000_000),
+                        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
+                    };
+                    let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
+                    rustix::fs::futimens(
+                        &**fd,
+                        &rustix::fs::Timestamps { last_access: omit, last_modification: ts(st.mtime) },
+                    )?;
+                }
             }
             st.ctime = set.ctime.map(Timespec::as_nanos).unwrap_or(t);
         }
@@ -582,7 +605,7 @@ impl Node for Inode {
 
     fn open(self: Arc<Self>, _flags: OpenFlags) -> Result<Arc<dyn Handle>> {
         match self.kind {
-            FileType::Regular => Ok(Arc::new(FileHandle { inode: self })),
+            FileType::Regular => Ok(Arc::new(FileHandle { inode: self, lent: Default::default() })),
             FileType::Directory => Err(Errno::ISDIR),
             _ => Err(Errno::NXIO),
         }
@@ -621,6 +644,19 @@ impl Node for Inode {
 /// An open regular file of the tmpfs.
 struct FileHandle {
     inode: Arc<Inode>,
+    /// This handle was lent the file's memfd (and gives it back when dropped).
+    lent: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for FileHandle {
+    fn drop(&mut self) {
+        if self.lent.load(std::sync::atomic::Ordering::Relaxed) {
+            let fs = self.inode.fs.clone();
+            if let Ok(f) = self.inode.state.write().file() {
+                f.give_back(&fs);
+            }
+        }
+    }
 }
 
 impl FileHandle {
@@ -653,8 +689,8 @@ impl Handle for FileHandle {
     fn append(&self, data: &[u8]) -> Result<(usize, u64)> {
         let mut end = 0;
         let n = self.write_locked(|f, fs| {
-            let n = f.write(data, f.size, fs)?;
-            end = f.size;
+            let n = f.write(data, f.size()?, fs)?;
+            end = f.size()?;
             Ok(n)
         })?;
         Ok((n, end))
@@ -686,5 +722,24 @@ impl Handle for FileHandle {
             Body::File(f) => f.seek(off, whence),
             _ => Err(Errno::INVAL),
         }
+    }
+
+    /// The file's memfd (the data moves into one if it is in pages), unless the
+    /// file is setuid or setgid: a write the kernel makes directly would not clear
+    /// those bits. The loan lasts until this handle is dropped.
+    fn passthrough_fd(&self) -> Option<Arc<rustix::fd::OwnedFd>> {
+        use std::sync::atomic::Ordering;
+        let mut st = self.inode.state.write();
+        if st.mode & 0o6000 != 0 {
+            return None;
+        }
+        let fs = self.inode.fs.clone();
+        let f = st.file().ok()?;
+        if self.lent.load(Ordering::Relaxed) {
+            return f.memfd().cloned();
+        }
+        let fd = f.lend(&fs).ok()??;
+        self.lent.store(true, Ordering::Relaxed);
+        Some(fd)
     }
 }

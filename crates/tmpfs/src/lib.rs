@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Page size used for allocation and accounting.
 pub const PAGE_SIZE: u64 = 4096;
+/// Default [`TmpfsOptions::memfd_from`]: files past 1 MiB live in memfds (few enough
+/// descriptors for many small files; big enough that passthrough pays).
+pub const MEMFD_FROM: u64 = 1 << 20;
 /// f_type of tmpfs (TMPFS_MAGIC), reported by statfs.
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
 
@@ -39,11 +42,24 @@ pub struct TmpfsOptions {
     pub nr_inodes: Option<u64>,
     /// Whether the root is a directory or a single regular file.
     pub root: FileType,
+    /// Files that grow past this many bytes move into a memfd of their own, which the
+    /// FUSE front end hands to the kernel (passthrough) so their reads and writes skip
+    /// sandfs. `None`: never; default [`MEMFD_FROM`]. Ignored with a `size` limit or a store file: writes the
+    /// kernel makes directly could not be charged or kept in the store.
+    pub memfd_from: Option<u64>,
 }
 
 impl Default for TmpfsOptions {
     fn default() -> Self {
-        TmpfsOptions { mode: None, uid: 0, gid: 0, size: None, nr_inodes: None, root: FileType::Directory }
+        TmpfsOptions {
+            mode: None,
+            uid: 0,
+            gid: 0,
+            size: None,
+            nr_inodes: None,
+            root: FileType::Directory,
+            memfd_from: Some(MEMFD_FROM),
+        }
     }
 }
 
@@ -98,6 +114,10 @@ pub(crate) struct Shared {
     generation: Arc<Generation>,
     /// Where page bytes live (heap, or a store file).
     pub page_store: store::Pages,
+    /// Files past this size move into memfds (see [`TmpfsOptions::memfd_from`]).
+    pub memfd_from: Option<u64>,
+    /// The memfds of such files, for statfs (they count their own blocks).
+    pub memfds: parking_lot::Mutex<Vec<std::sync::Weak<rustix::fd::OwnedFd>>>,
 }
 
 impl Shared {
@@ -116,6 +136,21 @@ impl Shared {
             return Err(Errno::NOSPC);
         }
         Ok(())
+    }
+
+    /// Pages of data held: charged pages plus what the memfds of big files hold
+    /// (rounded up to pages; the dead ones are forgotten here).
+    pub fn used_pages(&self) -> u64 {
+        let mut in_memfds = 0;
+        self.memfds.lock().retain(|w| match w.upgrade() {
+            Some(fd) => {
+                let blocks = rustix::fs::fstat(&*fd).map(|st| st.st_blocks as u64).unwrap_or(0);
+                in_memfds += (blocks * 512).div_ceil(PAGE_SIZE);
+                true
+            }
+            None => false,
+        });
+        self.pages.load(Ordering::Relaxed) + in_memfds
     }
 
     pub fn uncharge_pages(&self, n: u64) {
@@ -174,6 +209,8 @@ impl Tmpfs {
             max_inodes: opts.nr_inodes.unwrap_or(u64::MAX / 2),
             rename_lock: parking_lot::Mutex::new(()),
             generation: Arc::new(Generation::new()),
+            memfd_from: opts.memfd_from.filter(|_| opts.size.is_none() && store.is_none()),
+            memfds: parking_lot::Mutex::new(Vec::new()),
             page_store: store::Pages { store },
         });
         let mode = opts.mode.unwrap_or(if opts.root == FileType::Directory { 0o1777 } else { 0o644 });
@@ -194,9 +231,9 @@ impl Tmpfs {
         }
     }
 
-    /// Bytes of file data currently allocated.
+    /// Bytes of file data currently allocated (pages and memfds).
     pub fn used_bytes(&self) -> u64 {
-        self.shared.pages.load(Ordering::Relaxed) * PAGE_SIZE
+        self.shared.used_pages() * PAGE_SIZE
     }
 
     /// Inodes currently allocated.
@@ -211,7 +248,7 @@ impl Filesystem for Tmpfs {
     }
 
     fn statfs(&self) -> Result<StatFs> {
-        let used = self.shared.pages.load(Ordering::Relaxed);
+        let used = self.shared.used_pages();
         let inodes = self.shared.inodes.load(Ordering::Relaxed);
         let blocks = self.shared.max_pages;
         Ok(StatFs {

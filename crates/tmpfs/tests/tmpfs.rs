@@ -491,6 +491,7 @@ fn option_parsing() {
             size: Some(64 << 20),
             nr_inodes: Some(10 << 10),
             root: FileType::Directory,
+            memfd_from: Some(sandfs_tmpfs::MEMFD_FROM),
         }
     );
     assert_eq!(TmpfsOptions::parse("").unwrap(), TmpfsOptions::default());

@@ -11,7 +11,7 @@ use crate::cache::Generation;
 use crate::errno::Result;
 use bitflags::bitflags;
 use std::any::Any;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 /// A shared reference to a node of any filesystem.
@@ -254,6 +254,13 @@ pub trait Handle: Send + Sync {
     /// The host file descriptor backing the data, when there is one (for FUSE
     /// passthrough).
     fn host_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// A descriptor the kernel may read and write this open file through directly
+    /// (FUSE passthrough, writable opens included), for the life of the file: the
+    /// filesystem reads the file's size, times and data back from it, so nothing
+    /// written there is missed. `None` when writes must pass through the filesystem.
+    fn passthrough_fd(&self) -> Option<Arc<OwnedFd>> {
         None
     }
 }
