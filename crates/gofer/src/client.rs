@@ -7,7 +7,7 @@
 //! here, FUSE passthrough in the front end), never through messages. A broken
 //! connection fails every pending and later operation with EIO.
 
-use crate::proto::{self, Fid, Reply, Request, WalkEnd};
+use crate::proto::{self, Dent, Fid, Reply, Request, WalkEnd};
 use crate::transport::{Conn, RecvError};
 use parking_lot::Mutex;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -94,6 +94,8 @@ impl Client {
 
 struct Inner {
     client: Client,
+    /// The protocol version agreed on at attach.
+    version: u32,
     access: FileAccess,
     dev: u64,
     root_dev: u64,
@@ -201,12 +203,13 @@ impl GoferFs {
         };
         let (reply, _) = client.call(&Request::Attach { version: proto::VERSION })?;
         let Reply::Attached { version, root, attr, readonly } = reply else { return Err(Errno::PROTO) };
-        if version != proto::VERSION {
+        if !(proto::MIN_VERSION..=proto::VERSION).contains(&version) {
             return Err(Errno::PROTO);
         }
         let minor = NEXT_DEV.fetch_add(1, Ordering::Relaxed);
         let inner = Arc::new(Inner {
             client,
+            version,
             access,
             dev: (minor & 0xff) | ((minor & !0xff) << 12) | (2 << 44),
             root_dev: attr.dev,
@@ -216,7 +219,7 @@ impl GoferFs {
             held: Mutex::new(std::collections::VecDeque::new()),
             nfids: std::sync::atomic::AtomicUsize::new(0),
         });
-        let root = GNode::new(&inner, Some(root), attr, None);
+        let root = GNode::new(&inner, Some(root), attr, None, None, Instant::now());
         Ok(Arc::new(GoferFs { inner, root, readonly }))
     }
 
@@ -230,10 +233,13 @@ impl Drop for GoferFs {
     fn drop(&mut self) {
         // Directories and their cached children point at each other: empty every
         // cache so the nodes (and with the last of them, the connection) go away.
+        // Only directories have children: other nodes go with their directory's map.
         let mut stack = vec![self.root.clone()];
         while let Some(n) = stack.pop() {
             let children = std::mem::take(&mut *n.children.lock());
-            stack.extend(children.into_values().map(|(c, _)| c));
+            stack.extend(
+                children.into_values().filter_map(|(c, _)| (c.kind == FileType::Directory).then_some(c)),
+            );
         }
     }
 }
@@ -253,11 +259,11 @@ impl Filesystem for GoferFs {
     }
 }
 
-/// A directory and a name in it.
-type Origin = (std::sync::Weak<GNode>, Box<[u8]>);
+/// A directory and a name in it (the name shared with the directory's cache key).
+type Origin = (std::sync::Weak<GNode>, Arc<[u8]>);
 
 /// Cached directory entries: name → (node, when it was last confirmed).
-type Children = HashMap<Box<[u8]>, (Arc<GNode>, Instant)>;
+type Children = HashMap<Arc<[u8]>, (Arc<GNode>, Instant)>;
 
 /// A host file reached through the gofer.
 pub struct GNode {
@@ -299,18 +305,25 @@ fn want<T>(
 }
 
 impl GNode {
-    fn new(inner: &Arc<Inner>, fid: Option<Fid>, attr: Attr, parent: Option<Arc<GNode>>) -> Arc<GNode> {
+    fn new(
+        inner: &Arc<Inner>,
+        fid: Option<Fid>,
+        attr: Attr,
+        parent: Option<Arc<GNode>>,
+        origin: Option<Origin>,
+        now: Instant,
+    ) -> Arc<GNode> {
         let attr = inner.view(attr);
         Arc::new_cyclic(|me| GNode {
             me: me.clone(),
             inner: inner.clone(),
             fid: Mutex::new(fid),
-            origin: Mutex::new(None),
+            origin: Mutex::new(origin),
             busy: std::sync::atomic::AtomicU32::new(0),
             ino: attr.ino,
             kind: attr.kind,
             parent: Mutex::new(parent),
-            attr: Mutex::new((attr, Some(Instant::now()))),
+            attr: Mutex::new((attr, Some(now))),
             children: Mutex::new(HashMap::new()),
             target: OnceLock::new(),
             spare: Mutex::new(None),
@@ -341,6 +354,14 @@ impl GNode {
             return Err(Errno::from_raw_os_error(errno));
         }
         let &(fid, attr) = entries.first().ok_or(Errno::PROTO)?;
+        let id = self.install(fid, &attr, true)?;
+        Ok(FidUse { node: self, id })
+    }
+
+    /// Take `fid`, just walked to from `origin` with attributes `attr`, as this
+    /// node's (or give it back if the node got one meanwhile); the fid the node
+    /// holds, marked in use if `use_it`. ESTALE if the name now refers to another file.
+    fn install(&self, fid: Fid, attr: &Attr, use_it: bool) -> Result<Fid> {
         if self.inner.ino(attr.dev, attr.ino) != self.ino {
             // The name now refers to another file: this one is gone from the host.
             self.inner.closing.lock().push(fid);
@@ -348,7 +369,9 @@ impl GNode {
         }
         let (id, fresh) = {
             let mut mine = self.fid.lock();
-            self.busy.fetch_add(1, Ordering::AcqRel);
+            if use_it {
+                self.busy.fetch_add(1, Ordering::AcqRel);
+            }
             match *mine {
                 Some(f) => {
                     self.inner.closing.lock().push(fid);
@@ -363,7 +386,33 @@ impl GNode {
         if fresh && let Ok(me) = self.me() {
             self.inner.track(&me);
         }
-        Ok(FidUse { node: self, id })
+        Ok(id)
+    }
+
+    /// Directory entries after cookie `off`. A directory without a fid is walked to
+    /// and listed in one round trip (protocol version 2).
+    fn list(&self, off: u64) -> Result<(Vec<Dent>, bool)> {
+        if self.inner.version >= 2 && self.fid.lock().is_none() {
+            let origin = self.origin.lock().clone();
+            if let Some((parent, name)) = origin {
+                let parent = parent.upgrade().ok_or(Errno::STALE)?;
+                let (fid, attr, entries, eof) = {
+                    let pfid = parent.fid()?;
+                    let req = Request::Listdir { dir: pfid.id(), name: name.to_vec(), off };
+                    want(self.inner.call(&req), |r, _| match r {
+                        Reply::Listed { fid, attr, entries, eof } => Some((fid, attr, entries, eof)),
+                        _ => None,
+                    })?
+                };
+                self.install(fid, &attr, false)?;
+                self.set_attr(attr);
+                return Ok((entries, eof));
+            }
+        }
+        want(self.inner.call(&Request::Getdents { dir: self.fid()?.id(), off }), |r, _| match r {
+            Reply::Dents { entries, eof } => Some((entries, eof)),
+            _ => None,
+        })
     }
 
     fn stale(&self) {
@@ -371,8 +420,12 @@ impl GNode {
     }
 
     fn set_attr(&self, a: Attr) -> Attr {
+        self.set_attr_at(a, Instant::now())
+    }
+
+    fn set_attr_at(&self, a: Attr, now: Instant) -> Attr {
         let a = self.inner.view(a);
-        *self.attr.lock() = (a, Some(Instant::now()));
+        *self.attr.lock() = (a, Some(now));
         a
     }
 
@@ -392,36 +445,76 @@ impl GNode {
     /// Cache `child` under `name`, keeping an existing node for the same file.
     fn remember(&self, name: &[u8], fid: Option<Fid>, attr: Attr) -> Arc<GNode> {
         let mut ch = self.children.lock();
+        let (node, track) = self.remember_in(&mut ch, name, || name.into(), fid, attr, Instant::now());
+        drop(ch);
+        if track {
+            self.inner.track(&node);
+        }
+        node
+    }
+
+    /// [`GNode::remember`] of a listed entry (no fid), with the children locked: one
+    /// hash lookup, and the entry's name becomes the key.
+    fn remember_listed(&self, ch: &mut Children, d: &Dent, now: Instant) {
+        use std::collections::hash_map::Entry;
+        let ino = self.inner.ino(d.attr.dev, d.attr.ino);
+        match ch.entry(d.name.clone()) {
+            Entry::Occupied(mut e) => {
+                let (old, at) = e.get_mut();
+                if old.ino == ino && old.kind == d.attr.kind {
+                    old.set_attr_at(d.attr, now);
+                    *at = now;
+                } else {
+                    let node = self.new_child(e.key().clone(), None, d.attr, now);
+                    e.insert((node, now));
+                }
+            }
+            Entry::Vacant(e) => {
+                let node = self.new_child(e.key().clone(), None, d.attr, now);
+                e.insert((node, now));
+            }
+        }
+    }
+
+    /// A new node for `attr` found under `name` in this directory.
+    fn new_child(&self, name: Arc<[u8]>, fid: Option<Fid>, attr: Attr, now: Instant) -> Arc<GNode> {
+        let parent = if attr.kind == FileType::Directory { self.me().ok() } else { None };
+        GNode::new(&self.inner, fid, attr, parent, Some((self.me.clone(), name)), now)
+    }
+
+    /// [`GNode::remember`] with the children locked; `key` makes the shared name
+    /// for a new entry. Whether the returned node just took `fid` (the caller then
+    /// tracks it, with the children unlocked).
+    fn remember_in(
+        &self,
+        ch: &mut Children,
+        name: &[u8],
+        key: impl FnOnce() -> Arc<[u8]>,
+        fid: Option<Fid>,
+        attr: Attr,
+        now: Instant,
+    ) -> (Arc<GNode>, bool) {
         let ino = self.inner.ino(attr.dev, attr.ino);
         if let Some((old, at)) = ch.get_mut(name)
             && old.ino == ino
             && old.kind == attr.kind
         {
-            old.set_attr(attr);
-            *at = Instant::now();
+            old.set_attr_at(attr, now);
+            *at = now;
             if let Some(fid) = fid {
                 let mut mine = old.fid.lock();
                 if mine.is_none() {
                     *mine = Some(fid);
-                    drop(mine);
-                    let old = old.clone();
-                    drop(ch);
-                    self.inner.track(&old);
-                    return old;
+                    return (old.clone(), true);
                 }
                 self.inner.closing.lock().push(fid);
             }
-            return old.clone();
+            return (old.clone(), false);
         }
-        let parent = if attr.kind == FileType::Directory { self.me().ok() } else { None };
-        let node = GNode::new(&self.inner, fid, attr, parent);
-        *node.origin.lock() = Some((self.me.clone(), name.into()));
-        ch.insert(name.into(), (node.clone(), Instant::now()));
-        drop(ch);
-        if fid.is_some() {
-            self.inner.track(&node);
-        }
-        node
+        let key = key();
+        let node = self.new_child(key.clone(), fid, attr, now);
+        ch.insert(key, (node.clone(), now));
+        (node, fid.is_some())
     }
 }
 
@@ -605,16 +698,17 @@ impl Node for GNode {
     fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()> {
         let mut off = after;
         loop {
-            let (entries, eof) =
-                want(self.inner.call(&Request::Getdents { dir: self.fid()?.id(), off }), |r, _| match r {
-                    Reply::Dents { entries, eof } => Some((entries, eof)),
-                    _ => None,
-                })?;
+            let (entries, eof) = self.list(off)?;
             // The listing carries every entry's attributes: cache them as nodes
             // (fids are walked to only when an operation needs one), so a stat of
             // each entry after a readdir costs no round trip.
-            for d in &entries {
-                self.remember(&d.name, None, d.attr);
+            {
+                let now = Instant::now();
+                let mut ch = self.children.lock();
+                ch.reserve(entries.len());
+                for d in &entries {
+                    self.remember_listed(&mut ch, d, now);
+                }
             }
             for d in &entries {
                 let ino = self.inner.ino(d.attr.dev, d.attr.ino);

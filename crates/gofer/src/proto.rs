@@ -6,8 +6,10 @@
 use crate::wire::{DecodeError, Reader, Writer};
 use sandfs_vfs::{Attr, FileType, SetAttr, StatFs, TimeSet, Timespec};
 
-/// Protocol version this build speaks.
-pub const VERSION: u32 = 1;
+/// Protocol version this build speaks (2 added [`Request::Listdir`]).
+pub const VERSION: u32 = 2;
+/// Oldest protocol version this build still speaks (client and server).
+pub const MIN_VERSION: u32 = 1;
 /// Largest message in either direction, in bytes.
 pub const MAX_MESSAGE: usize = 256 * 1024;
 /// Most components in one walk.
@@ -83,8 +85,8 @@ pub enum WalkEnd {
 /// One directory entry with attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dent {
-    /// Name.
-    pub name: Vec<u8>,
+    /// Name (shared: the client keys its entry cache with it without a copy).
+    pub name: std::sync::Arc<[u8]>,
     /// Cookie to resume after this entry.
     pub off: u64,
     /// Attributes.
@@ -115,6 +117,16 @@ pub enum Request {
     Getdents {
         /// The directory.
         dir: Fid,
+        /// Resume cookie (0: start).
+        off: u64,
+    },
+    /// Walk one component to a directory and list it (version 2): a `Walk` of
+    /// `name` followed by a `Getdents` of the new fid, in one round trip.
+    Listdir {
+        /// The parent directory.
+        dir: Fid,
+        /// The directory to list.
+        name: Vec<u8>,
         /// Resume cookie (0: start).
         off: u64,
     },
@@ -313,6 +325,17 @@ pub enum Reply {
         /// No more entries after these.
         eof: bool,
     },
+    /// To Listdir: the walked directory and its entries.
+    Listed {
+        /// The directory's new fid.
+        fid: Fid,
+        /// Its attributes.
+        attr: Attr,
+        /// Entries.
+        entries: Vec<Dent>,
+        /// No more entries after these.
+        eof: bool,
+    },
     /// To Create, Mknod, Symlink, Link: the new node (Create also donates an fd).
     Node {
         /// The node's fid.
@@ -354,6 +377,7 @@ mod op {
     pub const FSYNC: u8 = 19;
     pub const FALLOCATE: u8 = 20;
     pub const CLOSE: u8 = 21;
+    pub const LISTDIR: u8 = 22;
 }
 
 /// Reply kinds, one per request kind.
@@ -368,10 +392,19 @@ mod rk {
     pub const DATA: u8 = 8;
     pub const NAMES: u8 = 9;
     pub const STATFS: u8 = 10;
+    pub const LISTED: u8 = 11;
     pub const ERROR: u8 = 255;
 }
 
-const ATTR_SIZE: usize = 4 + 8 + 4 + 4 + 8 + 8 + 4 + 4 * 12 + 8 + 8 + 8;
+/// Encoded size of an [`Attr`].
+pub const ATTR_SIZE: usize = 4 + 8 + 4 + 4 + 8 + 8 + 4 + 4 * 12 + 8 + 8 + 8;
+/// Encoded size of a [`Dent`] with a name of `name_len` bytes.
+pub const fn dent_size(name_len: usize) -> usize {
+    4 + name_len + 8 + ATTR_SIZE
+}
+/// Encoded size of a `Listed` reply's fixed part (tag, kind, fid, attr, eof, count),
+/// the largest header of a listing reply.
+pub const LISTED_HEADER: usize = 4 + 1 + 8 + ATTR_SIZE + 1 + 4;
 
 fn put_time(w: &mut Writer, t: Timespec) {
     w.i64(t.sec);
@@ -433,11 +466,35 @@ pub fn get_attr(r: &mut Reader<'_>) -> Result<Attr, DecodeError> {
 }
 
 fn get_name(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
-    let n = r.bytes(MAX_NAME, "name length")?;
-    if !valid_name(&n) {
+    Ok(get_name_ref(r)?.to_vec())
+}
+
+fn get_name_ref<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
+    let n = r.bytes_ref(MAX_NAME, "name length")?;
+    if !valid_name(n) {
         return Err(DecodeError::Invalid("name"));
     }
     Ok(n)
+}
+
+fn put_dents(w: &mut Writer, entries: &[Dent], eof: bool) {
+    w.u8(eof as u8);
+    w.u32(entries.len() as u32);
+    for d in entries {
+        w.bytes(&d.name);
+        w.u64(d.off);
+        put_attr(w, &d.attr);
+    }
+}
+
+fn get_dents(r: &mut Reader<'_>) -> Result<(Vec<Dent>, bool), DecodeError> {
+    let eof = get_bool(r)?;
+    let n = r.count(MAX_DENTS, dent_size(1), "dirent count")?;
+    let mut entries = Vec::with_capacity(n);
+    for _ in 0..n {
+        entries.push(Dent { name: get_name_ref(r)?.into(), off: r.u64()?, attr: get_attr(r)? });
+    }
+    Ok((entries, eof))
 }
 
 fn get_bool(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
@@ -473,6 +530,12 @@ impl Request {
             Request::Getdents { dir, off } => {
                 w.u8(op::GETDENTS);
                 w.u64(*dir);
+                w.u64(*off);
+            }
+            Request::Listdir { dir, name, off } => {
+                w.u8(op::LISTDIR);
+                w.u64(*dir);
+                w.bytes(name);
                 w.u64(*off);
             }
             Request::Open { fid, flags } => {
@@ -609,6 +672,7 @@ impl Request {
             }
             op::GETATTR => Request::Getattr { fid: r.u64()? },
             op::GETDENTS => Request::Getdents { dir: r.u64()?, off: r.u64()? },
+            op::LISTDIR => Request::Listdir { dir: r.u64()?, name: get_name(&mut r)?, off: r.u64()? },
             op::OPEN => Request::Open { fid: r.u64()?, flags: r.u32()? },
             op::CREATE => Request::Create {
                 dir: r.u64()?,
@@ -713,7 +777,12 @@ fn get_xname(r: &mut Reader<'_>) -> Result<Vec<u8>, DecodeError> {
 
 /// Encode a reply (or an errno) with its tag.
 pub fn encode_reply(tag: u32, reply: &Result<Reply, i32>) -> Vec<u8> {
-    let mut w = Writer::new();
+    let mut w = match reply {
+        Ok(Reply::Dents { entries, .. }) | Ok(Reply::Listed { entries, .. }) => Writer::with_capacity(
+            LISTED_HEADER + entries.iter().map(|d| dent_size(d.name.len())).sum::<usize>(),
+        ),
+        _ => Writer::new(),
+    };
     w.u32(tag);
     match reply {
         Err(errno) => {
@@ -753,13 +822,13 @@ pub fn encode_reply(tag: u32, reply: &Result<Reply, i32>) -> Vec<u8> {
         }
         Ok(Reply::Dents { entries, eof }) => {
             w.u8(rk::DENTS);
-            w.u8(*eof as u8);
-            w.u32(entries.len() as u32);
-            for d in entries {
-                w.bytes(&d.name);
-                w.u64(d.off);
-                put_attr(&mut w, &d.attr);
-            }
+            put_dents(&mut w, entries, *eof);
+        }
+        Ok(Reply::Listed { fid, attr, entries, eof }) => {
+            w.u8(rk::LISTED);
+            w.u64(*fid);
+            put_attr(&mut w, attr);
+            put_dents(&mut w, entries, *eof);
         }
         Ok(Reply::Node { fid, attr }) => {
             w.u8(rk::NODE);
@@ -838,13 +907,14 @@ pub fn decode_reply(buf: &[u8]) -> Result<(u32, Result<Reply, i32>), DecodeError
         }
         rk::ATTR => Ok(Reply::Attr(get_attr(&mut r)?)),
         rk::DENTS => {
-            let eof = get_bool(&mut r)?;
-            let n = r.count(MAX_DENTS, 4 + 1 + 8 + ATTR_SIZE, "dirent count")?;
-            let mut entries = Vec::with_capacity(n);
-            for _ in 0..n {
-                entries.push(Dent { name: get_name(&mut r)?, off: r.u64()?, attr: get_attr(&mut r)? });
-            }
+            let (entries, eof) = get_dents(&mut r)?;
             Ok(Reply::Dents { entries, eof })
+        }
+        rk::LISTED => {
+            let fid = r.u64()?;
+            let attr = get_attr(&mut r)?;
+            let (entries, eof) = get_dents(&mut r)?;
+            Ok(Reply::Listed { fid, attr, entries, eof })
         }
         rk::NODE => Ok(Reply::Node { fid: r.u64()?, attr: get_attr(&mut r)? }),
         rk::OPENED => Ok(Reply::Opened),

@@ -5,7 +5,10 @@
 //! and O_NOFOLLOW: symlinks are returned to the client, never followed here. A
 //! read-only mount answers EROFS to every mutation.
 
-use crate::proto::{Dent, Fid, MAX_DENTS, MAX_MESSAGE, Reply, Request, VERSION, WalkEnd, setattr_valid};
+use crate::proto::{
+    Dent, Fid, LISTED_HEADER, MAX_DENTS, MAX_MESSAGE, MAX_NAME, Reply, Request, VERSION, WalkEnd, dent_size,
+    setattr_valid,
+};
 use crate::transport::{Conn, RecvError};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
@@ -71,6 +74,10 @@ pub struct Server {
     fids: HashMap<Fid, Entry>,
     next: Fid,
     root: Option<Entry>,
+    /// The version agreed on at attach (0 before).
+    version: u32,
+    /// getdents buffer, allocated once.
+    dirbuf: Vec<MaybeUninit<u8>>,
 }
 
 fn resolve_flags() -> ResolveFlags {
@@ -173,6 +180,8 @@ impl Server {
             fids: HashMap::new(),
             next: 1,
             root: Some(root),
+            version: 0,
+            dirbuf: Vec::new(),
         })
     }
 
@@ -358,16 +367,17 @@ impl Server {
                 let root = self.root.take().ok_or(Errno::ALREADY)?;
                 let attr = stat_fd(root.fd.as_fd())?;
                 let fid = self.insert(root)?;
-                Ok(Reply::Attached {
-                    version: version.min(VERSION),
-                    root: fid,
-                    attr,
-                    readonly: self.readonly,
-                })
+                self.version = version.min(VERSION);
+                Ok(Reply::Attached { version: self.version, root: fid, attr, readonly: self.readonly })
             }
             Request::Walk { dir, names } => self.walk(dir, &names),
             Request::Getattr { fid } => Ok(Reply::Attr(stat_fd(self.entry(fid)?.fd.as_fd())?)),
-            Request::Getdents { dir, off } => self.getdents(dir, off),
+            Request::Getdents { dir, off } => {
+                let d = self.dir_fd(dir)?;
+                let (entries, eof) = list(&d, off, &mut self.dirbuf)?;
+                Ok(Reply::Dents { entries, eof })
+            }
+            Request::Listdir { dir, name, off } => self.listdir(dir, name, off),
             Request::Mknod { dir, name, mode, rdev, uid, gid } => {
                 let d = self.dir_fd(dir)?;
                 let perm = Mode::from_raw_mode(mode & 0o7777);
@@ -571,50 +581,22 @@ impl Server {
         Ok(Reply::Walked { end: WalkEnd::Complete, entries })
     }
 
-    fn getdents(&mut self, dir: Fid, off: u64) -> Result<Reply, Errno> {
-        let d = self.dir_fd(dir)?;
-        let fd = rustix::fs::openat(
-            d.as_fd(),
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
-        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(off))?;
-        let mut space = vec![MaybeUninit::<u8>::uninit(); 32 * 1024];
-        let mut raw = rustix::fs::RawDir::new(&fd, &mut space);
-        let mut entries = Vec::new();
-        let mut size = 64;
-        let mut eof = true;
-        while let Some(ent) = raw.next() {
-            let ent = ent?;
-            let name = ent.file_name().to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            // Entries whose names the protocol cannot carry are skipped: none exist on
-            // Linux, but a hostile host filesystem must not break the client.
-            if !crate::proto::valid_name(name) {
-                continue;
-            }
-            let x = match rustix::fs::statx(
-                &fd,
-                name,
-                AtFlags::SYMLINK_NOFOLLOW,
-                StatxFlags::BASIC_STATS | StatxFlags::BTIME,
-            ) {
-                Ok(x) => x,
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(e),
-            };
-            let attr = statx_attr(&x)?;
-            size += 4 + name.len() + 8 + 128;
-            entries.push(Dent { name: name.to_vec(), off: ent.next_entry_cookie(), attr });
-            if size + 4 + 255 + 8 + 128 > MAX_MESSAGE || entries.len() >= MAX_DENTS {
-                eof = false;
-                break;
-            }
+    /// Walk `name` from `dir` to a directory and list it.
+    fn listdir(&mut self, dir: Fid, name: Vec<u8>, off: u64) -> Result<Reply, Errno> {
+        if self.version < 2 {
+            return Err(Errno::NOSYS);
         }
-        Ok(Reply::Dents { entries, eof })
+        let d = self.dir_fd(dir)?;
+        let fd = open_beneath(d.as_fd(), &name, OFlags::PATH, 0)?;
+        let attr = stat_fd(fd.as_fd())?;
+        if attr.kind != FileType::Directory {
+            return Err(Errno::NOTDIR);
+        }
+        let fd = Arc::new(fd);
+        let (entries, eof) = list(&fd, off, &mut self.dirbuf)?;
+        let e = Entry { fd, parent: Some((d, name)), kind: attr.kind, dev: attr.dev, ino: attr.ino };
+        let fid = self.insert(e)?;
+        Ok(Reply::Listed { fid, attr, entries, eof })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -668,6 +650,59 @@ impl Server {
         }
         Ok(Reply::Attr(stat_fd(self.entry(fid)?.fd.as_fd())?))
     }
+}
+
+/// Entries of directory `d` after cookie `off`, with attributes, as many as one reply
+/// holds (`buf`: the getdents buffer, kept between calls).
+fn list(d: &OwnedFd, off: u64, buf: &mut Vec<MaybeUninit<u8>>) -> Result<(Vec<Dent>, bool), Errno> {
+    let fd = rustix::fs::openat(
+        d.as_fd(),
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    if off != 0 {
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::Start(off))?;
+    }
+    if buf.is_empty() {
+        buf.resize(32 * 1024, MaybeUninit::uninit());
+    }
+    let mut raw = rustix::fs::RawDir::new(&fd, buf);
+    let mut entries = Vec::with_capacity(64);
+    let mut size = LISTED_HEADER;
+    let mut eof = true;
+    while let Some(ent) = raw.next() {
+        let ent = ent?;
+        let cname = ent.file_name();
+        let name = cname.to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        // Entries whose names the protocol cannot carry are skipped: none exist on
+        // Linux, but a hostile host filesystem must not break the client.
+        if !crate::proto::valid_name(name) {
+            continue;
+        }
+        // The C string as getdents returned it: no copy to add a NUL.
+        let x = match rustix::fs::statx(
+            &fd,
+            cname,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+        ) {
+            Ok(x) => x,
+            Err(Errno::NOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let attr = statx_attr(&x)?;
+        size += dent_size(name.len());
+        entries.push(Dent { name: name.into(), off: ent.next_entry_cookie(), attr });
+        if size + dent_size(MAX_NAME) > MAX_MESSAGE || entries.len() >= MAX_DENTS {
+            eof = false;
+            break;
+        }
+    }
+    Ok((entries, eof))
 }
 
 /// xattrs live on regular files and directories here; others have none to read and

@@ -30,6 +30,10 @@ impl Writer {
     pub fn new() -> Writer {
         Writer::default()
     }
+    /// An empty writer with room for `n` bytes.
+    pub fn with_capacity(n: usize) -> Writer {
+        Writer { buf: Vec::with_capacity(n) }
+    }
     /// Append a byte.
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
@@ -110,11 +114,15 @@ impl<'a> Reader<'a> {
     }
     /// Read a length-prefixed byte string of at most `max` bytes.
     pub fn bytes(&mut self, max: usize, what: &'static str) -> Result<Vec<u8>, DecodeError> {
+        Ok(self.bytes_ref(max, what)?.to_vec())
+    }
+    /// Read a length-prefixed byte string of at most `max` bytes, borrowed.
+    pub fn bytes_ref(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         let n = self.u32()? as usize;
         if n > max {
             return Err(DecodeError::Invalid(what));
         }
-        Ok(self.take(n)?.to_vec())
+        self.take(n)
     }
     /// Read a count, refusing more than `max`, and more than the bytes left could hold
     /// at `min_size` bytes per item (so no allocation is larger than the message).

@@ -100,6 +100,7 @@ fn request() -> impl Strategy<Value = Request> {
         (fid(), vec(name(), 0..=MAX_WALK)).prop_map(|(dir, names)| Request::Walk { dir, names }),
         fid().prop_map(|fid| Request::Getattr { fid }),
         (fid(), any::<u64>()).prop_map(|(dir, off)| Request::Getdents { dir, off }),
+        (fid(), name(), any::<u64>()).prop_map(|(dir, name, off)| Request::Listdir { dir, name, off }),
         (fid(), any::<u32>()).prop_map(|(fid, flags)| Request::Open { fid, flags }),
         (fid(), name(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
             |(dir, name, flags, mode, uid, gid)| Request::Create { dir, name, flags, mode, uid, gid }
@@ -174,6 +175,10 @@ fn statfs() -> impl Strategy<Value = StatFs> {
         })
 }
 
+fn dents(e: Vec<(Vec<u8>, u64, Attr)>) -> Vec<Dent> {
+    e.into_iter().map(|(name, off, attr)| Dent { name: name.into(), off, attr }).collect()
+}
+
 /// Replies as a server may send them: every variant, within the limits (a getdents
 /// reply at most as large as the server makes one: well under MAX_MESSAGE).
 fn reply() -> impl Strategy<Value = Result<Reply, i32>> {
@@ -185,10 +190,10 @@ fn reply() -> impl Strategy<Value = Result<Reply, i32>> {
         (walk_end(), vec((fid(), attr()), 0..=MAX_WALK))
             .prop_map(|(end, entries)| Ok(Reply::Walked { end, entries })),
         attr().prop_map(|a| Ok(Reply::Attr(a))),
-        (vec((name(), any::<u64>(), attr()), 0..200), any::<bool>()).prop_map(|(e, eof)| {
-            let entries = e.into_iter().map(|(name, off, attr)| Dent { name, off, attr }).collect();
-            Ok(Reply::Dents { entries, eof })
-        }),
+        (vec((name(), any::<u64>(), attr()), 0..200), any::<bool>())
+            .prop_map(|(e, eof)| { Ok(Reply::Dents { entries: dents(e), eof }) }),
+        (fid(), attr(), vec((name(), any::<u64>(), attr()), 0..200), any::<bool>())
+            .prop_map(|(fid, attr, e, eof)| Ok(Reply::Listed { fid, attr, entries: dents(e), eof })),
         (fid(), attr()).prop_map(|(fid, attr)| Ok(Reply::Node { fid, attr })),
         Just(Ok(Reply::Opened)),
         Just(Ok(Reply::Unit)),
@@ -260,7 +265,7 @@ proptest! {
     fn arbitrary_bytes_after_a_valid_header_never_panic(
         tag in any::<u32>(),
         op in 0u8..=24,
-        kind in prop::sample::select(vec![0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 254, 255]),
+        kind in prop::sample::select(vec![0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 254, 255]),
         body in vec(any::<u8>(), 0..512),
     ) {
         let mut req = tag.to_le_bytes().to_vec();
@@ -359,6 +364,41 @@ fn invalid_names_are_refused() {
         );
     }
     assert!(Request::decode(&walk_with(&[b"ok", &[b'a'; MAX_NAME]])).is_ok());
+    // Listdir's name follows the same rules.
+    for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b", &long] {
+        let m = Request::Listdir { dir: 1, name: bad.to_vec(), off: 0 }.encode(7);
+        assert!(Request::decode(&m).is_err(), "listdir name {:?}", String::from_utf8_lossy(bad));
+    }
+    // So do the names of listed entries.
+    let attr = Attr { kind: FileType::Regular, ..listed_dir_attr() };
+    for bad in [&b"."[..], b"..", b"a/b", b"a\0b"] {
+        let d = Dent { name: bad.into(), off: 1, attr };
+        let m = proto::encode_reply(
+            7,
+            &Ok(Reply::Listed { fid: 1, attr: listed_dir_attr(), entries: vec![d], eof: true }),
+        );
+        assert_eq!(proto::decode_reply(&m), Err(DecodeError::Invalid("name")));
+    }
+}
+
+fn listed_dir_attr() -> Attr {
+    Attr {
+        kind: FileType::Directory,
+        mode: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        blocks: 0,
+        blksize: 4096,
+        atime: Timespec::default(),
+        mtime: Timespec::default(),
+        ctime: Timespec::default(),
+        btime: Timespec::default(),
+        ino: 1,
+        dev: 1,
+        rdev: 0,
+    }
 }
 
 #[test]
@@ -376,6 +416,12 @@ fn huge_counts_allocate_nothing() {
     r.push(4); // DENTS
     r.push(0);
     r.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(proto::decode_reply(&r), Err(DecodeError::Invalid("dirent count")));
+    // The same count after a listing's directory fid and attributes.
+    let attr = listed_dir_attr();
+    let mut r = proto::encode_reply(1, &Ok(Reply::Listed { fid: 1, attr, entries: vec![], eof: true }));
+    let n = r.len();
+    r[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(proto::decode_reply(&r), Err(DecodeError::Invalid("dirent count")));
     let mut r = 1u32.to_le_bytes().to_vec();
     r.push(8); // DATA

@@ -411,6 +411,12 @@ fn symlink_to_etc_passwd() {
         // Walking *from* a symlink fid is not walking through it.
         assert_eq!(raw.call(&Request::Walk { dir: fid, names: vec![b"x".to_vec()] }), Err(Errno::NOTDIR));
         assert_eq!(raw.call(&Request::Getdents { dir: fid, off: 0 }), Err(Errno::NOTDIR));
+        // Listing the link by name does not list what it points at.
+        assert_eq!(
+            raw.call(&Request::Listdir { dir: root, name: link.as_bytes().to_vec(), off: 0 }),
+            Err(Errno::NOTDIR)
+        );
+        assert_eq!(raw.call(&Request::Listdir { dir: fid, name: b"x".to_vec(), off: 0 }), Err(Errno::NOTDIR));
         // The client may read the target string; that is all.
         assert_eq!(
             raw.call(&Request::Readlink { fid }),
@@ -508,6 +514,7 @@ fn hostile_requests(root: Fid) -> Vec<(String, Vec<u8>)> {
         let reqs = [
             Request::Walk { dir: root, names: vec![n.clone()] },
             Request::Walk { dir: root, names: vec![b"ok".to_vec(), n.clone(), b"secret".to_vec()] },
+            Request::Listdir { dir: root, name: n.clone(), off: 0 },
             Request::Create {
                 dir: root,
                 name: n.clone(),
@@ -637,6 +644,7 @@ fn unknown_and_foreign_fids_are_refused() {
         assert_eq!(raw.call(&Request::Getattr { fid }), Err(Errno::BADF));
         assert_eq!(raw.call(&Request::Open { fid, flags: 0 }), Err(Errno::BADF));
         assert_eq!(raw.call(&Request::Walk { dir: fid, names: vec![b"f".to_vec()] }), Err(Errno::BADF));
+        assert_eq!(raw.call(&Request::Listdir { dir: fid, name: b"f".to_vec(), off: 0 }), Err(Errno::BADF));
         assert_eq!(
             raw.call(&Request::Link { dir: raw.root, name: b"l".to_vec(), target: fid }),
             Err(Errno::BADF)
@@ -991,7 +999,7 @@ fn hostile_gofer_replies() {
         (
             "dirent named ..",
             Box::new(move |t| {
-                let d = proto::Dent { name: b"..".to_vec(), off: 1, attr: dir_attr };
+                let d = proto::Dent { name: b"..".as_slice().into(), off: 1, attr: dir_attr };
                 proto::encode_reply(t, &Ok(Reply::Dents { entries: vec![d], eof: true }))
             }),
             true,

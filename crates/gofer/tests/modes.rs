@@ -255,6 +255,7 @@ fn read_only_source_refuses_every_mutation_raw() {
     for req in [
         Request::Getattr { fid: f },
         Request::Getdents { dir: root, off: 0 },
+        Request::Listdir { dir: root, name: n("d"), off: 0 },
         Request::Readlink { fid: l },
         Request::Statfs { fid: root },
         Request::Listxattr { fid: f },
@@ -450,4 +451,46 @@ fn exclusive_mode_does_not_revalidate() {
     // Not cached: a name never looked up, and listings.
     assert!(ns.stat(&c, None, "/d/c", true).is_ok());
     assert_eq!(list(&ns, "/d"), ["a", "c"]);
+}
+
+/// Version negotiation: a client that speaks only version 1 gets version 1, and the
+/// version-2 Listdir is then refused (the listing still works the version-1 way).
+#[test]
+fn version_one_clients_get_no_listdir() {
+    let t = writable_tree();
+    let conn = serve(Source::open(t.path(), false).expect("source"));
+    let mut raw = Raw { conn, tag: 0, buf: Vec::new(), fds: Vec::new(), root: 0, readonly: false };
+    match raw.call(&Request::Attach { version: 1 }) {
+        Ok(Reply::Attached { root, version, .. }) => {
+            assert_eq!(version, 1);
+            raw.root = root;
+        }
+        other => panic!("attach: {other:?}"),
+    }
+    let root = raw.root;
+    assert_eq!(raw.call(&Request::Listdir { dir: root, name: b"d".to_vec(), off: 0 }), Err(Errno::NOSYS));
+    assert!(matches!(raw.call(&Request::Getdents { dir: root, off: 0 }), Ok(Reply::Dents { .. })));
+
+    // A version-2 client lists a directory by name in one round trip: a fid for it,
+    // its attributes, and its entries with theirs.
+    let conn = serve(Source::open(t.path(), false).expect("source"));
+    let mut raw = Raw { conn, tag: 0, buf: Vec::new(), fds: Vec::new(), root: 0, readonly: false };
+    let Ok(Reply::Attached { root, version, .. }) = raw.call(&Request::Attach { version: u32::MAX }) else {
+        panic!("attach")
+    };
+    assert_eq!(version, proto::VERSION);
+    match raw.call(&Request::Listdir { dir: root, name: b"d".to_vec(), off: 0 }) {
+        Ok(Reply::Listed { fid, attr, entries, eof }) => {
+            assert!(eof);
+            assert_eq!(attr.kind, sandfs_vfs::FileType::Directory);
+            let names: Vec<&[u8]> = entries.iter().map(|e| &*e.name).collect();
+            assert_eq!(names, [&b"inner"[..]]);
+            assert_eq!(entries[0].attr.size, 6);
+            assert!(matches!(raw.call(&Request::Getattr { fid }), Ok(Reply::Attr(a)) if a.ino == attr.ino));
+        }
+        other => panic!("listdir: {other:?}"),
+    }
+    assert_eq!(raw.call(&Request::Listdir { dir: root, name: b"f".to_vec(), off: 0 }), Err(Errno::NOTDIR));
+    assert_eq!(raw.call(&Request::Listdir { dir: root, name: b"l".to_vec(), off: 0 }), Err(Errno::NOTDIR));
+    assert_eq!(raw.call(&Request::Listdir { dir: root, name: b"none".to_vec(), off: 0 }), Err(Errno::NOENT));
 }
