@@ -61,6 +61,9 @@ pub(crate) struct SandFs {
     next_fh: AtomicU64,
     opts: Options,
     status: Arc<Status>,
+    /// Names to drop from the kernel's cache, sent by the invalidation thread (see
+    /// [`crate::Server::mount`]).
+    inval: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
 }
 
 fn err(e: Errno) -> fuser::Errno {
@@ -205,7 +208,12 @@ macro_rules! tri {
 }
 
 impl SandFs {
-    pub(crate) fn new(ns: Arc<MountNamespace>, opts: Options, status: Arc<Status>) -> SandFs {
+    pub(crate) fn new(
+        ns: Arc<MountNamespace>,
+        opts: Options,
+        status: Arc<Status>,
+        inval: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
+    ) -> SandFs {
         let nodes = Arc::new(Nodes::new(ns.root()));
         let _ = status.nodes.set(nodes.clone());
         SandFs {
@@ -216,6 +224,7 @@ impl SandFs {
             next_fh: AtomicU64::new(1),
             opts,
             status,
+            inval,
         }
     }
 
@@ -350,7 +359,6 @@ impl SandFs {
     /// After a directory lost search permission for someone, drop the names the
     /// kernel may have cached in it (they would let a walk skip the check).
     fn forget_names_in(&self, dir_id: u64, dir: &Location) {
-        let Some(notifier) = self.status.notifier.get() else { return };
         let Ok(f) = self.ns.open(&Creds::root(), dir, OpenFlags::READ | OpenFlags::DIRECTORY) else {
             return;
         };
@@ -360,15 +368,13 @@ impl SandFs {
             true
         });
         for n in names {
-            let _ = notifier.inval_entry(INodeNo(dir_id), OsStr::from_bytes(&n));
+            let _ = self.inval.send((dir_id, n));
         }
     }
 
     fn forget_name(&self, dir_id: u64, dir: &Location, name: &OsStr) {
-        if Self::dir_mode(dir) & 0o111 != 0o111
-            && let Some(notifier) = self.status.notifier.get()
-        {
-            let _ = notifier.inval_entry(INodeNo(dir_id), name);
+        if Self::dir_mode(dir) & 0o111 != 0o111 {
+            let _ = self.inval.send((dir_id, name.as_bytes().to_vec()));
         }
     }
 }

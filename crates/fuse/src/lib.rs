@@ -26,10 +26,11 @@ pub mod creds;
 mod fs;
 pub mod nodes;
 
-use fuser::{Config, MountOption, Notifier, Session, SessionACL, SessionUnmounter};
+use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 use parking_lot::Mutex;
 use sandfs_vfs::MountNamespace;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -99,7 +100,6 @@ pub struct Status {
     passthrough_accepted: AtomicU64,
     passthrough_refused: AtomicU64,
     passthrough_error: Mutex<Option<String>>,
-    notifier: OnceLock<Notifier>,
     nodes: OnceLock<Arc<nodes::Nodes>>,
 }
 
@@ -154,7 +154,8 @@ impl Server {
     /// so the mount is live; requests are served once [`Server::run`] is called).
     pub fn mount(ns: Arc<MountNamespace>, mountpoint: &Path, opts: &Options) -> io::Result<Server> {
         let status = Arc::new(Status::default());
-        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
+        let (inval_tx, inval_rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone(), inval_tx);
         let mut config = Config::default();
         let mut mo = vec![MountOption::FSName(opts.fsname.clone()), MountOption::Subtype("sandfs".into())];
         mo.push(if opts.dev { MountOption::Dev } else { MountOption::NoDev });
@@ -166,7 +167,17 @@ impl Server {
         config.clone_fd = true;
         let mountpoint = mountpoint.canonicalize()?;
         let session = Session::new(fs, &mountpoint, &config)?;
-        let _ = status.notifier.set(session.notifier());
+        let notifier = session.notifier();
+        // Names are dropped from the kernel's cache by this thread, never by one
+        // serving requests: the kernel takes the directory's lock to drop a name, and
+        // may hold that lock while it waits for a request to be answered (an unlink
+        // revalidating the name), so with every serving thread dropping names nobody
+        // would answer. The thread ends with the session (which holds the sender).
+        std::thread::Builder::new().name("sandfs-inval".into()).spawn(move || {
+            while let Ok((dir, name)) = inval_rx.recv() {
+                let _ = notifier.inval_entry(fuser::INodeNo(dir), std::ffi::OsStr::from_bytes(&name));
+            }
+        })?;
         Ok(Server { session, status, mountpoint })
     }
 
