@@ -369,6 +369,8 @@ fn killing_the_gofer_fails_operations_with_eio_within_a_second() {
     let c = Creds::root();
     assert!(ns.stat(&c, None, "/f0", true).is_ok());
     assert_eq!(list(&ns, "/").expect("readdir").len(), 8);
+    // Past the revalidation bound, the listing must be asked for again.
+    std::thread::sleep(sandfs_gofer::client::SHARED_TTL + Duration::from_millis(20));
 
     // Stop the gofer so requests are surely in flight when it dies: one thread
     // blocked in recv holding the connection, the others queued behind it.

@@ -106,7 +106,31 @@ struct Inner {
     /// each is a descriptor in the gofer, and a node can walk to a new one later.
     held: Mutex<std::collections::VecDeque<std::sync::Weak<GNode>>>,
     nfids: std::sync::atomic::AtomicUsize,
+    /// Whole listings of the directories listed last (see [`Listing`]).
+    listings: Mutex<std::collections::VecDeque<Listing>>,
+    /// Moved by every change to a directory: a listing read while one happened is
+    /// not kept (it may miss the change).
+    dir_changes: AtomicU64,
 }
+
+/// A directory's whole listing, kept for a while after it was read: the kernel reads
+/// a directory in several calls (a page each) and once more to see its end, and each
+/// would otherwise be a message. Dropped when this client changes the directory,
+/// and in `shared` mode after the revalidation bound.
+struct Listing {
+    dir: std::sync::Weak<GNode>,
+    at: Instant,
+    entries: Entries,
+}
+
+/// One entry of a kept listing: name, inode number, kind, resume cookie.
+type Listed = (Arc<[u8]>, u64, FileType, u64);
+/// A kept listing.
+type Entries = Arc<[Listed]>;
+
+/// Listings kept, and the largest directory kept (entries).
+const LISTINGS_KEPT: usize = 16;
+const LISTING_MAX: usize = 10_000;
 
 /// Fids one mount keeps before giving back the least recently resolved ones.
 pub const MAX_HELD_FIDS: usize = 4096;
@@ -176,6 +200,33 @@ impl Inner {
         a
     }
 
+    /// The kept listing of `dir` (name, inode, kind, cookie per entry).
+    fn listing(&self, dir: &GNode) -> Option<Entries> {
+        let l = self.listings.lock();
+        let found = l.iter().find(|x| std::ptr::eq(x.dir.as_ptr(), dir))?;
+        self.fresh(found.at).then(|| found.entries.clone())
+    }
+
+    fn keep_listing(&self, dir: &GNode, at: Instant, changes: u64, entries: Entries) {
+        let mut l = self.listings.lock();
+        if self.dir_changes.load(Ordering::Acquire) != changes {
+            return;
+        }
+        l.retain(|x| !std::ptr::eq(x.dir.as_ptr(), dir));
+        if l.len() >= LISTINGS_KEPT {
+            l.pop_front();
+        }
+        l.push_back(Listing { dir: dir.me.clone(), at, entries });
+    }
+
+    fn forget_listing(&self, dir: &GNode) {
+        let mut l = self.listings.lock();
+        self.dir_changes.fetch_add(1, Ordering::AcqRel);
+        if !l.is_empty() {
+            l.retain(|x| !std::ptr::eq(x.dir.as_ptr(), dir));
+        }
+    }
+
     fn fresh(&self, at: Instant) -> bool {
         match self.access {
             FileAccess::Exclusive => true,
@@ -218,6 +269,8 @@ impl GoferFs {
             closing: Mutex::new(Vec::new()),
             held: Mutex::new(std::collections::VecDeque::new()),
             nfids: std::sync::atomic::AtomicUsize::new(0),
+            listings: Mutex::new(std::collections::VecDeque::new()),
+            dir_changes: AtomicU64::new(0),
         });
         let root = GNode::new(&inner, Some(root), attr, None, None, Instant::now());
         Ok(Arc::new(GoferFs { inner, root, readonly }))
@@ -415,8 +468,13 @@ impl GNode {
         })
     }
 
+    /// Forget what is cached of this node's attributes (and, for a directory, its
+    /// kept listing): it changed.
     fn stale(&self) {
         self.attr.lock().1 = None;
+        if self.kind == FileType::Directory {
+            self.inner.forget_listing(self);
+        }
     }
 
     fn set_attr(&self, a: Attr) -> Attr {
@@ -696,7 +754,24 @@ impl Node for GNode {
     }
 
     fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()> {
+        if let Some(l) = self.inner.listing(self) {
+            // Resume after the entry whose cookie is `after` (from the start for 0).
+            let from = if after == 0 { Some(0) } else { l.iter().position(|e| e.3 == after).map(|i| i + 1) };
+            if let Some(from) = from {
+                for (name, ino, kind, off) in &l[from..] {
+                    if !sink(DirEntry { name, ino: *ino, kind: *kind, offset: *off }) {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+        }
+        let at = Instant::now();
+        let changes = self.inner.dir_changes.load(Ordering::Acquire);
         let mut off = after;
+        // A listing read from its start is kept whole when not too big.
+        let mut keep: Option<Vec<Listed>> = (after == 0).then(Vec::new);
+        let mut sink_done = false;
         loop {
             let (entries, eof) = self.list(off)?;
             // The listing carries every entry's attributes: cache them as nodes
@@ -712,12 +787,24 @@ impl Node for GNode {
             }
             for d in &entries {
                 let ino = self.inner.ino(d.attr.dev, d.attr.ino);
-                if !sink(DirEntry { name: &d.name, ino, kind: d.attr.kind, offset: d.off }) {
-                    return Ok(());
+                if let Some(k) = &mut keep {
+                    k.push((d.name.clone(), ino, d.attr.kind, d.off));
+                    if k.len() > LISTING_MAX {
+                        keep = None;
+                    }
+                }
+                if !sink_done && !sink(DirEntry { name: &d.name, ino, kind: d.attr.kind, offset: d.off }) {
+                    sink_done = true;
                 }
                 off = d.off;
             }
             if eof || entries.is_empty() {
+                if let Some(k) = keep {
+                    self.inner.keep_listing(self, at, changes, k.into());
+                }
+                return Ok(());
+            }
+            if sink_done && keep.is_none() {
                 return Ok(());
             }
         }
@@ -760,6 +847,25 @@ impl Node for GNode {
         if !flags.contains(OpenFlags::APPEND) {
             let spare = self.spare.lock().take();
             if let Some(fd) = spare {
+                return Ok(Arc::new(GHandle { fd, node: self }));
+            }
+        }
+        // A file first seen in a listing has no fid yet: walk to it and open it in
+        // one round trip (protocol version 3).
+        if self.inner.version >= 3 && self.fid.lock().is_none() {
+            let origin = self.origin.lock().clone();
+            if let Some((parent, name)) = origin {
+                let parent = parent.upgrade().ok_or(Errno::STALE)?;
+                let (fid, attr, fd) = {
+                    let pfid = parent.fid()?;
+                    let req = Request::Openat { dir: pfid.id(), name: name.to_vec(), flags: f.bits() };
+                    want(self.inner.call(&req), |r, fd| match r {
+                        Reply::Node { fid, attr } => Some((fid, attr, fd?)),
+                        _ => None,
+                    })?
+                };
+                self.install(fid, &attr, false)?;
+                self.set_attr(attr);
                 return Ok(Arc::new(GHandle { fd, node: self }));
             }
         }

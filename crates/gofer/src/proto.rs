@@ -6,8 +6,9 @@
 use crate::wire::{DecodeError, Reader, Writer};
 use sandfs_vfs::{Attr, FileType, SetAttr, StatFs, TimeSet, Timespec};
 
-/// Protocol version this build speaks (2 added [`Request::Listdir`]).
-pub const VERSION: u32 = 2;
+/// Protocol version this build speaks (2 added [`Request::Listdir`], 3
+/// [`Request::Openat`]).
+pub const VERSION: u32 = 3;
 /// Oldest protocol version this build still speaks (client and server).
 pub const MIN_VERSION: u32 = 1;
 /// Largest message in either direction, in bytes.
@@ -129,6 +130,17 @@ pub enum Request {
         name: Vec<u8>,
         /// Resume cookie (0: start).
         off: u64,
+    },
+    /// Walk one component to a regular file and open it (version 3): a `Walk` of
+    /// `name` followed by an `Open` of the new fid, in one round trip. The reply is
+    /// `Node` (the new fid and its attributes) and donates the host fd.
+    Openat {
+        /// The parent directory.
+        dir: Fid,
+        /// The file to open.
+        name: Vec<u8>,
+        /// open(2) flags (access mode, O_APPEND, O_TRUNC).
+        flags: u32,
     },
     /// Open a file; the reply donates the host fd.
     Open {
@@ -378,6 +390,7 @@ mod op {
     pub const FALLOCATE: u8 = 20;
     pub const CLOSE: u8 = 21;
     pub const LISTDIR: u8 = 22;
+    pub const OPENAT: u8 = 23;
 }
 
 /// Reply kinds, one per request kind.
@@ -538,6 +551,12 @@ impl Request {
                 w.bytes(name);
                 w.u64(*off);
             }
+            Request::Openat { dir, name, flags } => {
+                w.u8(op::OPENAT);
+                w.u64(*dir);
+                w.bytes(name);
+                w.u32(*flags);
+            }
             Request::Open { fid, flags } => {
                 w.u8(op::OPEN);
                 w.u64(*fid);
@@ -674,6 +693,7 @@ impl Request {
             op::GETDENTS => Request::Getdents { dir: r.u64()?, off: r.u64()? },
             op::LISTDIR => Request::Listdir { dir: r.u64()?, name: get_name(&mut r)?, off: r.u64()? },
             op::OPEN => Request::Open { fid: r.u64()?, flags: r.u32()? },
+            op::OPENAT => Request::Openat { dir: r.u64()?, name: get_name(&mut r)?, flags: r.u32()? },
             op::CREATE => Request::Create {
                 dir: r.u64()?,
                 name: get_name(&mut r)?,

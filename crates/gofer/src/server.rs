@@ -334,6 +334,12 @@ impl Server {
                 Ok(fd) => (Ok(Reply::Opened), Some(fd)),
                 Err(e) => (Err(e), None),
             },
+            Request::Openat { dir, name, flags } => {
+                match self.open_flags(flags).and_then(|f| self.openat(dir, name, f)) {
+                    Ok((reply, fd)) => (Ok(reply), Some(fd)),
+                    Err(e) => (Err(e), None),
+                }
+            }
             Request::Create { dir, name, flags, mode, uid, gid } => {
                 match self.create(dir, &name, flags, mode, uid, gid) {
                     Ok((reply, fd)) => (Ok(reply), Some(fd)),
@@ -535,7 +541,7 @@ impl Server {
                 }
                 Ok(Reply::Unit)
             }
-            Request::Open { .. } | Request::Create { .. } => Err(Errno::INVAL),
+            Request::Open { .. } | Request::Openat { .. } | Request::Create { .. } => Err(Errno::INVAL),
         }
     }
 
@@ -579,6 +585,39 @@ impl Server {
             }
         }
         Ok(Reply::Walked { end: WalkEnd::Complete, entries })
+    }
+
+    /// Walk `name` from `dir` to a regular file, give it a fid and open it: the
+    /// same checks as a `Walk` then an `Open` (beneath the directory, the final
+    /// component not followed; a symlink is ELOOP, anything but a regular file
+    /// ENXIO or EISDIR).
+    fn openat(&mut self, dir: Fid, name: Vec<u8>, flags: OFlags) -> Result<(Reply, OwnedFd), Errno> {
+        if self.version < 3 {
+            return Err(Errno::NOSYS);
+        }
+        let d = self.dir_fd(dir)?;
+        let fd = open_beneath(d.as_fd(), &name, OFlags::PATH, 0)?;
+        let attr = stat_fd(fd.as_fd())?;
+        match attr.kind {
+            FileType::Regular => {}
+            FileType::Directory => return Err(Errno::ISDIR),
+            FileType::Symlink => return Err(Errno::LOOP),
+            _ => return Err(Errno::NXIO),
+        }
+        let data = reopen_fd(fd.as_fd(), flags)?;
+        let st = rustix::fs::fstat(&data)?;
+        if st.st_ino != attr.ino || st.st_dev != attr.dev {
+            return Err(Errno::STALE);
+        }
+        let e = Entry {
+            fd: Arc::new(fd),
+            parent: Some((d, name)),
+            kind: attr.kind,
+            dev: attr.dev,
+            ino: attr.ino,
+        };
+        let fid = self.insert(e)?;
+        Ok((Reply::Node { fid, attr }, data))
     }
 
     /// Walk `name` from `dir` to a directory and list it.

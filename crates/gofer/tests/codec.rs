@@ -102,6 +102,7 @@ fn request() -> impl Strategy<Value = Request> {
         (fid(), any::<u64>()).prop_map(|(dir, off)| Request::Getdents { dir, off }),
         (fid(), name(), any::<u64>()).prop_map(|(dir, name, off)| Request::Listdir { dir, name, off }),
         (fid(), any::<u32>()).prop_map(|(fid, flags)| Request::Open { fid, flags }),
+        (fid(), name(), any::<u32>()).prop_map(|(dir, name, flags)| Request::Openat { dir, name, flags }),
         (fid(), name(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
             |(dir, name, flags, mode, uid, gid)| Request::Create { dir, name, flags, mode, uid, gid }
         ),
@@ -368,6 +369,8 @@ fn invalid_names_are_refused() {
     for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b", &long] {
         let m = Request::Listdir { dir: 1, name: bad.to_vec(), off: 0 }.encode(7);
         assert!(Request::decode(&m).is_err(), "listdir name {:?}", String::from_utf8_lossy(bad));
+        let m = Request::Openat { dir: 1, name: bad.to_vec(), flags: 0 }.encode(7);
+        assert!(Request::decode(&m).is_err(), "openat name {:?}", String::from_utf8_lossy(bad));
     }
     // So do the names of listed entries.
     let attr = Attr { kind: FileType::Regular, ..listed_dir_attr() };

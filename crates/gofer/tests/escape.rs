@@ -417,6 +417,12 @@ fn symlink_to_etc_passwd() {
             Err(Errno::NOTDIR)
         );
         assert_eq!(raw.call(&Request::Listdir { dir: fid, name: b"x".to_vec(), off: 0 }), Err(Errno::NOTDIR));
+        // Nor does opening it by name open what it points at.
+        assert_eq!(
+            raw.call(&Request::Openat { dir: root, name: link.as_bytes().to_vec(), flags: 0 }),
+            Err(Errno::LOOP)
+        );
+        assert!(raw.fds.is_empty(), "a descriptor was donated for {link}");
         // The client may read the target string; that is all.
         assert_eq!(
             raw.call(&Request::Readlink { fid }),
@@ -515,6 +521,7 @@ fn hostile_requests(root: Fid) -> Vec<(String, Vec<u8>)> {
             Request::Walk { dir: root, names: vec![n.clone()] },
             Request::Walk { dir: root, names: vec![b"ok".to_vec(), n.clone(), b"secret".to_vec()] },
             Request::Listdir { dir: root, name: n.clone(), off: 0 },
+            Request::Openat { dir: root, name: n.clone(), flags: 0 },
             Request::Create {
                 dir: root,
                 name: n.clone(),
@@ -645,6 +652,7 @@ fn unknown_and_foreign_fids_are_refused() {
         assert_eq!(raw.call(&Request::Open { fid, flags: 0 }), Err(Errno::BADF));
         assert_eq!(raw.call(&Request::Walk { dir: fid, names: vec![b"f".to_vec()] }), Err(Errno::BADF));
         assert_eq!(raw.call(&Request::Listdir { dir: fid, name: b"f".to_vec(), off: 0 }), Err(Errno::BADF));
+        assert_eq!(raw.call(&Request::Openat { dir: fid, name: b"f".to_vec(), flags: 0 }), Err(Errno::BADF));
         assert_eq!(
             raw.call(&Request::Link { dir: raw.root, name: b"l".to_vec(), target: fid }),
             Err(Errno::BADF)

@@ -233,6 +233,7 @@ fn read_only_source_refuses_every_mutation_raw() {
     ];
     for (what, flags) in wr {
         mutations.push((what, Request::Open { fid: f, flags: flags.bits() }));
+        mutations.push((what, Request::Openat { dir: root, name: b"f".to_vec(), flags: flags.bits() }));
     }
     mutations.push(("open dir wronly", Request::Open { fid: d, flags: OFlags::WRONLY.bits() }));
     for (what, req) in &mutations {
@@ -493,4 +494,30 @@ fn version_one_clients_get_no_listdir() {
     assert_eq!(raw.call(&Request::Listdir { dir: root, name: b"f".to_vec(), off: 0 }), Err(Errno::NOTDIR));
     assert_eq!(raw.call(&Request::Listdir { dir: root, name: b"l".to_vec(), off: 0 }), Err(Errno::NOTDIR));
     assert_eq!(raw.call(&Request::Listdir { dir: root, name: b"none".to_vec(), off: 0 }), Err(Errno::NOENT));
+
+    // Version 3 opens a file by name in one round trip: a fid, its attributes and
+    // the descriptor; anything but a regular file is refused without one.
+    match raw.call(&Request::Openat { dir: root, name: b"f".to_vec(), flags: OFlags::RDONLY.bits() }) {
+        Ok(Reply::Node { fid, attr }) => {
+            assert_eq!(attr.size, 10);
+            let fd = raw.fds.pop().expect("a descriptor");
+            let mut b = [0u8; 4];
+            assert_eq!(rustix::io::pread(&fd, &mut b, 0), Ok(4));
+            assert_eq!(&b, b"host");
+            assert!(matches!(raw.call(&Request::Getattr { fid }), Ok(Reply::Attr(a)) if a.ino == attr.ino));
+        }
+        other => panic!("openat: {other:?}"),
+    }
+    for (name, e) in [(&b"d"[..], Errno::ISDIR), (b"l", Errno::LOOP), (b"none", Errno::NOENT)] {
+        assert_eq!(raw.call(&Request::Openat { dir: root, name: name.to_vec(), flags: 0 }), Err(e));
+        assert!(raw.fds.is_empty());
+    }
+    // A version-2 client does not get it.
+    let conn = serve(Source::open(t.path(), false).expect("source"));
+    let mut raw = Raw { conn, tag: 0, buf: Vec::new(), fds: Vec::new(), root: 0, readonly: false };
+    let Ok(Reply::Attached { root, .. }) = raw.call(&Request::Attach { version: 2 }) else {
+        panic!("attach")
+    };
+    assert_eq!(raw.call(&Request::Openat { dir: root, name: b"f".to_vec(), flags: 0 }), Err(Errno::NOSYS));
+    assert!(raw.fds.is_empty());
 }

@@ -151,10 +151,13 @@ impl ONode {
         }
         let opaque_here = *self.opaque.lock();
         let lowers = self.lowers.lock().clone();
-        for l in &lowers {
+        for (i, l) in lowers.iter().enumerate() {
             if l.kind() != FileType::Directory {
                 break;
             }
+            // Opacity only hides layers further down: the last one's is not asked
+            // (for a gofer-backed layer, a message per directory).
+            let below = i + 1 < lowers.len();
             let c = match l.lookup(name) {
                 Ok(c) => c,
                 Err(e) if e == Errno::NOENT => continue,
@@ -168,14 +171,14 @@ impl ONode {
                 None => {
                     first_kind = Some(c.kind());
                     let dir = c.kind() == FileType::Directory;
-                    let opaque = lower_is_opaque(&c);
+                    let opaque = below && lower_is_opaque(&c);
                     f.lowers.push(c);
                     if !dir || opaque {
                         stop = true;
                     }
                 }
                 Some(FileType::Directory) if c.kind() == FileType::Directory => {
-                    let opaque = lower_is_opaque(&c);
+                    let opaque = below && lower_is_opaque(&c);
                     f.lowers.push(c);
                     if opaque {
                         stop = true;
