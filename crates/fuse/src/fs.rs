@@ -61,9 +61,6 @@ pub(crate) struct SandFs {
     next_fh: AtomicU64,
     opts: Options,
     status: Arc<Status>,
-    /// Names to drop from the kernel's cache, sent by the invalidation thread (see
-    /// [`crate::Server::mount`]).
-    inval: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
 }
 
 fn err(e: Errno) -> fuser::Errno {
@@ -208,12 +205,7 @@ macro_rules! tri {
 }
 
 impl SandFs {
-    pub(crate) fn new(
-        ns: Arc<MountNamespace>,
-        opts: Options,
-        status: Arc<Status>,
-        inval: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
-    ) -> SandFs {
+    pub(crate) fn new(ns: Arc<MountNamespace>, opts: Options, status: Arc<Status>) -> SandFs {
         let nodes = Arc::new(Nodes::new(ns.root()));
         let _ = status.nodes.set(nodes.clone());
         SandFs {
@@ -224,7 +216,6 @@ impl SandFs {
             next_fh: AtomicU64::new(1),
             opts,
             status,
-            inval,
         }
     }
 
@@ -249,20 +240,6 @@ impl SandFs {
         }
     }
 
-    /// How long the kernel may keep a name found in a directory of mode `dir_mode`.
-    ///
-    /// Without `default_permissions` the kernel checks no search permission on a
-    /// cached path: only a LOOKUP asks sandfs. So names are cached only in
-    /// directories everybody may search (x for user, group and other); in others
-    /// every walk comes back here and is checked.
-    fn entry_ttl(&self, dir_mode: u32) -> Duration {
-        if dir_mode & 0o111 == 0o111 { self.attr_ttl() } else { Duration::ZERO }
-    }
-
-    fn dir_mode(loc: &Location) -> u32 {
-        loc.node.attr().map(|a| a.mode).unwrap_or(0)
-    }
-
     /// Flags of a cached (not passthrough) open. Always FOPEN_NOFLUSH: sandfs holds
     /// nothing back for a close to push (writes are done when WRITE is answered), so
     /// the FLUSH the kernel would otherwise send on every close is a wasted round trip.
@@ -280,10 +257,10 @@ impl SandFs {
         Ok((id, fattr(id, &a)))
     }
 
-    fn reply_entry(&self, dir: &Location, r: sandfs_vfs::Result<Location>, reply: ReplyEntry) {
+    fn reply_entry(&self, r: sandfs_vfs::Result<Location>, reply: ReplyEntry) {
         let loc = tri!(r, reply);
         let (_, attr) = tri!(self.entry(&loc), reply);
-        let ttl = self.entry_ttl(Self::dir_mode(dir));
+        let ttl = self.attr_ttl();
         reply.entry_with_ttls(&self.attr_ttl(), &ttl, &attr, Generation(0));
     }
 
@@ -355,28 +332,6 @@ impl SandFs {
             }
         }
     }
-
-    /// After a directory lost search permission for someone, drop the names the
-    /// kernel may have cached in it (they would let a walk skip the check).
-    fn forget_names_in(&self, dir_id: u64, dir: &Location) {
-        let Ok(f) = self.ns.open(&Creds::root(), dir, OpenFlags::READ | OpenFlags::DIRECTORY) else {
-            return;
-        };
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        let _ = f.readdir_at(2, &mut |e| {
-            names.push(e.name.to_vec());
-            true
-        });
-        for n in names {
-            let _ = self.inval.send((dir_id, n));
-        }
-    }
-
-    fn forget_name(&self, dir_id: u64, dir: &Location, name: &OsStr) {
-        if Self::dir_mode(dir) & 0o111 != 0o111 {
-            let _ = self.inval.send((dir_id, name.as_bytes().to_vec()));
-        }
-    }
 }
 
 impl fuser::Filesystem for SandFs {
@@ -416,14 +371,14 @@ impl fuser::Filesystem for SandFs {
         let creds = self.creds(req);
         match self.ns.lookup(&creds, &dir, bytes(name)) {
             Err(e) if e == Errno::NOENT => {
-                let ttl = self.entry_ttl(Self::dir_mode(&dir));
+                let ttl = self.attr_ttl();
                 if ttl.is_zero() {
                     reply.error(fuser::Errno::ENOENT)
                 } else {
                     reply.entry_with_ttls(&ttl, &ttl, &negative(), Generation(0))
                 }
             }
-            r => self.reply_entry(&dir, r, reply),
+            r => self.reply_entry(r, reply),
         }
     }
 
@@ -475,11 +430,6 @@ impl fuser::Filesystem for SandFs {
             mtime: time_set(mtime),
             ctime: None,
         };
-        let before = if set.mode.is_some() && loc.node.kind() == FileType::Directory {
-            loc.node.attr().ok().map(|a| a.mode)
-        } else {
-            None
-        };
         if let Some(size) = size {
             // A size change sets mtime itself; the kernel's "mtime = now" beside it
             // must not turn truncate(2) into a utimes that needs ownership.
@@ -498,12 +448,6 @@ impl fuser::Filesystem for SandFs {
         let r = if set.is_empty() { self.ns.getattr(&loc) } else { self.ns.setattr(&creds, &loc, &set) };
         let a = tri!(r, reply);
         reply.attr(&self.attr_ttl(), &fattr(ino.0, &a));
-        if let Some(old) = before
-            && old & 0o111 == 0o111
-            && a.mode & 0o111 != 0o111
-        {
-            self.forget_names_in(ino.0, &loc);
-        }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -533,14 +477,14 @@ impl fuser::Filesystem for SandFs {
             _ => return reply.error(fuser::Errno::EINVAL),
         };
         let r = self.ns.make(&creds, &dir, bytes(name), what, mode & 0o7777);
-        self.reply_entry(&dir, r, reply);
+        self.reply_entry(r, reply);
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, _umask: u32, reply: ReplyEntry) {
         let dir = node!(self, parent, reply);
         let creds = self.creds(req);
         let r = self.ns.make(&creds, &dir, bytes(name), Make::Dir, mode & 0o7777);
-        self.reply_entry(&dir, r, reply);
+        self.reply_entry(r, reply);
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -562,7 +506,7 @@ impl fuser::Filesystem for SandFs {
         let creds = self.creds(req);
         let target = target.as_os_str().as_bytes().to_vec();
         let r = self.ns.make(&creds, &dir, bytes(link_name), Make::Symlink(target), 0o777);
-        self.reply_entry(&dir, r, reply);
+        self.reply_entry(r, reply);
     }
 
     fn rename(
@@ -589,12 +533,6 @@ impl fuser::Filesystem for SandFs {
         );
         tri!(self.ns.rename(&creds, &odir, bytes(name), &ndir, bytes(newname), f), reply);
         reply.ok();
-        // The kernel moves its cached entry with its lifetime: into a directory not
-        // everybody may search, it must be looked up (and checked) again.
-        self.forget_name(newparent.0, &ndir, newname);
-        if f.contains(RenameFlags::EXCHANGE) {
-            self.forget_name(parent.0, &odir, name);
-        }
     }
 
     fn link(&self, req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
@@ -602,7 +540,7 @@ impl fuser::Filesystem for SandFs {
         let dir = node!(self, newparent, reply);
         let creds = self.creds(req);
         let r = self.ns.link(&creds, &target, &dir, bytes(newname));
-        self.reply_entry(&dir, r, reply);
+        self.reply_entry(r, reply);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
@@ -755,7 +693,7 @@ impl fuser::Filesystem for SandFs {
         let f = open_file!(self, fh, reply);
         let creds = self.creds(req);
         let dir = f.file.location().clone();
-        let ttl = self.entry_ttl(Self::dir_mode(&dir));
+        let ttl = self.attr_ttl();
         let zero = Generation(0);
         let r = f.file.readdir_at(offset, &mut |e| {
             let name = OsStr::from_bytes(e.name);
@@ -910,7 +848,7 @@ impl fuser::Filesystem for SandFs {
         };
         let loc = file.location().clone();
         let (id, attr) = tri!(self.entry(&loc), reply);
-        let ttl = self.entry_ttl(Self::dir_mode(&dir));
+        let ttl = self.attr_ttl();
         match self.io_open(id, &file, |fd| reply.open_backing(fd)) {
             Some(b) => {
                 let fh = self.insert(Open { file, nodeid: id, backing: Some(b.clone()) });

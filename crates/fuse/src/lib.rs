@@ -3,9 +3,11 @@
 //!
 //! - **Mount**: fuser's pure-Rust mount (mount(2) of `fuse` with an open
 //!   `/dev/fuse`; no libfuse, no fusermount: sandfs runs as root), `allow_other`
-//!   (a sandbox's programs run as many users), *without* `default_permissions`:
-//!   every permission decision is the vfs's, made with the caller's credentials (see
-//!   [`creds`]). `dev` and `suid` are on by default (a container root has device
+//!   (a sandbox's programs run as many users), `default_permissions`: the kernel
+//!   checks permissions itself, with the caller's real credentials (groups and
+//!   capabilities included) against the attributes it caches, so a cached path is
+//!   as checked as an uncached one; the vfs checks again with the credentials of
+//!   [`creds`]. `dev` and `suid` are on by default (a container root has device
 //!   nodes and setuid programs).
 //! - **Node ids** ([`nodes`]): derived from the location, stable for a file's life;
 //!   lookup counts and FORGET / BATCH_FORGET; FUSE_ROOT_ID is the namespace root.
@@ -14,9 +16,7 @@
 //! - **Caching** from the file-access mode ([`CachePolicy`]): `exclusive` gives the
 //!   kernel hour-long entry and attribute lifetimes, keeps page cache across opens
 //!   (FOPEN_KEEP_CACHE), caches directory listings (FOPEN_CACHE_DIR) and symlink
-//!   targets; `shared` gives 100 ms lifetimes and drops page cache on open. In both,
-//!   names are cached only in directories everybody may search: without
-//!   default_permissions the kernel checks no search permission on a cached path.
+//!   targets; `shared` gives 100 ms lifetimes and drops page cache on open.
 //! - **Passthrough**: an open whose file has a host descriptor (gofer-backed) on a
 //!   read-only mount is handed to the kernel (FUSE_PASSTHROUGH, FUSE_DEV_IOC_BACKING_OPEN)
 //!   so its reads never come here; when the kernel refuses, opens fall back to
@@ -30,7 +30,6 @@ use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};
 use parking_lot::Mutex;
 use sandfs_vfs::MountNamespace;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -154,10 +153,13 @@ impl Server {
     /// so the mount is live; requests are served once [`Server::run`] is called).
     pub fn mount(ns: Arc<MountNamespace>, mountpoint: &Path, opts: &Options) -> io::Result<Server> {
         let status = Arc::new(Status::default());
-        let (inval_tx, inval_rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
-        let fs = fs::SandFs::new(ns, opts.clone(), status.clone(), inval_tx);
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
         let mut config = Config::default();
-        let mut mo = vec![MountOption::FSName(opts.fsname.clone()), MountOption::Subtype("sandfs".into())];
+        let mut mo = vec![
+            MountOption::FSName(opts.fsname.clone()),
+            MountOption::Subtype("sandfs".into()),
+            MountOption::DefaultPermissions,
+        ];
         mo.push(if opts.dev { MountOption::Dev } else { MountOption::NoDev });
         mo.push(if opts.suid { MountOption::Suid } else { MountOption::NoSuid });
         mo.push(if opts.read_only { MountOption::RO } else { MountOption::RW });
@@ -167,17 +169,6 @@ impl Server {
         config.clone_fd = true;
         let mountpoint = mountpoint.canonicalize()?;
         let session = Session::new(fs, &mountpoint, &config)?;
-        let notifier = session.notifier();
-        // Names are dropped from the kernel's cache by this thread, never by one
-        // serving requests: the kernel takes the directory's lock to drop a name, and
-        // may hold that lock while it waits for a request to be answered (an unlink
-        // revalidating the name), so with every serving thread dropping names nobody
-        // would answer. The thread ends with the session (which holds the sender).
-        std::thread::Builder::new().name("sandfs-inval".into()).spawn(move || {
-            while let Ok((dir, name)) = inval_rx.recv() {
-                let _ = notifier.inval_entry(fuser::INodeNo(dir), std::ffi::OsStr::from_bytes(&name));
-            }
-        })?;
         Ok(Server { session, status, mountpoint })
     }
 
