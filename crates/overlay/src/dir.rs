@@ -38,7 +38,7 @@ pub(crate) fn readdir(dir: &ONode, after: u64, sink: &mut dyn FnMut(DirEntry<'_>
     let (mut layer, mut cookie) = if after == 0 {
         (0u8, 0u64)
     } else {
-        match dir.dir.lock().cookies.get(after as usize - 1) {
+        match dir.dir().ok_or(Errno::NOTDIR)?.cookies.get(after as usize - 1) {
             Some(&x) => x,
             None => return Ok(()),
         }
@@ -47,11 +47,11 @@ pub(crate) fn readdir(dir: &ONode, after: u64, sink: &mut dyn FnMut(DirEntry<'_>
     while layer < nlayers {
         let mut stopped = false;
         let mut emit = |name: &[u8], real_ino: u64, kind: FileType, layer_tag: u8, off: u64| -> bool {
-            let ino = match dir.dir.lock().children.get(name) {
-                Some(c) => c.ino,
+            let ino = match dir.dir().and_then(|d| d.children.get(name).map(|c| c.ino)) {
+                Some(ino) => ino,
                 None => dir.fs.ino(layer_tag, real_ino),
             };
-            let oc = dir.dir.lock().cookie(layer, off);
+            let oc = dir.dir().map_or(0, |mut d| d.cookie(layer, off));
             if sink(DirEntry { name, ino, kind, offset: oc }) {
                 true
             } else {

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 /// A node's containing directory and its name there.
-pub(crate) type Placement = (Arc<ONode>, Box<[u8]>);
+pub(crate) type Placement = (Arc<ONode>, Arc<[u8]>);
 
 /// A node of the overlay.
 pub struct ONode {
@@ -32,7 +32,9 @@ pub struct ONode {
     pub(crate) lowers: Mutex<Vec<Lower>>,
     pub(crate) opaque: Mutex<bool>,
     pub(crate) copy_lock: Mutex<()>,
-    pub(crate) dir: Mutex<crate::dir::DirState>,
+    /// Cached children and listing cookies: directories only (a file's node stays
+    /// small; there are many).
+    dir_state: Option<Box<Mutex<crate::dir::DirState>>>,
 }
 
 /// Whether an upper-layer node is one of the overlay's whiteouts.
@@ -98,8 +100,13 @@ impl ONode {
             lowers: Mutex::new(lowers),
             opaque: Mutex::new(opaque),
             copy_lock: Mutex::new(()),
-            dir: Mutex::new(crate::dir::DirState::default()),
+            dir_state: (kind == FileType::Directory).then(Default::default),
         })
+    }
+
+    /// The directory state (`None` for anything but a directory).
+    pub(crate) fn dir(&self) -> Option<parking_lot::MutexGuard<'_, crate::dir::DirState>> {
+        self.dir_state.as_ref().map(|d| d.lock())
     }
 
     /// A node of this same overlay (EXDEV otherwise).
@@ -192,10 +199,7 @@ impl ONode {
 
     /// The child named `name`, from the cache or the layers.
     pub(crate) fn child(&self, name: &[u8]) -> Result<Arc<ONode>> {
-        if self.kind != FileType::Directory {
-            return Err(Errno::NOTDIR);
-        }
-        if let Some(c) = self.dir.lock().children.get(name) {
+        if let Some(c) = self.dir().ok_or(Errno::NOTDIR)?.children.get(name) {
             return Ok(c.clone());
         }
         let _r = self.fs.lock.read();
@@ -204,7 +208,7 @@ impl ONode {
 
     /// [`ONode::child`] with the overlay lock already held.
     pub(crate) fn child_locked(&self, name: &[u8]) -> Result<Arc<ONode>> {
-        if let Some(c) = self.dir.lock().children.get(name) {
+        if let Some(c) = self.dir().ok_or(Errno::NOTDIR)?.children.get(name) {
             return Ok(c.clone());
         }
         let f = self.find(name)?;
@@ -215,19 +219,25 @@ impl ONode {
         };
         let kind = f.upper.as_ref().map(|u| u.kind()).unwrap_or(kind);
         let ino = self.fs.ino(layer, real);
+        // One allocation of the name, shared by the cache key and the node.
+        let key: Arc<[u8]> = name.into();
         let node =
-            ONode::build(&self.fs, ino, kind, Some((self.arc()?, name.into())), f.upper, f.lowers, f.opaque);
-        self.dir.lock().children.insert(name.into(), node.clone());
+            ONode::build(&self.fs, ino, kind, Some((self.arc()?, key.clone())), f.upper, f.lowers, f.opaque);
+        if let Some(mut d) = self.dir() {
+            d.children.insert(key, node.clone());
+        }
         Ok(node)
     }
 
     /// Cache `child` under `name` in this directory.
-    pub(crate) fn cache(&self, name: &[u8], child: Arc<ONode>) {
-        self.dir.lock().children.insert(name.into(), child);
+    pub(crate) fn cache(&self, name: Arc<[u8]>, child: Arc<ONode>) {
+        if let Some(mut d) = self.dir() {
+            d.children.insert(name, child);
+        }
     }
 
     pub(crate) fn uncache(&self, name: &[u8]) -> Option<Arc<ONode>> {
-        self.dir.lock().children.remove(name)
+        self.dir()?.children.remove(name)
     }
 
     /// Make a whiteout at `name` in upper directory `udir`.
@@ -338,7 +348,7 @@ impl Node for ONode {
         // the upper create below.
         let f = {
             let _r = self.fs.lock.read();
-            if self.dir.lock().children.contains_key(name) {
+            if self.dir().is_some_and(|d| d.children.contains_key(name)) {
                 return Err(Errno::EXIST);
             }
             self.find(name)?
@@ -364,16 +374,17 @@ impl Node for ONode {
             opaque = true;
         }
         let ino = self.fs.ino(0, child.ino());
+        let key: Arc<[u8]> = name.into();
         let node = ONode::build(
             &self.fs,
             ino,
             new.kind,
-            Some((self.clone(), name.into())),
+            Some((self.clone(), key.clone())),
             Some(child),
             Vec::new(),
             opaque,
         );
-        self.cache(name, node.clone());
+        self.cache(key, node.clone());
         Ok(node)
     }
 
@@ -392,7 +403,7 @@ impl Node for ONode {
             }
             return Err(e);
         }
-        self.cache(name, t);
+        self.cache(name.into(), t);
         Ok(())
     }
 
@@ -456,8 +467,8 @@ impl Node for ONode {
             }
             self.uncache(name);
             nd.uncache(new_name);
-            nd.cache(new_name, src);
-            self.cache(name, dst);
+            nd.cache(new_name.into(), src);
+            self.cache(name.into(), dst);
             return Ok(());
         }
         // Replacing a directory: it must show nothing; its upper may hold whiteouts.
@@ -488,10 +499,11 @@ impl Node for ONode {
         {
             src.set_opaque(&u)?;
         }
-        *src.parent.lock() = Some((nd.clone(), new_name.into()));
+        let key: Arc<[u8]> = new_name.into();
+        *src.parent.lock() = Some((nd.clone(), key.clone()));
         self.uncache(name);
         nd.uncache(new_name);
-        nd.cache(new_name, src);
+        nd.cache(key, src);
         Ok(())
     }
 
@@ -603,4 +615,4 @@ impl ONode {
 }
 
 /// Map of children, kept by [`crate::dir::DirState`].
-pub(crate) type Children = HashMap<Box<[u8]>, Arc<ONode>>;
+pub(crate) type Children = HashMap<Arc<[u8]>, Arc<ONode>>;
