@@ -207,6 +207,38 @@ fn overlay_keeps_writes_off_the_host_and_sigterm_unmounts() {
     assert!(processes_mentioning(&f.tag()).is_empty(), "gofer left: {:?}", processes_mentioning(&f.tag()));
 }
 
+/// Copy-up of a big host file (kernel-side copy into the upper layer's memfd): the
+/// data, a hole and the size survive, the change stays off the host, and reads after
+/// the copy-up see the change.
+#[test]
+fn big_files_copy_up_with_their_holes() {
+    if skip("big_files_copy_up_with_their_holes") {
+        return;
+    }
+    let mut f = Fixture::new();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8 ^ (i >> 12) as u8).collect();
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::create(f.host.join("big")).expect("create");
+        file.write_all_at(&data, 0).expect("write");
+        // A hole of 8 MiB, then a tail.
+        file.write_all_at(b"tail", 11_000_000).expect("write tail");
+    }
+    let before = host_tree(&f.host);
+    f.start(&[]);
+    let out = f.sh("set -e; printf X | dd of=big bs=1 seek=5 conv=notrunc status=none; stat -c %s big");
+    assert_eq!(out, "11000004\n");
+    let got = std::fs::read(f.mnt.join("big")).expect("read big");
+    let mut want = data.clone();
+    want[5] = b'X';
+    want.resize(11_000_000, 0);
+    want.extend_from_slice(b"tail");
+    assert!(got == want, "copied-up contents differ");
+    let blocks = std::fs::metadata(f.mnt.join("big")).map(|m| std::os::unix::fs::MetadataExt::blocks(&m));
+    assert!(blocks.expect("stat") * 512 < 8_000_000, "the hole was filled in");
+    assert_eq!(host_tree(&f.host), before, "the host file changed");
+}
+
 #[test]
 fn large_directories_list_completely() {
     if skip("large_directories_list_completely") {

@@ -19,6 +19,14 @@ pub(crate) fn copy_data(lower: &Lower, upper: &NodeRef) -> Result<()> {
     let size = lower.attr()?.size;
     let src = lower.open_read()?;
     let dst = upper.clone().open(OpenFlags::WRITE)?;
+    if size >= CHUNK as u64 {
+        // A big file: sized first (an upper tmpfs then keeps it in a memfd), and when
+        // both ends are descriptors the kernel copies (sendfile), no bytes pass here.
+        upper.setattr(&SetAttr { size: Some(size), ..SetAttr::default() })?;
+        if let (Some(from), Some(to)) = (src.host_fd(), dst.passthrough_fd()) {
+            return copy_by_kernel(from, &to, src.as_ref(), size);
+        }
+    }
     let mut buf = vec![0u8; CHUNK];
     let mut off = 0u64;
     while off < size {
@@ -50,6 +58,43 @@ pub(crate) fn copy_data(lower: &Lower, upper: &NodeRef) -> Result<()> {
         off = end.max(pos);
     }
     upper.setattr(&SetAttr { size: Some(size), ..SetAttr::default() })?;
+    Ok(())
+}
+
+/// The data segments of `from` (a lower file's host descriptor; `src` its handle,
+/// for SEEK_DATA/SEEK_HOLE) into `to`, already `size` bytes long, by sendfile.
+fn copy_by_kernel(
+    from: std::os::fd::BorrowedFd<'_>,
+    to: &std::os::fd::OwnedFd,
+    src: &dyn sandfs_vfs::Handle,
+    size: u64,
+) -> Result<()> {
+    let mut off = 0u64;
+    while off < size {
+        let data = match src.seek(off, Whence::Data) {
+            Ok(d) => d,
+            Err(e) if e == Errno::NXIO => break,
+            Err(_) => off,
+        };
+        let end = match src.seek(data, Whence::Hole) {
+            Ok(h) => h.min(size),
+            Err(_) => size,
+        };
+        let mut pos = data;
+        // sendfile writes at the output's file position: nothing else uses the
+        // memfd's (its readers and writers use positioned I/O).
+        rustix::fs::seek(to, rustix::fs::SeekFrom::Start(pos))?;
+        while pos < end {
+            let want = ((end - pos) as usize).min(1 << 30);
+            match rustix::fs::sendfile(to, from, Some(&mut pos), want) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        off = end.max(pos);
+    }
     Ok(())
 }
 
