@@ -113,19 +113,23 @@ struct Inner {
     dir_changes: AtomicU64,
 }
 
-/// A directory's whole listing, kept for a while after it was read: the kernel reads
-/// a directory in several calls (a page each) and once more to see its end, and each
-/// would otherwise be a message. Dropped when this client changes the directory,
-/// and in `shared` mode after the revalidation bound.
+/// The rest of a directory's listing, kept for a while after it was read: the kernel
+/// reads a directory in several calls (a page each) and once more to see its end,
+/// and each would otherwise be a message. A listing is read to its end in one go;
+/// what the caller did not take yet (the entries after cookie `from`) is kept, and
+/// where it ends. Dropped when this client changes the directory, and in `shared`
+/// mode after the revalidation bound.
 struct Listing {
     dir: std::sync::Weak<GNode>,
     at: Instant,
+    from: u64,
     entries: Entries,
+    end: u64,
 }
 
 /// One entry of a kept listing: name, inode number, kind, resume cookie.
 type Listed = (Arc<[u8]>, u64, FileType, u64);
-/// A kept listing.
+/// The kept rest of a listing.
 type Entries = Arc<[Listed]>;
 
 /// Listings kept, and the largest directory kept (entries).
@@ -200,14 +204,15 @@ impl Inner {
         a
     }
 
-    /// The kept listing of `dir` (name, inode, kind, cookie per entry).
-    fn listing(&self, dir: &GNode) -> Option<Entries> {
+    /// The kept listing of `dir`: (from, entries, end).
+    fn listing(&self, dir: &GNode) -> Option<(u64, Entries, u64)> {
         let l = self.listings.lock();
         let found = l.iter().find(|x| std::ptr::eq(x.dir.as_ptr(), dir))?;
-        self.fresh(found.at).then(|| found.entries.clone())
+        self.fresh(found.at).then(|| (found.from, found.entries.clone(), found.end))
     }
 
-    fn keep_listing(&self, dir: &GNode, at: Instant, changes: u64, entries: Entries) {
+    fn keep_listing(&self, dir: &GNode, at: Instant, changes: u64, kept: (u64, Entries, u64)) {
+        let (from, entries, end) = kept;
         let mut l = self.listings.lock();
         if self.dir_changes.load(Ordering::Acquire) != changes {
             return;
@@ -216,7 +221,7 @@ impl Inner {
         if l.len() >= LISTINGS_KEPT {
             l.pop_front();
         }
-        l.push_back(Listing { dir: dir.me.clone(), at, entries });
+        l.push_back(Listing { dir: dir.me.clone(), at, from, entries, end });
     }
 
     fn forget_listing(&self, dir: &GNode) {
@@ -754,11 +759,17 @@ impl Node for GNode {
     }
 
     fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()> {
-        if let Some(l) = self.inner.listing(self) {
-            // Resume after the entry whose cookie is `after` (from the start for 0).
-            let from = if after == 0 { Some(0) } else { l.iter().position(|e| e.3 == after).map(|i| i + 1) };
-            if let Some(from) = from {
-                for (name, ino, kind, off) in &l[from..] {
+        if let Some((from, l, end)) = self.inner.listing(self) {
+            // Resume after the entry whose cookie is `after`.
+            let start = if after == end {
+                Some(l.len())
+            } else if after == from {
+                Some(0)
+            } else {
+                l.iter().position(|e| e.3 == after).map(|i| i + 1)
+            };
+            if let Some(start) = start {
+                for (name, ino, kind, off) in &l[start..] {
                     if !sink(DirEntry { name, ino: *ino, kind: *kind, offset: *off }) {
                         break;
                     }
@@ -769,8 +780,10 @@ impl Node for GNode {
         let at = Instant::now();
         let changes = self.inner.dir_changes.load(Ordering::Acquire);
         let mut off = after;
-        // A listing read from its start is kept whole when not too big.
-        let mut keep: Option<Vec<Listed>> = (after == 0).then(Vec::new);
+        // What the sink did not take, up to LISTING_MAX entries, is kept (None: too
+        // many), with `from` the cookie of the last entry it took.
+        let mut keep: Option<Vec<Listed>> = Some(Vec::new());
+        let mut from = after;
         let mut sink_done = false;
         loop {
             let (entries, eof) = self.list(off)?;
@@ -787,20 +800,24 @@ impl Node for GNode {
             }
             for d in &entries {
                 let ino = self.inner.ino(d.attr.dev, d.attr.ino);
-                if let Some(k) = &mut keep {
+                if !sink_done {
+                    if sink(DirEntry { name: &d.name, ino, kind: d.attr.kind, offset: d.off }) {
+                        from = d.off;
+                    } else {
+                        sink_done = true;
+                    }
+                }
+                if sink_done && let Some(k) = &mut keep {
                     k.push((d.name.clone(), ino, d.attr.kind, d.off));
                     if k.len() > LISTING_MAX {
                         keep = None;
                     }
                 }
-                if !sink_done && !sink(DirEntry { name: &d.name, ino, kind: d.attr.kind, offset: d.off }) {
-                    sink_done = true;
-                }
                 off = d.off;
             }
             if eof || entries.is_empty() {
                 if let Some(k) = keep {
-                    self.inner.keep_listing(self, at, changes, k.into());
+                    self.inner.keep_listing(self, at, changes, (from, k.into(), off));
                 }
                 return Ok(());
             }
