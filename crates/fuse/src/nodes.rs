@@ -27,13 +27,32 @@ const FALLBACK_BASE: u64 = 0xffff_ff00_0000_0000;
 struct Entry {
     loc: Location,
     nlookup: u64,
-    key: (MountId, u64),
+}
+
+impl Entry {
+    fn key(&self) -> (MountId, u64) {
+        (self.loc.mount.id(), self.loc.node.ino())
+    }
 }
 
 struct Table {
     by_id: HashMap<u64, Entry>,
-    by_key: HashMap<(MountId, u64), u64>,
+    /// Locations whose derived id was taken (by another location, or reserved):
+    /// their private ids. Usually empty; the derived id needs no index.
+    fallback: HashMap<(MountId, u64), u64>,
     next_fallback: u64,
+}
+
+impl Table {
+    /// The id `key` holds now, if the kernel holds it.
+    fn held(&self, key: (MountId, u64), derived: u64) -> Option<u64> {
+        if !self.fallback.is_empty()
+            && let Some(&id) = self.fallback.get(&key)
+        {
+            return Some(id);
+        }
+        self.by_id.get(&derived).filter(|e| e.key() == key).map(|_| derived)
+    }
 }
 
 /// The table. Locking: one mutex, held for a hash operation at a time.
@@ -53,23 +72,20 @@ impl Nodes {
     pub fn new(root: Location) -> Nodes {
         let key = (root.mount.id(), root.node.ino());
         let mut by_id = HashMap::new();
-        let mut by_key = HashMap::new();
-        by_key.insert(key, ROOT_ID);
-        by_id.insert(ROOT_ID, Entry { loc: root.clone(), nlookup: 1, key });
+        let mut fallback = HashMap::new();
+        fallback.insert(key, ROOT_ID);
+        by_id.insert(ROOT_ID, Entry { loc: root.clone(), nlookup: 1 });
         Nodes {
             root_mount: root.mount.id(),
-            table: Mutex::new(Table { by_id, by_key, next_fallback: FALLBACK_BASE }),
+            table: Mutex::new(Table { by_id, fallback, next_fallback: FALLBACK_BASE }),
         }
     }
 
     /// The node id a location would get (without registering it): for `readdir`
     /// entries and `..`, which the kernel does not count.
     pub fn peek_id(&self, mount: MountId, ino: u64) -> u64 {
-        let t = self.table.lock();
-        match t.by_key.get(&(mount, ino)) {
-            Some(&id) => id,
-            None => self.derive(mount, ino),
-        }
+        let derived = self.derive(mount, ino);
+        self.table.lock().held((mount, ino), derived).unwrap_or(derived)
     }
 
     fn derive(&self, mount: MountId, ino: u64) -> u64 {
@@ -79,8 +95,9 @@ impl Nodes {
     /// Register one kernel lookup of `loc`; returns its node id.
     pub fn remember(&self, loc: &Location) -> u64 {
         let key = (loc.mount.id(), loc.node.ino());
+        let derived = self.derive(key.0, key.1);
         let mut t = self.table.lock();
-        if let Some(&id) = t.by_key.get(&key)
+        if let Some(id) = t.held(key, derived)
             && let Some(e) = t.by_id.get_mut(&id)
         {
             e.nlookup += 1;
@@ -88,13 +105,13 @@ impl Nodes {
             e.loc = loc.clone();
             return id;
         }
-        let mut id = self.derive(key.0, key.1);
+        let mut id = derived;
         if id == 0 || id == ROOT_ID || id >= FALLBACK_BASE || t.by_id.contains_key(&id) {
             id = t.next_fallback;
             t.next_fallback += 1;
+            t.fallback.insert(key, id);
         }
-        t.by_key.insert(key, id);
-        t.by_id.insert(id, Entry { loc: loc.clone(), nlookup: 1, key });
+        t.by_id.insert(id, Entry { loc: loc.clone(), nlookup: 1 });
         id
     }
 
@@ -112,10 +129,10 @@ impl Nodes {
         let Some(e) = t.by_id.get_mut(&id) else { return };
         e.nlookup = e.nlookup.saturating_sub(n);
         if e.nlookup == 0 {
-            let key = e.key;
+            let key = e.key();
             t.by_id.remove(&id);
-            if t.by_key.get(&key) == Some(&id) {
-                t.by_key.remove(&key);
+            if t.fallback.get(&key) == Some(&id) {
+                t.fallback.remove(&key);
             }
         }
     }
