@@ -949,6 +949,19 @@ struct GHandle {
     node: Arc<GNode>,
 }
 
+impl GHandle {
+    /// After a write: the attributes from the descriptor itself (no message; the
+    /// next write's setuid check would otherwise ask the gofer), or stale.
+    fn refresh(&self) {
+        match crate::server::stat_fd(self.fd.as_fd()) {
+            Ok(a) if self.node.inner.ino(a.dev, a.ino) == self.node.ino => {
+                self.node.set_attr(a);
+            }
+            _ => self.node.stale(),
+        }
+    }
+}
+
 impl Handle for GHandle {
     fn read_at(&self, buf: &mut [u8], off: u64) -> Result<usize> {
         rustix::io::pread(&self.fd, buf, off)
@@ -956,14 +969,14 @@ impl Handle for GHandle {
 
     fn write_at(&self, data: &[u8], off: u64) -> Result<usize> {
         let n = rustix::io::pwrite(&self.fd, data, off)?;
-        self.node.stale();
+        self.refresh();
         Ok(n)
     }
 
     fn append(&self, data: &[u8]) -> Result<(usize, u64)> {
         // The descriptor was opened O_APPEND: the host places the data at the end.
         let n = rustix::io::write(&self.fd, data)?;
-        self.node.stale();
+        self.refresh();
         Ok((n, rustix::fs::seek(&self.fd, rustix::fs::SeekFrom::Current(0))?))
     }
 
