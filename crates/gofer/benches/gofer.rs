@@ -27,23 +27,16 @@ const FILES: usize = 100;
 const CHUNK: usize = 1 << 20;
 const GIB_CHUNKS: usize = 1024;
 
-/// A scratch directory on tmpfs, unmounted (if we mounted it) at exit.
+/// A scratch directory on tmpfs (a static: never dropped, so `main` removes it).
 struct Scratch {
     dir: tempfile::TempDir,
     mounted: bool,
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = rustix::mount::unmount(self.dir.path(), rustix::mount::UnmountFlags::DETACH);
-        }
-    }
-}
+static SCRATCH: OnceLock<Scratch> = OnceLock::new();
 
 fn scratch() -> &'static Scratch {
-    static S: OnceLock<Scratch> = OnceLock::new();
-    S.get_or_init(|| {
+    SCRATCH.get_or_init(|| {
         if rustix::process::geteuid().is_root() {
             let dir = tempfile::tempdir().expect("tempdir");
             if rustix::mount::mount(
@@ -106,8 +99,28 @@ fn call(c: &Conn, req: &Request) -> Reply {
 }
 
 fn main() {
+    // The scratch tmpfs is mounted in this process's own mount namespace, so it goes
+    // away with the process even if the run dies; it is unmounted at the end anyway.
+    if rustix::process::geteuid().is_root() {
+        // SAFETY: no other thread exists yet, and no file descriptor table is unshared.
+        let private = unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.is_ok()
+            && rustix::mount::mount_change(
+                "/",
+                rustix::mount::MountPropagationFlags::REC | rustix::mount::MountPropagationFlags::PRIVATE,
+            )
+            .is_ok();
+        if !private {
+            eprintln!("note: no private mount namespace; the scratch tmpfs is unmounted at the end");
+        }
+    }
     scratch();
     divan::main();
+    if let Some(s) = SCRATCH.get() {
+        if s.mounted {
+            let _ = rustix::mount::unmount(s.dir.path(), rustix::mount::UnmountFlags::DETACH);
+        }
+        let _ = std::fs::remove_dir_all(s.dir.path());
+    }
 }
 
 /// One Walk message of one component (attributes included): a full round trip.
