@@ -104,14 +104,20 @@ impl FileData {
 
     /// A handle gave its loan back: when it was the last and the file is small, the
     /// data goes back into pages (a descriptor per small file would not scale).
-    pub fn give_back(&mut self, fs: &Shared) {
+    /// Returns what the memfd said then (its times are the file's: the caller keeps
+    /// them), or `None` when the data stays where it is.
+    pub fn give_back(&mut self, fs: &Shared) -> Option<MemfdStat> {
         self.lent = self.lent.saturating_sub(1);
-        let Some(fd) = self.memfd.clone() else { return };
-        if self.lent > 0 || fs.memfd_from.is_some_and(|t| memfd_stat(&fd).map_or(true, |m| m.size > t)) {
-            return;
+        let fd = self.memfd.clone()?;
+        if self.lent > 0 {
+            return None;
+        }
+        let st = memfd_stat(&fd).ok()?;
+        if fs.memfd_from.is_some_and(|t| st.size > t) {
+            return None;
         }
         // On failure the memfd stays: still correct, one descriptor more.
-        let _ = self.move_to_pages(&fd, fs);
+        self.move_to_pages(&fd, fs).ok().map(|()| st)
     }
 
     /// Copy the data segments of the memfd into pages; all or nothing.

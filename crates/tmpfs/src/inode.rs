@@ -652,8 +652,12 @@ impl Drop for FileHandle {
     fn drop(&mut self) {
         if self.lent.load(std::sync::atomic::Ordering::Relaxed) {
             let fs = self.inode.fs.clone();
-            if let Ok(f) = self.inode.state.write().file() {
-                f.give_back(&fs);
+            let mut st = self.inode.state.write();
+            let back = st.file().ok().and_then(|f| f.give_back(&fs));
+            // The memfd's times were the file's (direct writes set them): keep them.
+            if let Some(m) = back {
+                st.mtime = st.mtime.max(m.mtime);
+                st.ctime = st.ctime.max(m.ctime);
             }
         }
     }

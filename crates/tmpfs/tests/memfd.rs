@@ -76,6 +76,8 @@ fn a_small_file_is_lent_a_memfd_and_goes_back_to_pages() {
     let f = ns.open_path(&c, None, "small", rw(), 0o644).unwrap();
     f.write_at(b"before", 0).unwrap();
     let g = ns.open_path(&c, None, "small", OpenFlags::READ, 0).unwrap();
+    let before = f.stat().unwrap().mtime;
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let fd = f.handle().unwrap().passthrough_fd().unwrap();
     let fd2 = g.handle().unwrap().passthrough_fd().unwrap();
     assert_eq!(
@@ -97,6 +99,7 @@ fn a_small_file_is_lent_a_memfd_and_goes_back_to_pages() {
     assert_eq!(f_read(&h, 20_000, 1), b"!");
     let a = h.stat().unwrap();
     assert_eq!(a.size, 20_001);
+    assert!(a.mtime > before, "the direct writes' mtime was lost going back to pages");
     assert_eq!(a.blocks, 16, "two pages: the hole between holds none");
     assert_eq!(fs.used_bytes(), 8192);
     assert_eq!(h.seek_data(4096, Whence::Data).unwrap(), 16384);
