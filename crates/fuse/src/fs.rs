@@ -195,6 +195,22 @@ macro_rules! open_file {
     };
 }
 
+/// An open directory: the one OPENDIR made, or (file handle 0: this mount answers
+/// no OPENDIR) one opened for this request.
+macro_rules! open_dir {
+    ($self:ident, $ino:expr, $fh:expr, $reply:ident) => {
+        if $fh.0 == 0 {
+            let loc = node!($self, $ino, $reply);
+            // The kernel checked read permission at open (default_permissions).
+            let file =
+                tri!($self.ns.open(&Creds::root(), &loc, OpenFlags::READ | OpenFlags::DIRECTORY), $reply);
+            Arc::new(Open { file, nodeid: $ino.0, backing: None })
+        } else {
+            open_file!($self, $fh, $reply)
+        }
+    };
+}
+
 macro_rules! tri {
     ($e:expr, $reply:ident) => {
         match $e {
@@ -653,22 +669,26 @@ impl fuser::Filesystem for SandFs {
         reply.ok();
     }
 
+    /// In `exclusive` mode no OPENDIR is answered (ENOSYS): the kernel then stops
+    /// sending OPENDIR and RELEASEDIR, two requests per directory opened, and keeps
+    /// listings cached as FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR would; it has checked
+    /// read permission itself (default_permissions). READDIR then comes with file
+    /// handle 0 and the directory is opened for that request.
     fn opendir(&self, req: &Request, ino: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
+        if self.opts.cache == CachePolicy::Exclusive {
+            return reply.error(fuser::Errno::ENOSYS);
+        }
         let loc = node!(self, ino, reply);
         let creds = self.creds(req);
         let mut of = OpenFlags::from_linux(flags.0) | OpenFlags::DIRECTORY;
         of.remove(OpenFlags::CREAT | OpenFlags::EXCL | OpenFlags::TRUNC);
         let file = tri!(self.ns.open(&creds, &loc, of), reply);
         let fh = self.insert(Open { file, nodeid: ino.0, backing: None });
-        let fl = match self.opts.cache {
-            CachePolicy::Exclusive => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
-            CachePolicy::Shared => FopenFlags::empty(),
-        };
-        reply.opened(FileHandle(fh), fl);
+        reply.opened(FileHandle(fh), FopenFlags::empty());
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let f = open_file!(self, fh, reply);
+        let f = open_dir!(self, ino, fh, reply);
         let dir = f.file.location();
         let r = f.file.readdir_at(offset, &mut |e| {
             let id = match e.name {
@@ -690,7 +710,7 @@ impl fuser::Filesystem for SandFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let f = open_file!(self, fh, reply);
+        let f = open_dir!(self, ino, fh, reply);
         let creds = self.creds(req);
         let dir = f.file.location().clone();
         let ttl = self.attr_ttl();
@@ -749,8 +769,8 @@ impl fuser::Filesystem for SandFs {
         drop(open);
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        let _f = open_file!(self, fh, reply);
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        let _f = open_dir!(self, ino, fh, reply);
         reply.ok();
     }
 
