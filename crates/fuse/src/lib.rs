@@ -15,12 +15,18 @@
 //!   descriptor (FUSE_DEV_IOC_CLONE).
 //! - **Caching** from the file-access mode ([`CachePolicy`]): `exclusive` gives the
 //!   kernel hour-long entry and attribute lifetimes, keeps page cache across opens
-//!   (FOPEN_KEEP_CACHE), caches directory listings (FOPEN_CACHE_DIR) and symlink
-//!   targets; `shared` gives 100 ms lifetimes and drops page cache on open.
-//! - **Passthrough**: an open whose file has a host descriptor (gofer-backed) on a
-//!   read-only mount is handed to the kernel (FUSE_PASSTHROUGH, FUSE_DEV_IOC_BACKING_OPEN)
-//!   so its reads never come here; when the kernel refuses, opens fall back to
-//!   ordinary reads. [`Status`] tells which happened.
+//!   (FOPEN_KEEP_CACHE), caches directory listings and symlink targets, and answers
+//!   no OPENDIR (the kernel then skips OPENDIR/RELEASEDIR); `shared` gives 100 ms
+//!   lifetimes and drops page cache on open. No open is FLUSHed (nothing is held
+//!   back for a close to push).
+//! - **Passthrough** (FUSE_PASSTHROUGH, FUSE_DEV_IOC_BACKING_OPEN): reads and writes
+//!   of a file never come here when the kernel is handed a descriptor for it: a
+//!   tmpfs file's memfd (an overlay's upper files included; writable opens too), or
+//!   the host descriptor of a gofer-backed file opened read-only on a read-only
+//!   mount. Files still in an overlay's lower layer are not passed through (a
+//!   copy-up would change the descriptor, which the kernel refuses while the file is
+//!   open). When the kernel refuses, opens fall back to ordinary reads and writes;
+//!   [`Status`] tells which happened.
 
 pub mod creds;
 mod fs;
