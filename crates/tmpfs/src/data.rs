@@ -31,6 +31,10 @@ pub(crate) struct FileData {
     /// The memfd holding the whole file, once it grew past `memfd_from` or while
     /// open handles read and write it directly (see [`FileData::lend`]).
     memfd: Option<Arc<OwnedFd>>,
+    /// The memfd's modification and change times right after the data moved in:
+    /// while they hold, nothing wrote it directly and the inode's times are the
+    /// file's (moving in must not look like a change).
+    memfd_base: Option<Box<(i64, i64)>>,
     /// Open handles that were lent the memfd.
     lent: u32,
 }
@@ -41,6 +45,8 @@ pub(crate) struct MemfdStat {
     pub blocks: u64,
     pub mtime: i64,
     pub ctime: i64,
+    /// Its times moved since the data moved in (something wrote it directly).
+    pub changed: bool,
 }
 
 fn memfd_stat(fd: &OwnedFd) -> Result<MemfdStat> {
@@ -51,6 +57,7 @@ fn memfd_stat(fd: &OwnedFd) -> Result<MemfdStat> {
         blocks: st.st_blocks as u64,
         mtime: ns(st.st_mtime as i64, st.st_mtime_nsec as u64),
         ctime: ns(st.st_ctime as i64, st.st_ctime_nsec as u64),
+        changed: true,
     })
 }
 
@@ -75,7 +82,10 @@ impl FileData {
 
     /// What the memfd says (`None` while the data is in pages).
     pub fn memfd_stat(&self) -> Result<Option<MemfdStat>> {
-        self.memfd.as_deref().map(memfd_stat).transpose()
+        let Some(fd) = &self.memfd else { return Ok(None) };
+        let mut m = memfd_stat(fd)?;
+        m.changed = self.memfd_base.as_deref() != Some(&(m.mtime, m.ctime));
+        Ok(Some(m))
     }
 
     /// Move the data into a memfd when the file is about to reach `end` bytes and the
@@ -112,7 +122,7 @@ impl FileData {
         if self.lent > 0 {
             return None;
         }
-        let st = memfd_stat(&fd).ok()?;
+        let st = self.memfd_stat().ok()??;
         if fs.memfd_from.is_some_and(|t| st.size > t) {
             return None;
         }
@@ -165,6 +175,7 @@ impl FileData {
         self.pages = pages;
         self.size = size;
         self.memfd = None;
+        self.memfd_base = None;
         Ok(())
     }
 
@@ -192,8 +203,10 @@ impl FileData {
             }
             all.push(Arc::downgrade(&fd));
         }
+        let base = memfd_stat(&fd)?;
         self.release(fs);
         self.memfd = Some(fd);
+        self.memfd_base = Some(Box::new((base.mtime, base.ctime)));
         Ok(())
     }
 

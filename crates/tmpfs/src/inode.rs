@@ -383,8 +383,10 @@ impl Node for Inode {
             // A memfd the kernel writes directly knows the size and times best.
             Body::File(f) => match f.memfd_stat()? {
                 Some(m) => {
-                    mtime = mtime.max(m.mtime);
-                    ctime = ctime.max(m.ctime);
+                    if m.changed {
+                        mtime = mtime.max(m.mtime);
+                        ctime = ctime.max(m.ctime);
+                    }
                     (m.size, m.blocks, 0)
                 }
                 None => (f.size()?, f.blocks(), 0),
@@ -655,7 +657,7 @@ impl Drop for FileHandle {
             let mut st = self.inode.state.write();
             let back = st.file().ok().and_then(|f| f.give_back(&fs));
             // The memfd's times were the file's (direct writes set them): keep them.
-            if let Some(m) = back {
+            if let Some(m) = back.filter(|m| m.changed) {
                 st.mtime = st.mtime.max(m.mtime);
                 st.ctime = st.ctime.max(m.ctime);
             }

@@ -125,3 +125,27 @@ fn f_read(f: &sandfs_vfs::OpenFile, off: u64, n: usize) -> Vec<u8> {
     b.truncate(got);
     b
 }
+
+/// Lending a memfd and giving it back, with no write, changes no time: a read
+/// through passthrough is not a modification (git compares both times).
+#[test]
+fn a_loan_without_writes_changes_no_time() {
+    let (_fs, ns) = setup(&TmpfsOptions::default());
+    let c = Creds::root();
+    let f = ns.open_path(&c, None, "f", rw(), 0o644).unwrap();
+    f.write_at(b"data", 0).unwrap();
+    drop(f);
+    let before = ns.stat(&c, None, "f", true).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let g = ns.open_path(&c, None, "f", OpenFlags::READ, 0).unwrap();
+    let fd = g.handle().unwrap().passthrough_fd().unwrap();
+    let mut b = [0u8; 4];
+    rustix::io::pread(&*fd, &mut b, 0).unwrap();
+    let during = ns.stat(&c, None, "f", true).unwrap();
+    drop(fd);
+    drop(g);
+    let after = ns.stat(&c, None, "f", true).unwrap();
+    for (what, a) in [("during the loan", &during), ("after it", &after)] {
+        assert_eq!((a.mtime, a.ctime), (before.mtime, before.ctime), "times moved {what}");
+    }
+}
