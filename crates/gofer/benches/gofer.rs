@@ -152,7 +152,7 @@ fn walk_direct(b: Bencher) {
 /// lookup and getattr of every file. Attaching (a server thread, a socketpair, the
 /// Attach message) and dropping the client's caches afterwards are outside the
 /// timing, as opening the root and closing descriptors are on the direct side.
-#[divan::bench(name = "cold walk 10,000 files: gofer client", sample_count = 5, sample_size = 1)]
+#[divan::bench(name = "cold walk 10,000 files: gofer client", sample_count = 15, sample_size = 1)]
 fn cold_walk_client(b: Bencher) {
     let root = scratch().dir.path().join("tree");
     b.with_inputs(|| MountNamespace::new(serve(&root, FileAccess::Exclusive), MountFlags::empty()))
@@ -188,7 +188,7 @@ fn walk_ns(ns: &MountNamespace) -> usize {
     n
 }
 
-#[divan::bench(name = "cold walk 10,000 files: direct readdir+fstatat", sample_count = 5, sample_size = 1)]
+#[divan::bench(name = "cold walk 10,000 files: direct readdir+fstatat", sample_count = 15, sample_size = 1)]
 fn cold_walk_direct(b: Bencher) {
     let root = scratch().dir.path().join("tree");
     b.with_inputs(|| {
@@ -235,7 +235,7 @@ fn big_path() -> PathBuf {
 }
 
 /// 1 GiB written in 1 MiB pwrites through the descriptor the gofer donated.
-#[divan::bench(name = "write 1 GiB: donated fd", sample_count = 3, sample_size = 1)]
+#[divan::bench(name = "write 1 GiB: donated fd", sample_count = 9, sample_size = 1)]
 fn write_donated(b: Bencher) {
     let root = scratch().dir.path();
     let ns = MountNamespace::new(serve(root, FileAccess::Exclusive), MountFlags::empty());
@@ -251,7 +251,7 @@ fn write_donated(b: Bencher) {
     });
 }
 
-#[divan::bench(name = "write 1 GiB: direct", sample_count = 3, sample_size = 1)]
+#[divan::bench(name = "write 1 GiB: direct", sample_count = 9, sample_size = 1)]
 fn write_direct(b: Bencher) {
     let data = vec![7u8; CHUNK];
     b.counter(BytesCount::new(CHUNK * GIB_CHUNKS)).bench_local(|| {
@@ -267,7 +267,7 @@ fn write_direct(b: Bencher) {
     });
 }
 
-#[divan::bench(name = "read 1 GiB: donated fd", sample_count = 3, sample_size = 1)]
+#[divan::bench(name = "read 1 GiB: donated fd", sample_count = 9, sample_size = 1)]
 fn read_donated(b: Bencher) {
     ensure_big();
     let root = scratch().dir.path();
@@ -281,7 +281,7 @@ fn read_donated(b: Bencher) {
     });
 }
 
-#[divan::bench(name = "read 1 GiB: direct", sample_count = 3, sample_size = 1)]
+#[divan::bench(name = "read 1 GiB: direct", sample_count = 9, sample_size = 1)]
 fn read_direct(b: Bencher) {
     ensure_big();
     let mut buf = vec![0u8; CHUNK];
