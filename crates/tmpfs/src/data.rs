@@ -95,7 +95,10 @@ impl FileData {
         if self.memfd.is_some() || fs.memfd_from.is_none_or(|t| end <= t) {
             return Ok(());
         }
-        self.move_to_memfd(fs)
+        // A memfd is an optimisation: when none can be made (the descriptor limit,
+        // say), the data stays in pages and the write goes on.
+        let _ = self.move_to_memfd(fs);
+        Ok(())
     }
 
     /// Lend an open handle the memfd for direct reads and writes (moving the data

@@ -149,3 +149,44 @@ fn a_loan_without_writes_changes_no_time() {
         assert_eq!((a.mtime, a.ctime), (before.mtime, before.ctime), "times moved {what}");
     }
 }
+
+/// With no descriptor left for a memfd, a big file stays in pages: writes go on.
+#[test]
+fn without_descriptors_big_files_stay_in_pages() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    // Run in a child process: the descriptor limit is process-wide.
+    if std::env::var_os("SANDFS_MEMFD_CHILD").is_none() {
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "without_descriptors_big_files_stay_in_pages", "--nocapture"])
+            .env("SANDFS_MEMFD_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        return;
+    }
+    let (fs, ns) = setup(&TmpfsOptions::default());
+    let c = Creds::root();
+    let f = ns.open_path(&c, None, "big", rw(), 0o644).unwrap();
+    // Use up the descriptors: a limit just above the highest open one, and every
+    // free number below it taken.
+    let highest = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let mut lim = getrlimit(Resource::Nofile);
+    lim.current = Some(highest + 1);
+    setrlimit(Resource::Nofile, lim).unwrap();
+    let mut fillers = Vec::new();
+    while let Ok(fd) = rustix::fs::open("/dev/null", rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty()) {
+        fillers.push(fd);
+    }
+    let data = vec![5u8; 2 * MEMFD_FROM as usize];
+    assert_eq!(f.write_at(&data, 0).unwrap(), data.len());
+    assert!(f.handle().unwrap().passthrough_fd().is_none(), "no memfd could be made");
+    let mut back = vec![0u8; data.len()];
+    assert_eq!(f.read_at(&mut back, 0).unwrap(), data.len());
+    assert!(back == data);
+    assert_eq!(fs.used_bytes(), data.len() as u64);
+}
