@@ -8,8 +8,10 @@ use crate::is_private_xattr;
 use crate::lower::Lower;
 use crate::node::ONode;
 use sandfs_vfs::{
-    Errno, FileType, NewNode, NodeRef, OpenFlags, RenameFlags, Result, SetAttr, TimeSet, Whence, XattrFlags,
+    Errno, FileType, Handle, NewNode, NodeRef, OpenFlags, RenameFlags, Result, SetAttr, TimeSet, Whence,
+    XattrFlags,
 };
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 const CHUNK: usize = 1 << 20;
 
@@ -28,25 +30,14 @@ pub(crate) fn copy_data(lower: &Lower, upper: &NodeRef) -> Result<()> {
         }
     }
     let mut buf = vec![0u8; CHUNK];
-    let mut off = 0u64;
-    while off < size {
-        let data = match src.seek(off, Whence::Data) {
-            Ok(d) => d,
-            Err(e) if e == Errno::NXIO => break,
-            // No hole support: copy everything, skipping all-zero chunks.
-            Err(_) => off,
-        };
-        let end = match src.seek(data, Whence::Hole) {
-            Ok(h) => h.min(size),
-            Err(_) => size,
-        };
-        let mut pos = data;
+    data_segments(src.as_ref(), size, |mut pos, end| {
         while pos < end {
             let want = ((end - pos) as usize).min(CHUNK);
             let n = src.read_at(&mut buf[..want], pos)?;
             if n == 0 {
                 break;
             }
+            // Without hole support everything is one segment: all-zero chunks stay holes.
             if buf[..n].iter().any(|&b| b != 0) {
                 let mut done = 0;
                 while done < n {
@@ -55,20 +46,16 @@ pub(crate) fn copy_data(lower: &Lower, upper: &NodeRef) -> Result<()> {
             }
             pos += n as u64;
         }
-        off = end.max(pos);
-    }
+        Ok(pos)
+    })?;
     upper.setattr(&SetAttr { size: Some(size), ..SetAttr::default() })?;
     Ok(())
 }
 
-/// The data segments of `from` (a lower file's host descriptor; `src` its handle,
-/// for SEEK_DATA/SEEK_HOLE) into `to`, already `size` bytes long, by sendfile.
-fn copy_by_kernel(
-    from: std::os::fd::BorrowedFd<'_>,
-    to: &std::os::fd::OwnedFd,
-    src: &dyn sandfs_vfs::Handle,
-    size: u64,
-) -> Result<()> {
+/// Call `copy(start, end)` for each data segment of `src` below `size` (one segment,
+/// the whole file, where SEEK_DATA/SEEK_HOLE are not supported); `copy` returns where
+/// it stopped (short of `end` when the file ended early).
+fn data_segments(src: &dyn Handle, size: u64, mut copy: impl FnMut(u64, u64) -> Result<u64>) -> Result<()> {
     let mut off = 0u64;
     while off < size {
         let data = match src.seek(off, Whence::Data) {
@@ -80,7 +67,15 @@ fn copy_by_kernel(
             Ok(h) => h.min(size),
             Err(_) => size,
         };
-        let mut pos = data;
+        off = end.max(copy(data, end)?);
+    }
+    Ok(())
+}
+
+/// The data segments of `from` (a lower file's host descriptor; `src` its handle,
+/// for SEEK_DATA/SEEK_HOLE) into `to`, already `size` bytes long, by sendfile.
+fn copy_by_kernel(from: BorrowedFd<'_>, to: &OwnedFd, src: &dyn Handle, size: u64) -> Result<()> {
+    data_segments(src, size, |mut pos, end| {
         // sendfile writes at the output's file position: nothing else uses the
         // memfd's (its readers and writers use positioned I/O).
         rustix::fs::seek(to, rustix::fs::SeekFrom::Start(pos))?;
@@ -88,14 +83,12 @@ fn copy_by_kernel(
             let want = ((end - pos) as usize).min(1 << 30);
             match rustix::fs::sendfile(to, from, Some(&mut pos), want) {
                 Ok(0) => break,
-                Ok(_) => {}
-                Err(Errno::INTR) => {}
+                Ok(_) | Err(Errno::INTR) => {}
                 Err(e) => return Err(e),
             }
         }
-        off = end.max(pos);
-    }
-    Ok(())
+        Ok(pos)
+    })
 }
 
 impl ONode {
