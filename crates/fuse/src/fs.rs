@@ -276,8 +276,7 @@ impl SandFs {
     fn reply_entry(&self, r: sandfs_vfs::Result<Location>, reply: ReplyEntry) {
         let loc = tri!(r, reply);
         let (_, attr) = tri!(self.entry(&loc), reply);
-        let ttl = self.attr_ttl();
-        reply.entry_with_ttls(&self.attr_ttl(), &ttl, &attr, Generation(0));
+        reply.entry(&self.attr_ttl(), &attr, Generation(0));
     }
 
     /// The node id of `..` of a directory location (for readdir).
@@ -333,6 +332,24 @@ impl SandFs {
         }
         st.cached += 1;
         None
+    }
+
+    /// Register an open file of `nodeid` ([`SandFs::io_open`] decides passthrough):
+    /// its file handle, the open flags to reply with, and the backing file to name in
+    /// the reply when it passes through.
+    fn opened(
+        &self,
+        nodeid: u64,
+        file: OpenFile,
+        open_backing: impl FnOnce(BorrowedFd<'_>) -> std::io::Result<BackingId>,
+    ) -> (FileHandle, FopenFlags, Option<Arc<BackingId>>) {
+        let backing = self.io_open(nodeid, &file, open_backing);
+        // The kernel refuses (EIO) passthrough opens with any flag outside
+        // PASSTHROUGH | DIRECT_IO | PARALLEL_DIRECT_WRITES | NOFLUSH: no KEEP_CACHE
+        // (the page cache is the backing file's anyway).
+        let flags = if backing.is_some() { FopenFlags::FOPEN_NOFLUSH } else { self.fopen_flags() };
+        let fh = self.insert(Open { file, nodeid, backing: backing.clone() });
+        (FileHandle(fh), flags, backing)
     }
 
     fn io_release(&self, open: &Open) {
@@ -391,7 +408,7 @@ impl fuser::Filesystem for SandFs {
                 if ttl.is_zero() {
                     reply.error(fuser::Errno::ENOENT)
                 } else {
-                    reply.entry_with_ttls(&ttl, &ttl, &negative(), Generation(0))
+                    reply.entry(&ttl, &negative(), Generation(0))
                 }
             }
             r => self.reply_entry(r, reply),
@@ -568,19 +585,9 @@ impl fuser::Filesystem for SandFs {
         }
         let of = OpenFlags::from_linux(flags.0) - OpenFlags::CREAT - OpenFlags::EXCL;
         let file = tri!(self.ns.open(&creds, &loc, of), reply);
-        let backing = self.io_open(ino.0, &file, |fd| reply.open_backing(fd));
-        match backing {
-            Some(b) => {
-                let fh = self.insert(Open { file, nodeid: ino.0, backing: Some(b.clone()) });
-                // The kernel refuses (EIO) passthrough opens with any flag outside
-                // PASSTHROUGH | DIRECT_IO | PARALLEL_DIRECT_WRITES | NOFLUSH: no
-                // KEEP_CACHE (the page cache is the backing file's anyway).
-                reply.opened_passthrough(FileHandle(fh), FopenFlags::FOPEN_NOFLUSH, &b);
-            }
-            None => {
-                let fh = self.insert(Open { file, nodeid: ino.0, backing: None });
-                reply.opened(FileHandle(fh), self.fopen_flags());
-            }
+        match self.opened(ino.0, file, |fd| reply.open_backing(fd)) {
+            (fh, flags, Some(b)) => reply.opened_passthrough(fh, flags, &b),
+            (fh, flags, None) => reply.opened(fh, flags),
         }
     }
 
@@ -869,16 +876,9 @@ impl fuser::Filesystem for SandFs {
         let loc = file.location().clone();
         let (id, attr) = tri!(self.entry(&loc), reply);
         let ttl = self.attr_ttl();
-        match self.io_open(id, &file, |fd| reply.open_backing(fd)) {
-            Some(b) => {
-                let fh = self.insert(Open { file, nodeid: id, backing: Some(b.clone()) });
-                let fl = FopenFlags::FOPEN_NOFLUSH;
-                reply.created_passthrough(&ttl, &attr, Generation(0), FileHandle(fh), fl, &b);
-            }
-            None => {
-                let fh = self.insert(Open { file, nodeid: id, backing: None });
-                reply.created(&ttl, &attr, Generation(0), FileHandle(fh), self.fopen_flags());
-            }
+        match self.opened(id, file, |fd| reply.open_backing(fd)) {
+            (fh, flags, Some(b)) => reply.created_passthrough(&ttl, &attr, Generation(0), fh, flags, &b),
+            (fh, flags, None) => reply.created(&ttl, &attr, Generation(0), fh, flags),
         }
     }
 
