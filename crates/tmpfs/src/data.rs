@@ -9,11 +9,11 @@
 //! the kernel (FUSE passthrough) so reads and writes never pass through sandfs; this
 //! module asks the memfd instead of remembering anything the kernel may change.
 
-use crate::store::Page;
+use crate::store::{Page, pread_full, pwrite_all};
 use crate::{PAGE_SIZE, Shared};
 use rustix::fd::OwnedFd;
 use rustix::fs::{FallocateFlags, MemfdFlags, SeekFrom};
-use sandfs_vfs::{Errno, Result, Whence};
+use sandfs_vfs::{Errno, Result, Timespec, Whence};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -51,7 +51,7 @@ pub(crate) struct MemfdStat {
 
 fn memfd_stat(fd: &OwnedFd) -> Result<MemfdStat> {
     let st = rustix::fs::fstat(fd)?;
-    let ns = |s: i64, n: u64| s.saturating_mul(1_000_000_000).saturating_add(n as i64);
+    let ns = |sec: i64, nsec: u64| Timespec { sec, nsec: nsec as u32 }.as_nanos();
     Ok(MemfdStat {
         size: st.st_size as u64,
         blocks: st.st_blocks as u64,
@@ -151,15 +151,7 @@ impl FileData {
                     let at = idx * PAGE_SIZE;
                     let want = (size - at).min(PAGE_SIZE) as usize;
                     buf.fill(0);
-                    let mut got = 0;
-                    while got < want {
-                        match rustix::io::pread(fd, &mut buf[got..want], at + got as u64) {
-                            Ok(0) => break,
-                            Ok(n) => got += n,
-                            Err(Errno::INTR) => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
+                    pread_full(fd, &mut buf[..want], at)?;
                     fs.charge_pages(1)?;
                     let mut page = fs.page_store.new_page();
                     let w = fs.page_store.write(&mut page, 0, &buf);
@@ -189,10 +181,7 @@ impl FileData {
         for (idx, page) in &self.pages {
             if let Some(p) = page {
                 fs.page_store.read(p, 0, &mut buf)?;
-                let mut done = 0;
-                while done < PS {
-                    done += rustix::io::pwrite(&fd, &buf[done..], idx * PAGE_SIZE + done as u64)?;
-                }
+                pwrite_all(&fd, &buf, idx * PAGE_SIZE)?;
             }
         }
         // Pages past the size (fallocated with KEEP_SIZE) must not extend it.
@@ -216,16 +205,7 @@ impl FileData {
     /// Copy out bytes at `off`; returns the count (0 at or past the end).
     pub fn read(&self, buf: &mut [u8], off: u64, fs: &Shared) -> Result<usize> {
         if let Some(fd) = &self.memfd {
-            let mut done = 0;
-            while done < buf.len() {
-                match rustix::io::pread(fd, &mut buf[done..], off + done as u64) {
-                    Ok(0) => break,
-                    Ok(n) => done += n,
-                    Err(Errno::INTR) => continue,
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(done);
+            return pread_full(fd, buf, off);
         }
         if off >= self.size {
             return Ok(0);

@@ -448,14 +448,12 @@ impl Node for Inode {
                 if let Body::File(f) = &st.body
                     && let Some(fd) = f.memfd()
                 {
-                    let ts = |ns: i64| rustix::fs::Timespec {
-                        tv_sec: ns.div_euclid(1_000_000_000),
-                        tv_nsec: ns.rem_euclid(1_000_000_000) as _,
-                    };
+                    let t = Timespec::from_nanos(st.mtime);
+                    let mtime = rustix::fs::Timespec { tv_sec: t.sec, tv_nsec: t.nsec as _ };
                     let omit = rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT };
                     rustix::fs::futimens(
                         &**fd,
-                        &rustix::fs::Timestamps { last_access: omit, last_modification: ts(st.mtime) },
+                        &rustix::fs::Timestamps { last_access: omit, last_modification: mtime },
                     )?;
                 }
             }

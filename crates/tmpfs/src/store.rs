@@ -5,7 +5,7 @@
 
 use crate::PAGE_SIZE;
 use parking_lot::Mutex;
-use rustix::fd::OwnedFd;
+use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{FallocateFlags, Mode, OFlags};
 use sandfs_vfs::{Errno, Result};
 use std::path::Path;
@@ -67,25 +67,41 @@ impl StoreFile {
     }
 
     fn pread(&self, slot: u64, at: usize, out: &mut [u8]) -> Result<()> {
-        let mut done = 0;
-        while done < out.len() {
-            let n = rustix::io::pread(&self.fd, &mut out[done..], slot * PAGE_SIZE + (at + done) as u64)?;
-            if n == 0 {
-                out[done..].fill(0);
-                return Ok(());
-            }
-            done += n;
-        }
+        let n = pread_full(&self.fd, out, slot * PAGE_SIZE + at as u64)?;
+        out[n..].fill(0);
         Ok(())
     }
 
     fn pwrite(&self, slot: u64, at: usize, data: &[u8]) -> Result<()> {
-        let mut done = 0;
-        while done < data.len() {
-            done += rustix::io::pwrite(&self.fd, &data[done..], slot * PAGE_SIZE + (at + done) as u64)?;
-        }
-        Ok(())
+        pwrite_all(&self.fd, data, slot * PAGE_SIZE + at as u64)
     }
+}
+
+/// pread until `buf` is full or the file ends; the bytes read.
+pub(crate) fn pread_full(fd: impl AsFd, buf: &mut [u8], off: u64) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(&fd, &mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// pwrite all of `data`.
+pub(crate) fn pwrite_all(fd: impl AsFd, data: &[u8], off: u64) -> Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        match rustix::io::pwrite(&fd, &data[done..], off + done as u64) {
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn rand_suffix() -> u64 {
