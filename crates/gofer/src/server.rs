@@ -595,29 +595,20 @@ impl Server {
         if self.version < 3 {
             return Err(Errno::NOSYS);
         }
-        let d = self.dir_fd(dir)?;
-        let fd = open_beneath(d.as_fd(), &name, OFlags::PATH, 0)?;
-        let attr = stat_fd(fd.as_fd())?;
-        match attr.kind {
-            FileType::Regular => {}
-            FileType::Directory => return Err(Errno::ISDIR),
-            FileType::Symlink => return Err(Errno::LOOP),
-            _ => return Err(Errno::NXIO),
-        }
-        let data = reopen_fd(fd.as_fd(), flags)?;
-        let st = rustix::fs::fstat(&data)?;
-        if st.st_ino != attr.ino || st.st_dev != attr.dev {
-            return Err(Errno::STALE);
-        }
-        let e = Entry {
-            fd: Arc::new(fd),
-            parent: Some((d, name)),
-            kind: attr.kind,
-            dev: attr.dev,
-            ino: attr.ino,
+        let (fid, attr) = self.adopt(&self.dir_fd(dir)?, &name)?;
+        let opened = match attr.kind {
+            FileType::Regular => self.reopen(fid, flags),
+            FileType::Directory => Err(Errno::ISDIR),
+            FileType::Symlink => Err(Errno::LOOP),
+            _ => Err(Errno::NXIO),
         };
-        let fid = self.insert(e)?;
-        Ok((Reply::Node { fid, attr }, data))
+        match opened {
+            Ok(data) => Ok((Reply::Node { fid, attr }, data)),
+            Err(e) => {
+                self.fids.remove(&fid);
+                Err(e)
+            }
+        }
     }
 
     /// Walk `name` from `dir` to a directory and list it.
@@ -625,17 +616,20 @@ impl Server {
         if self.version < 2 {
             return Err(Errno::NOSYS);
         }
-        let d = self.dir_fd(dir)?;
-        let fd = open_beneath(d.as_fd(), &name, OFlags::PATH, 0)?;
-        let attr = stat_fd(fd.as_fd())?;
-        if attr.kind != FileType::Directory {
-            return Err(Errno::NOTDIR);
+        let (fid, attr) = self.adopt(&self.dir_fd(dir)?, &name)?;
+        let listed = match attr.kind {
+            FileType::Directory => {
+                self.entry(fid).map(|e| e.fd.clone()).and_then(|fd| list(&fd, off, &mut self.dirbuf))
+            }
+            _ => Err(Errno::NOTDIR),
+        };
+        match listed {
+            Ok((entries, eof)) => Ok(Reply::Listed { fid, attr, entries, eof }),
+            Err(e) => {
+                self.fids.remove(&fid);
+                Err(e)
+            }
         }
-        let fd = Arc::new(fd);
-        let (entries, eof) = list(&fd, off, &mut self.dirbuf)?;
-        let e = Entry { fd, parent: Some((d, name)), kind: attr.kind, dev: attr.dev, ino: attr.ino };
-        let fid = self.insert(e)?;
-        Ok(Reply::Listed { fid, attr, entries, eof })
     }
 
     #[allow(clippy::too_many_arguments)]
