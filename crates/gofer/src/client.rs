@@ -450,27 +450,45 @@ impl GNode {
     /// Directory entries after cookie `off`. A directory without a fid is walked to
     /// and listed in one round trip (protocol version 2).
     fn list(&self, off: u64) -> Result<(Vec<Dent>, bool)> {
-        if self.inner.version >= 2 && self.fid.lock().is_none() {
-            let origin = self.origin.lock().clone();
-            if let Some((parent, name)) = origin {
-                let parent = parent.upgrade().ok_or(Errno::STALE)?;
-                let (fid, attr, entries, eof) = {
-                    let pfid = parent.fid()?;
-                    let req = Request::Listdir { dir: pfid.id(), name: name.to_vec(), off };
-                    want(self.inner.call(&req), |r, _| match r {
-                        Reply::Listed { fid, attr, entries, eof } => Some((fid, attr, entries, eof)),
-                        _ => None,
-                    })?
-                };
-                self.install(fid, &attr, false)?;
-                self.set_attr(attr);
-                return Ok((entries, eof));
-            }
+        let listed = self.by_name(
+            2,
+            |dir, name| Request::Listdir { dir, name, off },
+            |r, _| match r {
+                Reply::Listed { fid, attr, entries, eof } => Some((fid, attr, (entries, eof))),
+                _ => None,
+            },
+        )?;
+        if let Some(l) = listed {
+            return Ok(l);
         }
         want(self.inner.call(&Request::Getdents { dir: self.fid()?.id(), off }), |r, _| match r {
             Reply::Dents { entries, eof } => Some((entries, eof)),
             _ => None,
         })
+    }
+
+    /// For a node without a fid, known by name from a listing, one request that walks
+    /// to it and does more (protocol version `since` on): `request(parent fid, name)`,
+    /// whose reply `pick` splits into the new fid, the node's attributes and the rest.
+    /// `None` when the node has a fid, no origin, or the peer is older.
+    fn by_name<T>(
+        &self,
+        since: u32,
+        request: impl FnOnce(Fid, Vec<u8>) -> Request,
+        pick: impl FnOnce(Reply, Option<OwnedFd>) -> Option<(Fid, Attr, T)>,
+    ) -> Result<Option<T>> {
+        if self.inner.version < since || self.fid.lock().is_some() {
+            return Ok(None);
+        }
+        let Some((parent, name)) = self.origin.lock().clone() else { return Ok(None) };
+        let parent = parent.upgrade().ok_or(Errno::STALE)?;
+        let (fid, attr, rest) = {
+            let pfid = parent.fid()?;
+            want(self.inner.call(&request(pfid.id(), name.to_vec())), pick)?
+        };
+        self.install(fid, &attr, false)?;
+        self.set_attr(attr);
+        Ok(Some(rest))
     }
 
     /// Forget what is cached of this node's attributes (and, for a directory, its
@@ -869,22 +887,16 @@ impl Node for GNode {
         }
         // A file first seen in a listing has no fid yet: walk to it and open it in
         // one round trip (protocol version 3).
-        if self.inner.version >= 3 && self.fid.lock().is_none() {
-            let origin = self.origin.lock().clone();
-            if let Some((parent, name)) = origin {
-                let parent = parent.upgrade().ok_or(Errno::STALE)?;
-                let (fid, attr, fd) = {
-                    let pfid = parent.fid()?;
-                    let req = Request::Openat { dir: pfid.id(), name: name.to_vec(), flags: f.bits() };
-                    want(self.inner.call(&req), |r, fd| match r {
-                        Reply::Node { fid, attr } => Some((fid, attr, fd?)),
-                        _ => None,
-                    })?
-                };
-                self.install(fid, &attr, false)?;
-                self.set_attr(attr);
-                return Ok(Arc::new(GHandle { fd, node: self }));
-            }
+        let opened = self.by_name(
+            3,
+            |dir, name| Request::Openat { dir, name, flags: f.bits() },
+            |r, fd| match r {
+                Reply::Node { fid, attr } => Some((fid, attr, fd?)),
+                _ => None,
+            },
+        )?;
+        if let Some(fd) = opened {
+            return Ok(Arc::new(GHandle { fd, node: self }));
         }
         let fd = want(
             self.inner.call(&Request::Open { fid: self.fid()?.id(), flags: f.bits() }),
