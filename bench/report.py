@@ -161,28 +161,15 @@ def goal_cell(name):
     return "; ".join(parts) if parts else "-"
 
 
-def startup():
-    rows = []
-    p = os.path.join(RUN, "startup.tsv")
-    for line in open(p) if os.path.exists(p) else []:
-        f = line.rstrip("\n").split("\t")
-        if len(f) >= 8:
-            rows.append(f)
-    return rows
+def tsv(name, fields):
+    """The rows of RUN/name with at least `fields` tab-separated fields (none if absent)."""
+    p = os.path.join(RUN, name)
+    rows = (line.rstrip("\n").split("\t") for line in open(p)) if os.path.exists(p) else []
+    return [f for f in rows if len(f) >= fields]
 
 
-def memory():
-    rows = []
-    p = os.path.join(RUN, "memory.tsv")
-    for line in open(p) if os.path.exists(p) else []:
-        f = line.rstrip("\n").split("\t")
-        if len(f) >= 7:
-            rows.append(f)
-    return rows
-
-
-S = startup()
-MEM = memory()
+S = tsv("startup.tsv", 8)
+MEM = tsv("memory.tsv", 7)
 out = []
 w = out.append
 w("## Container filesystem workloads")
