@@ -10,6 +10,34 @@ divan_runs() {
   done
 }
 
+# collect_runs PACKAGE BENCH SAVED [ARGS...]: run a divan bench RUNS times (default 3), or take
+# SAVED (a saved output, when not empty) instead, and set for the caller: raw and section (temp
+# files, removed at exit), load (load average at the start), runs (how many runs the output
+# holds) and rows (lowest_medians of it; exits when there are none).
+collect_runs() {
+  local pkg=$1 bench=$2 saved=$3
+  shift 3
+  raw=$(mktemp)
+  section=$(mktemp)
+  trap 'rm -f "$raw" "$section"' EXIT
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  if [ -n "$saved" ]; then
+    cp "$saved" "$raw"
+    load="unknown (rendered from a saved output)"
+  else
+    divan_runs "$raw" "${RUNS:-3}" "$pkg" "$bench" "$@"
+  fi
+  runs=$(grep -cE "^$bench +fastest" "$raw" || true)
+  rows=$(lowest_medians "$raw")
+  if [ -z "$rows" ]; then
+    echo "bench/$bench.sh: no benchmark rows in the output" >&2
+    exit 1
+  fi
+}
+
+# last_line PREFIX: the rest of the last line of $raw that starts with PREFIX.
+last_line() { sed -n "s/^$1//p" "$raw" | tail -1; }
+
 # lowest_medians RAW: from divan's tree output, the leaf rows "kernel"/"sandfs" under their group
 # rows ("├─ stat_6_components"), one "group side value unit" line each with the lowest median
 # over all the runs in RAW (other load only ever slows a run down).

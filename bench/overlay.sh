@@ -18,28 +18,7 @@ cd "$(dirname "$0")/.."
 OUT_MD=${BENCHMARKS:-BENCHMARKS.md}
 HEADING="## overlay (cargo bench -p sandfs-overlay)"
 
-raw=$(mktemp)
-section=$(mktemp)
-trap 'rm -f "$raw" "$section"' EXIT
-
-load=$(cut -d' ' -f1-3 /proc/loadavg)
-if [ -n "${OVERLAY_BENCH_OUTPUT:-}" ]; then
-  cp "$OVERLAY_BENCH_OUTPUT" "$raw"
-  load="unknown (rendered from a saved output)"
-else
-  divan_runs "$raw" "${RUNS:-3}" sandfs-overlay overlay "$@"
-fi
-runs=$(grep -cE '^overlay +fastest' "$raw" || true)
-
-# Leaf rows of divan's tree ("│  ├─ kernel  fastest │ slowest │ median │ ...") under group rows
-# ("├─ copy_up_256m"). Emit "group side value unit" with the lowest median over the runs.
-rows=$(lowest_medians "$raw")
-if [ -z "$rows" ]; then
-  echo "bench/overlay.sh: no benchmark rows in the output" >&2
-  exit 1
-fi
-
-last_line() { sed -n "s/^$1//p" "$raw" | tail -1; }
+collect_runs sandfs-overlay overlay "${OVERLAY_BENCH_OUTPUT:-}" "$@"
 mem_cu=$(last_line 'bytes per copied-up empty file (allocator, live heap bytes): ')
 mem_cu_rss=$(last_line 'bytes per copied-up empty file (RSS delta, incl. malloc overhead): ')
 mem_lookup=$(last_line 'bytes per copied-up empty file, lookup included (allocator): ')

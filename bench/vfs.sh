@@ -18,28 +18,7 @@ cd "$(dirname "$0")/.."
 OUT_MD=${BENCHMARKS:-BENCHMARKS.md}
 HEADING="## vfs and tmpfs (cargo bench -p sandfs-vfs)"
 
-raw=$(mktemp)
-section=$(mktemp)
-trap 'rm -f "$raw" "$section"' EXIT
-
-load=$(cut -d' ' -f1-3 /proc/loadavg)
-if [ -n "${VFS_BENCH_OUTPUT:-}" ]; then
-  cp "$VFS_BENCH_OUTPUT" "$raw"
-  load="unknown (rendered from a saved output)"
-else
-  divan_runs "$raw" "${RUNS:-3}" sandfs-vfs vfs "$@"
-fi
-runs=$(grep -cE '^vfs +fastest' "$raw" || true)
-
-# Leaf rows of divan's tree, "│  ├─ kernel   fastest │ slowest │ median │ mean │ ...", under
-# group rows "├─ stat_6_components". Emit "group side value unit" with the lowest median.
-rows=$(lowest_medians "$raw")
-if [ -z "$rows" ]; then
-  echo "bench/vfs.sh: no benchmark rows in the output" >&2
-  exit 1
-fi
-
-last_line() { sed -n "s/^$1//p" "$raw" | tail -1; }
+collect_runs sandfs-vfs vfs "${VFS_BENCH_OUTPUT:-}" "$@"
 mem_alloc=$(last_line 'bytes per empty file (allocator, live heap bytes): ')
 mem_rss=$(last_line 'bytes per empty file (RSS delta, incl. malloc overhead): ')
 inode_line=$(last_line 'tmpfs inode: ')
