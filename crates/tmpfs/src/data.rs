@@ -29,13 +29,19 @@ pub(crate) struct FileData {
     /// Allocated pages; `None`: reserved by fallocate, never written.
     pages: BTreeMap<u64, Option<Page>>,
     /// The memfd holding the whole file, once it grew past `memfd_from` or while
-    /// open handles read and write it directly (see [`FileData::lend`]).
-    memfd: Option<Arc<OwnedFd>>,
-    /// The memfd's modification and change times right after the data moved in:
-    /// while they hold, nothing wrote it directly and the inode's times are the
-    /// file's (moving in must not look like a change).
-    memfd_base: Option<Box<(i64, i64)>>,
-    /// Open handles that were lent the memfd.
+    /// open handles read and write it directly (see [`FileData::lend`]); boxed, as
+    /// most files never have one.
+    memfd: Option<Box<Memfd>>,
+}
+
+/// A file's data in a memfd.
+struct Memfd {
+    fd: Arc<OwnedFd>,
+    /// Its modification and change times right after the data moved in: while they
+    /// hold, nothing wrote it directly and the inode's times are the file's (moving
+    /// in must not look like a change).
+    base: (i64, i64),
+    /// Open handles that were lent it.
     lent: u32,
 }
 
@@ -69,7 +75,7 @@ impl FileData {
 
     /// The size in bytes.
     pub fn size(&self) -> Result<u64> {
-        match &self.memfd {
+        match self.memfd() {
             Some(fd) => Ok(memfd_stat(fd)?.size),
             None => Ok(self.size),
         }
@@ -77,14 +83,14 @@ impl FileData {
 
     /// The memfd holding the data, once the file moved into one.
     pub fn memfd(&self) -> Option<&Arc<OwnedFd>> {
-        self.memfd.as_ref()
+        self.memfd.as_ref().map(|m| &m.fd)
     }
 
     /// What the memfd says (`None` while the data is in pages).
     pub fn memfd_stat(&self) -> Result<Option<MemfdStat>> {
-        let Some(fd) = &self.memfd else { return Ok(None) };
-        let mut m = memfd_stat(fd)?;
-        m.changed = self.memfd_base.as_deref() != Some(&(m.mtime, m.ctime));
+        let Some(memfd) = &self.memfd else { return Ok(None) };
+        let mut m = memfd_stat(&memfd.fd)?;
+        m.changed = memfd.base != (m.mtime, m.ctime);
         Ok(Some(m))
     }
 
@@ -111,8 +117,10 @@ impl FileData {
         if self.memfd.is_none() {
             self.move_to_memfd(fs)?;
         }
-        self.lent += 1;
-        Ok(self.memfd.clone())
+        Ok(self.memfd.as_mut().map(|m| {
+            m.lent += 1;
+            m.fd.clone()
+        }))
     }
 
     /// A handle gave its loan back: when it was the last and the file is small, the
@@ -120,11 +128,12 @@ impl FileData {
     /// Returns what the memfd said then (its times are the file's: the caller keeps
     /// them), or `None` when the data stays where it is.
     pub fn give_back(&mut self, fs: &Shared) -> Option<MemfdStat> {
-        self.lent = self.lent.saturating_sub(1);
-        let fd = self.memfd.clone()?;
-        if self.lent > 0 {
+        let m = self.memfd.as_mut()?;
+        m.lent = m.lent.saturating_sub(1);
+        if m.lent > 0 {
             return None;
         }
+        let fd = m.fd.clone();
         let st = self.memfd_stat().ok()??;
         if fs.memfd_from.is_some_and(|t| st.size > t) {
             return None;
@@ -170,7 +179,6 @@ impl FileData {
         self.pages = pages;
         self.size = size;
         self.memfd = None;
-        self.memfd_base = None;
         Ok(())
     }
 
@@ -197,14 +205,13 @@ impl FileData {
         }
         let base = memfd_stat(&fd)?;
         self.release(fs);
-        self.memfd = Some(fd);
-        self.memfd_base = Some(Box::new((base.mtime, base.ctime)));
+        self.memfd = Some(Box::new(Memfd { fd, base: (base.mtime, base.ctime), lent: 0 }));
         Ok(())
     }
 
     /// Copy out bytes at `off`; returns the count (0 at or past the end).
     pub fn read(&self, buf: &mut [u8], off: u64, fs: &Shared) -> Result<usize> {
-        if let Some(fd) = &self.memfd {
+        if let Some(fd) = self.memfd() {
             return pread_full(fd, buf, off);
         }
         if off >= self.size {
@@ -237,7 +244,7 @@ impl FileData {
         }
         let len = (data.len() as u64).min(MAX_SIZE - off) as usize;
         self.grow_to(off + len as u64, fs)?;
-        if let Some(fd) = &self.memfd {
+        if let Some(fd) = self.memfd() {
             let mut done = 0;
             while done < len {
                 match rustix::io::pwrite(fd, &data[done..len], off + done as u64) {
@@ -282,7 +289,7 @@ impl FileData {
             return Err(Errno::FBIG);
         }
         self.grow_to(size, fs)?;
-        if let Some(fd) = &self.memfd {
+        if let Some(fd) = self.memfd() {
             return rustix::fs::ftruncate(fd, size);
         }
         if size <= self.size {
@@ -297,7 +304,7 @@ impl FileData {
 
     /// Deallocate whole pages in the range and zero partial ones (holes stay holes).
     pub fn zero(&mut self, off: u64, len: u64, fs: &Shared) {
-        if let Some(fd) = &self.memfd {
+        if let Some(fd) = self.memfd() {
             let len = len.min(MAX_SIZE - off.min(MAX_SIZE));
             let _ =
                 rustix::fs::fallocate(fd, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, off, len);
@@ -340,7 +347,7 @@ impl FileData {
         if !keep_size {
             self.grow_to(end, fs)?;
         }
-        if let Some(fd) = &self.memfd {
+        if let Some(fd) = self.memfd() {
             let mode = if keep_size { FallocateFlags::KEEP_SIZE } else { FallocateFlags::empty() };
             return rustix::fs::fallocate(fd, mode, off, len);
         }
@@ -360,7 +367,7 @@ impl FileData {
     /// SEEK_DATA / SEEK_HOLE at page granularity (written pages are data; holes
     /// and never-written fallocated pages are holes); ENXIO at or past the end.
     pub fn seek(&self, off: u64, whence: Whence) -> Result<u64> {
-        if let Some(fd) = &self.memfd {
+        if let Some(fd) = self.memfd() {
             let to = match whence {
                 Whence::Data => SeekFrom::Data(off),
                 Whence::Hole => SeekFrom::Hole(off),
