@@ -119,6 +119,7 @@ struct Inner {
 /// what the caller did not take yet (the entries after cookie `from`) is kept, and
 /// where it ends. Dropped when this client changes the directory, and in `shared`
 /// mode after the revalidation bound.
+#[derive(Clone)]
 struct Listing {
     dir: std::sync::Weak<GNode>,
     at: Instant,
@@ -204,24 +205,23 @@ impl Inner {
         a
     }
 
-    /// The kept listing of `dir`: (from, entries, end).
-    fn listing(&self, dir: &GNode) -> Option<(u64, Entries, u64)> {
+    /// The kept listing of `dir`, while fresh.
+    fn listing(&self, dir: &GNode) -> Option<Listing> {
         let l = self.listings.lock();
-        let found = l.iter().find(|x| std::ptr::eq(x.dir.as_ptr(), dir))?;
-        self.fresh(found.at).then(|| (found.from, found.entries.clone(), found.end))
+        l.iter().find(|x| std::ptr::eq(x.dir.as_ptr(), dir)).filter(|x| self.fresh(x.at)).cloned()
     }
 
-    fn keep_listing(&self, dir: &GNode, at: Instant, changes: u64, kept: (u64, Entries, u64)) {
-        let (from, entries, end) = kept;
+    /// Keep `listing`, unless a directory changed since `changes` was read.
+    fn keep_listing(&self, changes: u64, listing: Listing) {
         let mut l = self.listings.lock();
         if self.dir_changes.load(Ordering::Acquire) != changes {
             return;
         }
-        l.retain(|x| !std::ptr::eq(x.dir.as_ptr(), dir));
+        l.retain(|x| !x.dir.ptr_eq(&listing.dir));
         if l.len() >= LISTINGS_KEPT {
             l.pop_front();
         }
-        l.push_back(Listing { dir: dir.me.clone(), at, from, entries, end });
+        l.push_back(listing);
     }
 
     fn forget_listing(&self, dir: &GNode) {
@@ -777,17 +777,17 @@ impl Node for GNode {
     }
 
     fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()> {
-        if let Some((from, l, end)) = self.inner.listing(self) {
+        if let Some(l) = self.inner.listing(self) {
             // Resume after the entry whose cookie is `after`.
-            let start = if after == end {
-                Some(l.len())
-            } else if after == from {
+            let start = if after == l.end {
+                Some(l.entries.len())
+            } else if after == l.from {
                 Some(0)
             } else {
-                l.iter().position(|e| e.3 == after).map(|i| i + 1)
+                l.entries.iter().position(|e| e.3 == after).map(|i| i + 1)
             };
             if let Some(start) = start {
-                for (name, ino, kind, off) in &l[start..] {
+                for (name, ino, kind, off) in &l.entries[start..] {
                     if !sink(DirEntry { name, ino: *ino, kind: *kind, offset: *off }) {
                         break;
                     }
@@ -835,7 +835,8 @@ impl Node for GNode {
             }
             if eof || entries.is_empty() {
                 if let Some(k) = keep {
-                    self.inner.keep_listing(self, at, changes, (from, k.into(), off));
+                    let l = Listing { dir: self.me.clone(), at, from, entries: k.into(), end: off };
+                    self.inner.keep_listing(changes, l);
                 }
                 return Ok(());
             }
