@@ -79,6 +79,22 @@ fn renaming_a_lower_directory_copies_it_up_opaque() {
     assert_eq!(ns.rename_path(&c, None, "moved", "f", RenameFlags::NOREPLACE), Err(Errno::EXIST));
 }
 
+/// A rename that fails on a non-empty target copies nothing up: overlayfs checks the
+/// target before any copy-up, and a copied-up parent would show other attributes
+/// (nlink 1, the upper's size) than the untouched lower one.
+#[test]
+fn a_rename_refused_for_a_full_target_copies_nothing_up() {
+    let l = lower();
+    let (ov, ns) = overlay(&l);
+    let c = root();
+    ns.mkdir(&c, None, "n", 0o755).unwrap();
+    let before = ns.stat(&c, None, "d", false).unwrap();
+    assert_eq!(ns.rename_path(&c, None, "n", "d/e", RenameFlags::empty()), Err(Errno::NOTEMPTY));
+    assert_eq!(ov.upper_root().unwrap().lookup(b"d").err(), Some(Errno::NOENT), "d was copied up");
+    let after = ns.stat(&c, None, "d", false).unwrap();
+    assert_eq!((after.nlink, after.size), (before.nlink, before.size));
+}
+
 #[test]
 fn char_device_zero_zero_is_not_a_whiteout() {
     let l = lower();
