@@ -422,6 +422,56 @@ fn upper_files_pass_through() {
     }
 }
 
+/// A lower file the gofer serves, copied up while a reader of it stays open: the
+/// writer's open succeeds (the kernel fails any open of an inode that is not a
+/// passthrough open on the inode's backing file while one is, so lower files on a
+/// writable overlay are never passed through), the reader then reads the copy as on
+/// overlayfs (since Linux 4.19), so do later opens, and the host files do not change.
+#[test]
+fn a_lower_file_copied_up_under_an_open_reader() {
+    if skip("a_lower_file_copied_up_under_an_open_reader") {
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    let host = tempfile::tempdir().expect("tempdir");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 11) as u8).collect();
+    std::fs::write(host.path().join("low"), b"lower data\n").expect("write low");
+    std::fs::write(host.path().join("big"), &big).expect("write big");
+    let (client, server_end) = sandfs_gofer::transport::Conn::pair().expect("socketpair");
+    let source = sandfs_gofer::server::Source::open(host.path(), true).expect("source");
+    let server = sandfs_gofer::server::Server::new(source).expect("gofer server");
+    std::thread::spawn(move || server.serve(server_end));
+    let lower = sandfs_gofer::client::GoferFs::attach(client, sandfs_gofer::client::FileAccess::Exclusive)
+        .expect("attach");
+    let ov = sandfs_overlay::Overlay::new(sandfs_tmpfs::Tmpfs::new_default(), vec![lower]).expect("overlay");
+    let m = Mnt::new(ov, CachePolicy::Exclusive);
+    let status = m.bg.as_ref().expect("server").status().clone();
+    assert_eq!(std::fs::read(m.p("big")).expect("read big"), big);
+    for (name, at, old) in [("low", 0usize, b"lower data\n".to_vec()), ("big", 1_000_000, big.clone())] {
+        let r = std::fs::File::open(m.p(name)).expect("open reader");
+        let mut buf = [0u8; 5];
+        r.read_exact_at(&mut buf, at as u64).expect("read lower");
+        assert_eq!(buf, old[at..at + 5]);
+        let w =
+            std::fs::OpenOptions::new().write(true).open(m.p(name)).expect("open writer next to the reader");
+        w.write_all_at(b"COPY!", at as u64).expect("write the copy");
+        let mut new = old.clone();
+        new[at..at + 5].copy_from_slice(b"COPY!");
+        let mut all = vec![0u8; new.len()];
+        r.read_exact_at(&mut all, 0).expect("read again");
+        assert!(all == new, "{name}: the reader opened before the copy-up does not see it");
+        assert_eq!(std::fs::read(m.p(name)).expect("read the copy"), new, "{name}: a new open");
+        drop((r, w));
+        assert_eq!(std::fs::read(m.p(name)).expect("read the copy"), new, "{name}: after the reader left");
+        assert_eq!(
+            std::fs::read(host.path().join(name)).expect("host file"),
+            old,
+            "{name}: the host file changed"
+        );
+    }
+    assert_eq!(status.passthrough_refused(), 0, "{:?}", status.passthrough_error());
+}
+
 #[test]
 fn shared_mode_serves_too() {
     if skip("shared_mode_serves_too") {

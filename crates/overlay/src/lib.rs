@@ -28,6 +28,7 @@ mod copyup;
 mod dir;
 mod lower;
 mod node;
+mod reader;
 
 pub use node::{ONode, is_opaque, is_whiteout};
 

@@ -545,9 +545,11 @@ impl Node for ONode {
         }
         match self.upper() {
             Some(u) => u.open(flags),
-            // A read-only handle keeps reading the lower file even after another
-            // handle copies it up, as on Linux.
-            None => self.top_lower().ok_or(Errno::STALE)?.open_read(),
+            // Reads the lower file until the file is copied up, then the copy.
+            None => {
+                let lower = self.top_lower().ok_or(Errno::STALE)?;
+                Ok(Arc::new(crate::reader::Reader::open(self, &lower)?))
+            }
         }
     }
 

@@ -220,3 +220,63 @@ fn chrooted_tree(dir: &str) -> kit::Tree {
     to_outer().expect("outer");
     t
 }
+
+/// A read-only open made before a copy-up reads what is written after it, on kernel
+/// overlayfs (since Linux 4.19) as in sandfs. Both sides: a lower file, a reader, a
+/// writer that copies the file up and writes, the reader reading again.
+#[test]
+fn a_reader_opened_before_a_copy_up_reads_the_copy_like_the_kernel() {
+    if !kit::is_root() {
+        eprintln!(
+            "SKIP a_reader_opened_before_a_copy_up_reads_the_copy_like_the_kernel: needs root (mounts overlayfs)"
+        );
+        return;
+    }
+    use std::os::unix::fs::FileExt;
+    /// Unmounts the kernel overlay even when the test fails.
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for d in ["l", "u", "w", "m"] {
+        std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+    }
+    std::fs::write(dir.path().join("l/f"), b"lower data\n").expect("lower file");
+    let opts = format!("lowerdir={0}/l,upperdir={0}/u,workdir={0}/w", dir.path().display());
+    let m = dir.path().join("m");
+    rustix::mount::mount(
+        "overlay",
+        &m,
+        "overlay",
+        rustix::mount::MountFlags::empty(),
+        std::ffi::CString::new(opts).expect("options").as_c_str(),
+    )
+    .expect("mount overlayfs");
+    let _guard = Umount(m.clone());
+    let r = std::fs::File::open(m.join("f")).expect("open reader");
+    let mut first = [0u8; 5];
+    r.read_exact_at(&mut first, 0).expect("read");
+    let w = std::fs::OpenOptions::new().write(true).open(m.join("f")).expect("open writer");
+    w.write_all_at(b"COPY!", 0).expect("write");
+    let mut kernel = vec![0u8; 11];
+    r.read_exact_at(&mut kernel, 0).expect("read again");
+
+    let lower = Tmpfs::new_default();
+    let lns = MountNamespace::new(lower.clone(), MountFlags::empty());
+    let c = Creds::root();
+    let f = lns.open_path(&c, None, "f", OpenFlags::WRITE | OpenFlags::CREAT, 0o644).expect("create");
+    f.write_at(b"lower data\n", 0).expect("write");
+    let ov = Overlay::new(Tmpfs::new_default(), vec![lower]).expect("overlay");
+    let ns = MountNamespace::new(ov, MountFlags::empty());
+    let r = ns.open_path(&c, None, "f", OpenFlags::READ, 0).expect("open reader");
+    let mut sfirst = [0u8; 5];
+    r.read_at(&mut sfirst, 0).expect("read");
+    let w = ns.open_path(&c, None, "f", OpenFlags::WRITE, 0).expect("open writer");
+    w.write_at(b"COPY!", 0).expect("write");
+    let mut sandfs = vec![0u8; 11];
+    r.read_at(&mut sandfs, 0).expect("read again");
+    assert_eq!((&sfirst, String::from_utf8_lossy(&sandfs)), (&first, String::from_utf8_lossy(&kernel)));
+}

@@ -142,7 +142,7 @@ fn read_lower(l: &Arc<Tmpfs>, p: &str) -> Vec<u8> {
 }
 
 #[test]
-fn sparse_copy_up_keeps_holes_and_read_handles_keep_the_lower_file() {
+fn sparse_copy_up_keeps_holes_and_read_handles_follow_it() {
     let l = lower();
     {
         let ns = MountNamespace::new(l.clone(), MountFlags::empty());
@@ -161,7 +161,8 @@ fn sparse_copy_up_keeps_holes_and_read_handles_keep_the_lower_file() {
     assert_eq!(w.seek_data(4096, Whence::Data).unwrap(), 64 << 20);
     let mut buf = [0u8; 4];
     reader.read_at(&mut buf, 0).unwrap();
-    assert_eq!(&buf, b"head", "the read-only handle keeps the lower file");
+    assert_eq!(&buf, b"HEAD", "a read-only handle opened before the copy-up reads the copy");
+    assert_eq!(reader.seek_data(4096, Whence::Data).unwrap(), 64 << 20);
     let fresh = ns.open_path(&c, None, "sparse", OpenFlags::READ, 0).unwrap();
     fresh.read_at(&mut buf, 0).unwrap();
     assert_eq!(&buf, b"HEAD");
