@@ -44,7 +44,7 @@ for label, g, d, kind in pairs:
         rows.append(f"| {label} | {fmt(med[g])} | {fmt(med[d])} | {med[g] / med[d]:.2f}x direct |")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 sec = [heading, "",
-       "Divan medians, one run (15 samples per cold walk, 9 per 1 GiB transfer). The server runs on a thread of the bench process (the code the",
+       "Divan medians, one run (15 samples per cold walk and per 1 GiB transfer). The server runs on a thread of the bench process (the code the",
        "confined `sandfs gofer` runs) over a SOCK_SEQPACKET socketpair; the files live on a kernel",
        "tmpfs. Goals of issue 3: cold walk at most 2x direct syscalls; data throughput at least 90%",
        "of direct.", "",

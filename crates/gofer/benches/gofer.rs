@@ -235,7 +235,7 @@ fn big_path() -> PathBuf {
 }
 
 /// 1 GiB written in 1 MiB pwrites through the descriptor the gofer donated.
-#[divan::bench(name = "write 1 GiB: donated fd", sample_count = 9, sample_size = 1)]
+#[divan::bench(name = "write 1 GiB: donated fd", sample_count = 15, sample_size = 1)]
 fn write_donated(b: Bencher) {
     let root = scratch().dir.path();
     let ns = MountNamespace::new(serve(root, FileAccess::Exclusive), MountFlags::empty());
@@ -251,7 +251,7 @@ fn write_donated(b: Bencher) {
     });
 }
 
-#[divan::bench(name = "write 1 GiB: direct", sample_count = 9, sample_size = 1)]
+#[divan::bench(name = "write 1 GiB: direct", sample_count = 15, sample_size = 1)]
 fn write_direct(b: Bencher) {
     let data = vec![7u8; CHUNK];
     b.counter(BytesCount::new(CHUNK * GIB_CHUNKS)).bench_local(|| {
@@ -267,7 +267,7 @@ fn write_direct(b: Bencher) {
     });
 }
 
-#[divan::bench(name = "read 1 GiB: donated fd", sample_count = 9, sample_size = 1)]
+#[divan::bench(name = "read 1 GiB: donated fd", sample_count = 15, sample_size = 1)]
 fn read_donated(b: Bencher) {
     ensure_big();
     let root = scratch().dir.path();
@@ -281,7 +281,7 @@ fn read_donated(b: Bencher) {
     });
 }
 
-#[divan::bench(name = "read 1 GiB: direct", sample_count = 9, sample_size = 1)]
+#[divan::bench(name = "read 1 GiB: direct", sample_count = 15, sample_size = 1)]
 fn read_direct(b: Bencher) {
     ensure_big();
     let mut buf = vec![0u8; CHUNK];

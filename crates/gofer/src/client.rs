@@ -447,14 +447,16 @@ impl GNode {
         Ok(id)
     }
 
-    /// Directory entries after cookie `off`. A directory without a fid is walked to
-    /// and listed in one round trip (protocol version 2).
-    fn list(&self, off: u64) -> Result<(Vec<Dent>, bool)> {
+    /// Directory entries after cookie `off`, whether they are the last, and whether
+    /// the server listed them ahead of the request (version 4: then attributes the
+    /// client holds win). A directory without a fid is walked to and listed in one
+    /// round trip (protocol version 2).
+    fn list(&self, off: u64) -> Result<(Vec<Dent>, bool, bool)> {
         let listed = self.by_name(
             2,
             |dir, name| Request::Listdir { dir, name, off },
             |r, _| match r {
-                Reply::Listed { fid, attr, entries, eof } => Some((fid, attr, (entries, eof))),
+                Reply::Listed { fid, attr, entries, eof, ahead } => Some((fid, attr, (entries, eof, ahead))),
                 _ => None,
             },
         )?;
@@ -462,7 +464,7 @@ impl GNode {
             return Ok(l);
         }
         want(self.inner.call(&Request::Getdents { dir: self.fid()?.id(), off }), |r, _| match r {
-            Reply::Dents { entries, eof } => Some((entries, eof)),
+            Reply::Dents { entries, eof } => Some((entries, eof, false)),
             _ => None,
         })
     }
@@ -535,16 +537,19 @@ impl GNode {
     }
 
     /// [`GNode::remember`] of a listed entry (no fid), with the children locked: one
-    /// hash lookup, and the entry's name becomes the key.
-    fn remember_listed(&self, ch: &mut Children, d: &Dent, now: Instant) {
+    /// hash lookup, and the entry's name becomes the key. A node already held keeps
+    /// its attributes over a listing made `ahead` (they may predate a write).
+    fn remember_listed(&self, ch: &mut Children, d: &Dent, now: Instant, ahead: bool) {
         use std::collections::hash_map::Entry;
         let ino = self.inner.ino(d.attr.dev, d.attr.ino);
         match ch.entry(d.name.clone()) {
             Entry::Occupied(mut e) => {
                 let (old, at) = e.get_mut();
                 if old.ino == ino && old.kind == d.attr.kind {
-                    old.set_attr_at(d.attr, now);
-                    *at = now;
+                    if !ahead {
+                        old.set_attr_at(d.attr, now);
+                        *at = now;
+                    }
                 } else {
                     let node = self.new_child(e.key().clone(), None, d.attr, now);
                     e.insert((node, now));
@@ -804,7 +809,7 @@ impl Node for GNode {
         let mut from = after;
         let mut sink_done = false;
         loop {
-            let (entries, eof) = self.list(off)?;
+            let (entries, eof, ahead) = self.list(off)?;
             // The listing carries every entry's attributes: cache them as nodes
             // (fids are walked to only when an operation needs one), so a stat of
             // each entry after a readdir costs no round trip.
@@ -813,7 +818,7 @@ impl Node for GNode {
                 let mut ch = self.children.lock();
                 ch.reserve(entries.len());
                 for d in &entries {
-                    self.remember_listed(&mut ch, d, now);
+                    self.remember_listed(&mut ch, d, now, ahead);
                 }
             }
             for d in &entries {
@@ -1042,5 +1047,36 @@ impl FidUse<'_> {
 impl Drop for FidUse<'_> {
     fn drop(&mut self) {
         self.node.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Server, Source};
+
+    /// A listing made ahead may predate a write through a donated descriptor: a node
+    /// the client holds keeps its attributes over it, and takes an ordinary listing's.
+    #[test]
+    fn held_attributes_win_over_a_listing_made_ahead() {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::write(t.path().join("f"), b"abc").expect("write");
+        let (client, server_end) = Conn::pair().expect("socketpair");
+        let server = Server::new(Source::open(t.path(), false).expect("source")).expect("server");
+        std::thread::spawn(move || server.serve(server_end));
+        let fs = GoferFs::attach(client, FileAccess::Exclusive).expect("attach");
+        let f = fs.root().lookup(b"f").expect("lookup");
+        assert_eq!(f.attr().expect("attr").size, 3);
+        // As the server lists it: the host's device and inode numbers.
+        use std::os::unix::fs::MetadataExt;
+        let host = std::fs::metadata(t.path().join("f")).expect("stat");
+        let mut listed = f.attr().expect("attr");
+        (listed.dev, listed.ino, listed.size) = (host.dev(), host.ino(), 1);
+        let d = Dent { name: b"f"[..].into(), off: 1, attr: listed };
+        let now = Instant::now();
+        fs.root.remember_listed(&mut fs.root.children.lock(), &d, now, true);
+        assert_eq!(f.attr().expect("attr").size, 3, "a listing made ahead replaced held attributes");
+        fs.root.remember_listed(&mut fs.root.children.lock(), &d, now, false);
+        assert_eq!(f.attr().expect("attr").size, 1, "an ordinary listing is news");
     }
 }

@@ -7,6 +7,7 @@
 //! nothing above a mount source and confines itself after setup ([`confine`]); the
 //! client ([`client`]) is a vfs filesystem over a connection.
 
+mod ahead;
 pub mod client;
 pub mod confine;
 pub mod proto;

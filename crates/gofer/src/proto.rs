@@ -7,8 +7,8 @@ use crate::wire::{DecodeError, Reader, Writer};
 use sandfs_vfs::{Attr, FileType, SetAttr, StatFs, TimeSet, Timespec};
 
 /// Protocol version this build speaks (2 added [`Request::Listdir`], 3
-/// [`Request::Openat`]).
-pub const VERSION: u32 = 3;
+/// [`Request::Openat`], 4 listings made ahead: `Reply::Listed::ahead`).
+pub const VERSION: u32 = 4;
 /// Oldest protocol version this build still speaks (client and server).
 pub const MIN_VERSION: u32 = 1;
 /// Largest message in either direction, in bytes.
@@ -347,6 +347,9 @@ pub enum Reply {
         entries: Vec<Dent>,
         /// No more entries after these.
         eof: bool,
+        /// Listed ahead of the request (version 4), at most a moment ago: the
+        /// client keeps attributes it holds over the ones listed here.
+        ahead: bool,
     },
     /// To Create, Mknod, Symlink, Link: the new node (Create also donates an fd).
     Node {
@@ -490,8 +493,9 @@ fn get_name_ref<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DecodeError> {
     Ok(n)
 }
 
-fn put_dents(w: &mut Writer, entries: &[Dent], eof: bool) {
-    w.u8(eof as u8);
+/// `flags`: bit 0 eof, bit 1 (Listed only) listed ahead.
+fn put_dents(w: &mut Writer, entries: &[Dent], flags: u8) {
+    w.u8(flags);
     w.u32(entries.len() as u32);
     for d in entries {
         w.bytes(&d.name);
@@ -500,14 +504,18 @@ fn put_dents(w: &mut Writer, entries: &[Dent], eof: bool) {
     }
 }
 
-fn get_dents(r: &mut Reader<'_>) -> Result<(Vec<Dent>, bool), DecodeError> {
-    let eof = get_bool(r)?;
+/// The entries and the flags byte, which may have no bit above `max_flags`.
+fn get_dents(r: &mut Reader<'_>, max_flags: u8) -> Result<(Vec<Dent>, u8), DecodeError> {
+    let flags = r.u8()?;
+    if flags > max_flags {
+        return Err(DecodeError::Invalid("dirent flags"));
+    }
     let n = r.count(MAX_DENTS, dent_size(1), "dirent count")?;
     let mut entries = Vec::with_capacity(n);
     for _ in 0..n {
         entries.push(Dent { name: get_name_ref(r)?.into(), off: r.u64()?, attr: get_attr(r)? });
     }
-    Ok((entries, eof))
+    Ok((entries, flags))
 }
 
 fn get_bool(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
@@ -842,13 +850,13 @@ pub fn encode_reply(tag: u32, reply: &Result<Reply, i32>) -> Vec<u8> {
         }
         Ok(Reply::Dents { entries, eof }) => {
             w.u8(rk::DENTS);
-            put_dents(&mut w, entries, *eof);
+            put_dents(&mut w, entries, *eof as u8);
         }
-        Ok(Reply::Listed { fid, attr, entries, eof }) => {
+        Ok(Reply::Listed { fid, attr, entries, eof, ahead }) => {
             w.u8(rk::LISTED);
             w.u64(*fid);
             put_attr(&mut w, attr);
-            put_dents(&mut w, entries, *eof);
+            put_dents(&mut w, entries, *eof as u8 | (*ahead as u8) << 1);
         }
         Ok(Reply::Node { fid, attr }) => {
             w.u8(rk::NODE);
@@ -927,14 +935,14 @@ pub fn decode_reply(buf: &[u8]) -> Result<(u32, Result<Reply, i32>), DecodeError
         }
         rk::ATTR => Ok(Reply::Attr(get_attr(&mut r)?)),
         rk::DENTS => {
-            let (entries, eof) = get_dents(&mut r)?;
-            Ok(Reply::Dents { entries, eof })
+            let (entries, flags) = get_dents(&mut r, 1)?;
+            Ok(Reply::Dents { entries, eof: flags & 1 != 0 })
         }
         rk::LISTED => {
             let fid = r.u64()?;
             let attr = get_attr(&mut r)?;
-            let (entries, eof) = get_dents(&mut r)?;
-            Ok(Reply::Listed { fid, attr, entries, eof })
+            let (entries, flags) = get_dents(&mut r, 3)?;
+            Ok(Reply::Listed { fid, attr, entries, eof: flags & 1 != 0, ahead: flags & 2 != 0 })
         }
         rk::NODE => Ok(Reply::Node { fid: r.u64()?, attr: get_attr(&mut r)? }),
         rk::OPENED => Ok(Reply::Opened),

@@ -5,6 +5,7 @@
 //! and O_NOFOLLOW: symlinks are returned to the client, never followed here. A
 //! read-only mount answers EROFS to every mutation.
 
+use crate::ahead::Ahead;
 use crate::proto::{
     Dent, Fid, LISTED_HEADER, MAX_DENTS, MAX_MESSAGE, MAX_NAME, Reply, Request, VERSION, WalkEnd, dent_size,
     setattr_valid,
@@ -78,6 +79,8 @@ pub struct Server {
     version: u32,
     /// getdents buffer, allocated once.
     dirbuf: Vec<MaybeUninit<u8>>,
+    /// Listings made ahead (version 4).
+    ahead: Ahead,
 }
 
 fn resolve_flags() -> ResolveFlags {
@@ -182,6 +185,7 @@ impl Server {
             root: Some(root),
             version: 0,
             dirbuf: Vec::new(),
+            ahead: Ahead::default(),
         })
     }
 
@@ -206,6 +210,9 @@ impl Server {
         let mut buf = Vec::with_capacity(MAX_MESSAGE + 1);
         let mut fds = Vec::new();
         loop {
+            if self.version >= 4 {
+                self.work_ahead(&conn);
+            }
             match conn.recv(&mut buf, &mut fds) {
                 Ok(()) => {}
                 Err(RecvError::Closed) => return,
@@ -237,6 +244,27 @@ impl Server {
                 return;
             }
         }
+    }
+
+    /// Make listings ahead while no request waits (see [`crate::ahead`]).
+    fn work_ahead(&mut self, conn: &Conn) {
+        let busy = || {
+            let mut b = [0u8; 1];
+            let mut iov = [std::io::IoSliceMut::new(&mut b)];
+            let mut anc = rustix::net::RecvAncillaryBuffer::default();
+            let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+            rustix::net::recvmsg(conn.fd(), &mut iov, &mut anc, flags).err() != Some(Errno::AGAIN)
+        };
+        let Server { ahead, dirbuf, .. } = self;
+        ahead.work(&busy, &mut |parent, name| {
+            let fd = open_beneath(parent, name, OFlags::PATH, 0)?;
+            let attr = stat_fd(fd.as_fd())?;
+            if attr.kind != FileType::Directory {
+                return Err(Errno::NOTDIR);
+            }
+            let (entries, eof) = list(&fd, 0, dirbuf)?;
+            Ok((fd, attr, entries, eof))
+        });
     }
 
     fn entry(&self, fid: Fid) -> Result<&Entry, Errno> {
@@ -329,6 +357,15 @@ impl Server {
         if self.readonly && req.is_mutation() {
             return (Err(Errno::ROFS), None);
         }
+        let writes = match &req {
+            Request::Open { flags, .. } | Request::Openat { flags, .. } => {
+                OFlags::from_bits_retain(*flags).intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC)
+            }
+            r => r.is_mutation(),
+        };
+        if writes {
+            self.ahead.drop_ready();
+        }
         match req {
             Request::Open { fid, flags } => match self.open_flags(flags).and_then(|f| self.reopen(fid, f)) {
                 Ok(fd) => (Ok(Reply::Opened), Some(fd)),
@@ -381,6 +418,11 @@ impl Server {
             Request::Getdents { dir, off } => {
                 let d = self.dir_fd(dir)?;
                 let (entries, eof) = list(&d, off, &mut self.dirbuf)?;
+                if self.version >= 4 && off == 0 {
+                    let e = self.entry(dir)?;
+                    let (dev, ino) = (e.dev, e.ino);
+                    self.ahead.queue(&d, dev, ino, &entries);
+                }
                 Ok(Reply::Dents { entries, eof })
             }
             Request::Listdir { dir, name, off } => self.listdir(dir, name, off),
@@ -616,7 +658,25 @@ impl Server {
         if self.version < 2 {
             return Err(Errno::NOSYS);
         }
-        let (fid, attr) = self.adopt(&self.dir_fd(dir)?, &name)?;
+        let parent = self.dir_fd(dir)?;
+        let ahead = self.version >= 4 && off == 0;
+        if ahead {
+            let e = self.entry(dir)?;
+            if let Some(m) = self.ahead.take(e.dev, e.ino, &name) {
+                let fd = Arc::new(m.fd);
+                let entry = Entry {
+                    fd: fd.clone(),
+                    parent: Some((m.parent, name)),
+                    kind: FileType::Directory,
+                    dev: m.attr.dev,
+                    ino: m.attr.ino,
+                };
+                let fid = self.insert(entry)?;
+                self.ahead.queue(&fd, m.attr.dev, m.attr.ino, &m.entries);
+                return Ok(Reply::Listed { fid, attr: m.attr, entries: m.entries, eof: m.eof, ahead: true });
+            }
+        }
+        let (fid, attr) = self.adopt(&parent, &name)?;
         let listed = match attr.kind {
             FileType::Directory => {
                 self.entry(fid).map(|e| e.fd.clone()).and_then(|fd| list(&fd, off, &mut self.dirbuf))
@@ -624,7 +684,13 @@ impl Server {
             _ => Err(Errno::NOTDIR),
         };
         match listed {
-            Ok((entries, eof)) => Ok(Reply::Listed { fid, attr, entries, eof }),
+            Ok((entries, eof)) => {
+                if ahead && let Ok(e) = self.entry(fid) {
+                    let fd = e.fd.clone();
+                    self.ahead.queue(&fd, attr.dev, attr.ino, &entries);
+                }
+                Ok(Reply::Listed { fid, attr, entries, eof, ahead: false })
+            }
             Err(e) => {
                 self.fids.remove(&fid);
                 Err(e)

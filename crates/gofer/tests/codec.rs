@@ -193,8 +193,9 @@ fn reply() -> impl Strategy<Value = Result<Reply, i32>> {
         attr().prop_map(|a| Ok(Reply::Attr(a))),
         (vec((name(), any::<u64>(), attr()), 0..200), any::<bool>())
             .prop_map(|(e, eof)| { Ok(Reply::Dents { entries: dents(e), eof }) }),
-        (fid(), attr(), vec((name(), any::<u64>(), attr()), 0..200), any::<bool>())
-            .prop_map(|(fid, attr, e, eof)| Ok(Reply::Listed { fid, attr, entries: dents(e), eof })),
+        (fid(), attr(), vec((name(), any::<u64>(), attr()), 0..200), any::<bool>(), any::<bool>()).prop_map(
+            |(fid, attr, e, eof, ahead)| Ok(Reply::Listed { fid, attr, entries: dents(e), eof, ahead })
+        ),
         (fid(), attr()).prop_map(|(fid, attr)| Ok(Reply::Node { fid, attr })),
         Just(Ok(Reply::Opened)),
         Just(Ok(Reply::Unit)),
@@ -378,7 +379,7 @@ fn invalid_names_are_refused() {
         let d = Dent { name: bad.into(), off: 1, attr };
         let m = proto::encode_reply(
             7,
-            &Ok(Reply::Listed { fid: 1, attr: listed_dir_attr(), entries: vec![d], eof: true }),
+            &Ok(Reply::Listed { fid: 1, attr: listed_dir_attr(), entries: vec![d], eof: true, ahead: false }),
         );
         assert_eq!(proto::decode_reply(&m), Err(DecodeError::Invalid("name")));
     }
@@ -422,7 +423,8 @@ fn huge_counts_allocate_nothing() {
     assert_eq!(proto::decode_reply(&r), Err(DecodeError::Invalid("dirent count")));
     // The same count after a listing's directory fid and attributes.
     let attr = listed_dir_attr();
-    let mut r = proto::encode_reply(1, &Ok(Reply::Listed { fid: 1, attr, entries: vec![], eof: true }));
+    let mut r =
+        proto::encode_reply(1, &Ok(Reply::Listed { fid: 1, attr, entries: vec![], eof: true, ahead: false }));
     let n = r.len();
     r[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(proto::decode_reply(&r), Err(DecodeError::Invalid("dirent count")));
@@ -474,6 +476,33 @@ fn booleans_and_nanoseconds_are_checked() {
     let n = m.len();
     m[n - 4..].copy_from_slice(&1_000_000_000u32.to_le_bytes());
     assert_eq!(Request::decode(&m), Err(DecodeError::Invalid("nanoseconds")));
+}
+
+/// The flags byte of a listing: a Dents reply knows bit 0 (eof) only, a Listed reply
+/// bits 0 and 1 (listed ahead); any other bit is a protocol error.
+#[test]
+fn listing_flags_are_checked() {
+    let attr = listed_dir_attr();
+    // Both replies end with the flags byte and a zero count.
+    let flags_at = |m: &[u8]| m.len() - 5;
+    for (eof, ahead) in [(false, false), (true, false), (false, true), (true, true)] {
+        let m = proto::encode_reply(1, &Ok(Reply::Listed { fid: 1, attr, entries: vec![], eof, ahead }));
+        assert_eq!(m[flags_at(&m)], eof as u8 | (ahead as u8) << 1);
+        assert_eq!(
+            proto::decode_reply(&m),
+            Ok((1, Ok(Reply::Listed { fid: 1, attr, entries: vec![], eof, ahead })))
+        );
+        for bad in 4..=255u8 {
+            let mut b = m.clone();
+            let i = flags_at(&b);
+            b[i] = bad;
+            assert_eq!(proto::decode_reply(&b), Err(DecodeError::Invalid("dirent flags")), "{bad}");
+        }
+    }
+    let mut m = proto::encode_reply(1, &Ok(Reply::Dents { entries: vec![], eof: true }));
+    let i = flags_at(&m);
+    m[i] = 2;
+    assert_eq!(proto::decode_reply(&m), Err(DecodeError::Invalid("dirent flags")));
 }
 
 #[test]

@@ -24,12 +24,15 @@
 //! bytes), and the real client (GoferFs) under a vfs MountNamespace, which follows
 //! symlinks itself, inside the namespace root.
 
+mod raw;
+
+use raw::{Raw, serve};
 use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::io::Errno;
 use sandfs_gofer::client::{FileAccess, GoferFs};
 use sandfs_gofer::proto::{self, Fid, Reply, Request, WalkEnd};
-use sandfs_gofer::server::{Server, Source};
+use sandfs_gofer::server::Source;
 use sandfs_gofer::transport::{Conn, RecvError};
 use sandfs_testkit as kit;
 use sandfs_vfs::{Creds, FileType, MountFlags, MountNamespace, OpenFlags, Timespec};
@@ -255,81 +258,6 @@ struct Snapshot {
 
 // ------------------------------------------------------------------ attackers
 
-/// Start a server for `src` on its own thread.
-fn serve(src: Source) -> (Conn, std::thread::JoinHandle<()>) {
-    let (client, server_end) = Conn::pair().expect("socketpair");
-    let server = Server::new(src).expect("server");
-    let t = std::thread::spawn(move || server.serve(server_end));
-    (client, t)
-}
-
-/// A hostile client: raw protocol, any request, any bytes.
-struct Raw {
-    conn: Conn,
-    tag: u32,
-    buf: Vec<u8>,
-    fds: Vec<OwnedFd>,
-    root: Fid,
-}
-
-impl Raw {
-    fn attach(src: Source) -> (Raw, std::thread::JoinHandle<()>) {
-        let (conn, t) = serve(src);
-        let mut raw = Raw { conn, tag: 0, buf: Vec::new(), fds: Vec::new(), root: 0 };
-        match raw.call(&Request::Attach { version: proto::VERSION }) {
-            Ok(Reply::Attached { root, .. }) => raw.root = root,
-            other => panic!("attach: {other:?}"),
-        }
-        (raw, t)
-    }
-
-    fn send_bytes(&self, msg: &[u8]) -> Result<(), Errno> {
-        self.conn.send(msg, &[])
-    }
-
-    fn recv(&mut self) -> Result<(u32, Result<Reply, i32>), RecvError> {
-        self.conn.recv(&mut self.buf, &mut self.fds)?;
-        Ok(proto::decode_reply(&self.buf).expect("the server sends valid replies"))
-    }
-
-    /// Send a request; the reply (or errno), with any donated descriptor kept in
-    /// `self.fds`.
-    fn call(&mut self, req: &Request) -> Result<Reply, Errno> {
-        self.tag += 1;
-        self.send_bytes(&req.encode(self.tag)).expect("send");
-        let (tag, r) = self.recv().expect("a reply");
-        assert_eq!(tag, self.tag);
-        r.map_err(Errno::from_raw_os_error)
-    }
-
-    fn walk(&mut self, dir: Fid, names: &[&str]) -> (WalkEnd, Vec<(Fid, sandfs_vfs::Attr)>) {
-        let names = names.iter().map(|n| n.as_bytes().to_vec()).collect();
-        match self.call(&Request::Walk { dir, names }) {
-            Ok(Reply::Walked { end, entries }) => (end, entries),
-            other => panic!("walk: {other:?}"),
-        }
-    }
-
-    /// Open a fid and read what the donated descriptor holds.
-    fn open_read(&mut self, fid: Fid) -> Result<Vec<u8>, Errno> {
-        self.call(&Request::Open { fid, flags: OFlags::RDONLY.bits() })?;
-        let fd = self.fds.pop().expect("a donated descriptor");
-        let mut buf = vec![0u8; 4096];
-        let n = rustix::io::pread(&fd, &mut buf, 0)?;
-        buf.truncate(n);
-        Ok(buf)
-    }
-
-    /// Whether the server has closed the connection: a request gets no reply.
-    fn is_closed(&mut self) -> bool {
-        self.tag += 1;
-        if self.send_bytes(&Request::Getattr { fid: self.root }.encode(self.tag)).is_err() {
-            return true;
-        }
-        matches!(self.recv(), Err(RecvError::Closed) | Err(RecvError::Io(_)))
-    }
-}
-
 fn ns_for(src: Source, access: FileAccess) -> Arc<MountNamespace> {
     let (conn, _t) = serve(src);
     let fs = GoferFs::attach(conn, access).expect("attach");
@@ -369,7 +297,7 @@ fn symlink_to_etc_passwd() {
     let before = host.snapshot();
 
     // A hostile client gets the link reported, never followed.
-    let (mut raw, t) = Raw::attach(host.source(false));
+    let (mut raw, t) = Raw::attach_joined(host.source(false), proto::VERSION);
     let root = raw.root;
     for link in ["passwd", "abs"] {
         let (end, entries) = raw.walk(root, &[link, "x"]);
@@ -464,7 +392,7 @@ fn symlink_chain_climbing_with_dotdot() {
     host.symlink("a/b/c/up/outside/secret", "src/viaup");
     let before = host.snapshot();
 
-    let (mut raw, t) = Raw::attach(host.source(false));
+    let (mut raw, t) = Raw::attach_joined(host.source(false), proto::VERSION);
     let root = raw.root;
     // Each walk stops at the first symlink; following is the client's business.
     let (end, entries) = raw.walk(root, &["a", "b", "c", "up", "outside", "secret"]);
@@ -590,7 +518,7 @@ fn hostile_names_close_the_connection() {
     let src_before = host.list("src");
     let n = hostile_requests(1).len();
     for i in 0..n {
-        let (mut raw, t) = Raw::attach(host.source(false));
+        let (mut raw, t) = Raw::attach_joined(host.source(false), proto::VERSION);
         let (what, msg) = hostile_requests(raw.root).swap_remove(i);
         if msg.len() > proto::MAX_MESSAGE {
             // Let the socket carry it, so the server sees it (root may exceed wmem_max).
@@ -623,7 +551,7 @@ fn hostile_names_close_the_connection() {
         assert_eq!(host.read("src/ok/secret"), b"inside\n");
     }
     // Client-sent descriptors are refused too.
-    let (raw, t) = Raw::attach(host.source(false));
+    let (raw, t) = Raw::attach_joined(host.source(false), proto::VERSION);
     let passwd = rustix::fs::open("/etc/passwd", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty());
     let outside = rustix::fs::openat(host.fd(), "outside", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .expect("open");
@@ -643,7 +571,7 @@ fn unknown_and_foreign_fids_are_refused() {
     let host = Host::new();
     host.write("src/f", b"inside\n");
     let before = host.snapshot();
-    let (mut raw, t) = Raw::attach(host.source(false));
+    let (mut raw, t) = Raw::attach_joined(host.source(false), proto::VERSION);
     for fid in [0, 2, 3, 1000, u64::MAX] {
         if fid == raw.root {
             continue;
@@ -708,7 +636,7 @@ fn directory_swapped_for_symlink_race() {
     let mut tries = 0usize;
     let mut inside_reads = 0usize;
     let mut stopped_at_link = 0usize;
-    let (mut raw, t) = Raw::attach(host.source(false));
+    let (mut raw, t) = Raw::attach_joined(host.source(false), proto::VERSION);
     let ns = ns_for(host.source(false), FileAccess::Shared);
     while Instant::now() < deadline || tries < 200 {
         tries += 1;
@@ -865,7 +793,7 @@ fn proc_self_root_and_fd_tricks() {
     host.write("src/proc/self/root/etc/passwd", b"DECOY\n");
     let before = host.snapshot();
 
-    let (mut raw, t) = Raw::attach(host.source(false));
+    let (mut raw, t) = Raw::attach_joined(host.source(false), proto::VERSION);
     let root = raw.root;
     let mut links =
         vec!["root_passwd".to_string(), "cwd_passwd".into(), "thread_passwd".into(), "init_passwd".into()];
@@ -929,7 +857,7 @@ fn single_file_mount_reaches_nothing_else() {
     let before = host.snapshot();
     let src_before = host.list("src");
     let source = Source::open(&host.path("src/single"), false).expect("open single-file source");
-    let (mut raw, t) = Raw::attach(source);
+    let (mut raw, t) = Raw::attach_joined(source, proto::VERSION);
     let root = raw.root;
     assert_eq!(raw.open_read(root).as_deref(), Ok(&b"just this\n"[..]));
     let n = |s: &str| s.as_bytes().to_vec();

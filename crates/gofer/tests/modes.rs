@@ -4,12 +4,14 @@
 //! host-side change is not seen through a cached lookup or attribute: sandfs is
 //! assumed to be the only writer, as in runsc).
 
-use rustix::fd::OwnedFd;
+mod raw;
+
+use raw::Raw;
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 use sandfs_gofer::client::{FileAccess, GoferFs, SHARED_TTL};
-use sandfs_gofer::proto::{self, Fid, Reply, Request, setattr_valid};
-use sandfs_gofer::server::{Server, Source};
+use sandfs_gofer::proto::{self, Reply, Request, setattr_valid};
+use sandfs_gofer::server::Source;
 use sandfs_gofer::transport::Conn;
 use sandfs_vfs::ops::Make;
 use sandfs_vfs::{
@@ -20,52 +22,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A connection to a new server for `src`.
 fn serve(src: Source) -> Conn {
-    let (client, server_end) = Conn::pair().expect("socketpair");
-    let server = Server::new(src).expect("server");
-    std::thread::spawn(move || server.serve(server_end));
-    client
-}
-
-/// A raw protocol client, to send every request kind with real fids.
-struct Raw {
-    conn: Conn,
-    tag: u32,
-    buf: Vec<u8>,
-    fds: Vec<OwnedFd>,
-    root: Fid,
-    readonly: bool,
-}
-
-impl Raw {
-    fn attach(src: Source) -> Raw {
-        let mut raw =
-            Raw { conn: serve(src), tag: 0, buf: Vec::new(), fds: Vec::new(), root: 0, readonly: false };
-        match raw.call(&Request::Attach { version: proto::VERSION }) {
-            Ok(Reply::Attached { root, readonly, .. }) => {
-                raw.root = root;
-                raw.readonly = readonly;
-            }
-            other => panic!("attach: {other:?}"),
-        }
-        raw
-    }
-
-    fn call(&mut self, req: &Request) -> Result<Reply, Errno> {
-        self.tag += 1;
-        self.conn.send(&req.encode(self.tag), &[]).expect("send");
-        self.conn.recv(&mut self.buf, &mut self.fds).expect("a reply");
-        let (tag, r) = proto::decode_reply(&self.buf).expect("a valid reply");
-        assert_eq!(tag, self.tag);
-        r.map_err(Errno::from_raw_os_error)
-    }
-
-    fn fid(&mut self, name: &str) -> Fid {
-        match self.call(&Request::Walk { dir: self.root, names: vec![name.as_bytes().to_vec()] }) {
-            Ok(Reply::Walked { entries, .. }) if !entries.is_empty() => entries[0].0,
-            other => panic!("walk {name}: {other:?}"),
-        }
-    }
+    raw::serve(src).0
 }
 
 /// Everything about the host tree that a mutation could change.
@@ -481,8 +440,8 @@ fn version_one_clients_get_no_listdir() {
     };
     assert_eq!(version, proto::VERSION);
     match raw.call(&Request::Listdir { dir: root, name: b"d".to_vec(), off: 0 }) {
-        Ok(Reply::Listed { fid, attr, entries, eof }) => {
-            assert!(eof);
+        Ok(Reply::Listed { fid, attr, entries, eof, ahead }) => {
+            assert!(eof && !ahead);
             assert_eq!(attr.kind, sandfs_vfs::FileType::Directory);
             let names: Vec<&[u8]> = entries.iter().map(|e| &*e.name).collect();
             assert_eq!(names, [&b"inner"[..]]);

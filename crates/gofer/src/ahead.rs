@@ -1,0 +1,148 @@
+//! Listings made ahead (protocol version 4). A cold walk lists a directory, then
+//! each of its subdirectories: while the client works through one listing, the
+//! server, otherwise idle, lists the subdirectories it named, so the host's getdents
+//! and statx of the next directory overlap the client's work on this one.
+//!
+//! Bounded every way: work is done only while no request waits on the connection,
+//! and is paid from a credit that hits earn (a lone `ls` of a big directory wastes at
+//! most [`START_CREDIT`] listings); at most [`MAX_READY`] listings are held, each
+//! for at most [`TTL`]; any change asked for on the connection drops them all. The
+//! reply says a listing was made ahead, and the client keeps the attributes of
+//! nodes it holds over such a listing's (a write through a donated descriptor sends
+//! nothing, so a listing made before it may show the old size).
+
+use crate::proto::Dent;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::io::Errno;
+use sandfs_vfs::{Attr, FileType};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a listing made ahead may wait for its request.
+pub const TTL: Duration = Duration::from_millis(50);
+/// Most listings held.
+pub const MAX_READY: usize = 64;
+/// Most subdirectories waiting to be listed.
+const MAX_TODO: usize = 4096;
+/// Credit at the start: listings that may be made before any has been used.
+pub const START_CREDIT: u32 = 4;
+/// Most credit saved up.
+const MAX_CREDIT: u32 = 256;
+
+/// A subdirectory by its parent's device and inode and its name.
+type Key = (u64, u64, Box<[u8]>);
+
+/// A subdirectory to list: its parent's descriptor and its key.
+struct Job {
+    parent: Arc<OwnedFd>,
+    key: Key,
+}
+
+/// A listing made ahead: the directory's `O_PATH` descriptor, its attributes, its
+/// first page of entries.
+pub struct Made {
+    pub fd: OwnedFd,
+    pub parent: Arc<OwnedFd>,
+    pub attr: Attr,
+    pub entries: Vec<Dent>,
+    pub eof: bool,
+    at: Instant,
+}
+
+/// Makes one listing: walks `name` beneath `parent` to a directory and lists it.
+pub type Lister<'a> =
+    dyn FnMut(BorrowedFd<'_>, &[u8]) -> Result<(OwnedFd, Attr, Vec<Dent>, bool), Errno> + 'a;
+
+/// The listings made ahead for one connection and the subdirectories still to do.
+#[derive(Default)]
+pub struct Ahead {
+    ready: HashMap<Key, Made>,
+    todo: VecDeque<Job>,
+    credit: u32,
+    /// Take jobs from the back: the client asked for the newest ones first.
+    from_back: bool,
+    started: bool,
+}
+
+impl Ahead {
+    /// The listing of `name` in the directory (`dev`, `ino`), if one was made ahead
+    /// and is still fresh. A hit earns credit; so does a request for a subdirectory
+    /// still waiting to be listed (the guess was right, only late), which is then
+    /// taken off the list, and whose place there says which end to work from.
+    pub fn take(&mut self, dev: u64, ino: u64, name: &[u8]) -> Option<Made> {
+        let key: Key = (dev, ino, name.into());
+        if let Some(m) = self.ready.remove(&key) {
+            if m.at.elapsed() <= TTL {
+                self.earn(2);
+                return Some(m);
+            }
+            return None;
+        }
+        if let Some(i) = self.todo.iter().position(|j| j.key == key) {
+            self.from_back = i > self.todo.len() / 2;
+            self.todo.remove(i);
+            self.earn(1);
+        }
+        None
+    }
+
+    fn earn(&mut self, n: u32) {
+        self.credit = (self.credit + n).min(MAX_CREDIT);
+    }
+
+    /// Queue the subdirectories among `entries` of the directory open at `dir`, at
+    /// the end work is taken from, in their order: a walk descends into what it just
+    /// listed, so its subdirectories are wanted before what was queued earlier (depth
+    /// first, as `find` goes). The far end overflows.
+    pub fn queue(&mut self, dir: &Arc<OwnedFd>, dev: u64, ino: u64, entries: &[Dent]) {
+        if !self.started {
+            self.started = true;
+            self.credit = START_CREDIT;
+        }
+        let subdirs = entries.iter().filter(|d| d.attr.kind == FileType::Directory);
+        let job = |d: &Dent| Job { parent: dir.clone(), key: (dev, ino, d.name.as_ref().into()) };
+        if self.from_back {
+            for d in subdirs {
+                self.todo.push_back(job(d));
+            }
+            while self.todo.len() > MAX_TODO {
+                self.todo.pop_front();
+            }
+        } else {
+            let group: Vec<&Dent> = subdirs.collect();
+            for d in group.into_iter().rev() {
+                self.todo.push_front(job(d));
+            }
+            self.todo.truncate(MAX_TODO);
+        }
+    }
+
+    /// Something changed: every listing made is void (the list of subdirectories to
+    /// do stays: they are still likely asked for next).
+    pub fn drop_ready(&mut self) {
+        self.ready.clear();
+    }
+
+    /// Make listings while credit lasts, room remains and `busy` says no request
+    /// waits. (A listing's own subdirectories are queued when it is used.)
+    pub fn work(&mut self, busy: &dyn Fn() -> bool, list: &mut Lister<'_>) {
+        self.ready.retain(|_, m| m.at.elapsed() <= TTL);
+        while self.credit > 0 && self.ready.len() < MAX_READY {
+            let job = if self.from_back { self.todo.pop_back() } else { self.todo.pop_front() };
+            let Some(job) = job else { return };
+            if busy() {
+                if self.from_back {
+                    self.todo.push_back(job);
+                } else {
+                    self.todo.push_front(job);
+                }
+                return;
+            }
+            self.credit -= 1;
+            let Ok((fd, attr, entries, eof)) = list(job.parent.as_fd(), &job.key.2) else { continue };
+            let made = Made { fd, parent: job.parent, attr, entries, eof, at: Instant::now() };
+            self.ready.insert(job.key, made);
+        }
+    }
+}
