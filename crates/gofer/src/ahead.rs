@@ -5,8 +5,9 @@
 //!
 //! Bounded every way: work is done only while no request waits on the connection,
 //! and is paid from a credit that hits earn (a lone `ls` of a big directory wastes at
-//! most [`START_CREDIT`] listings); at most [`MAX_READY`] listings are held, each
-//! for at most [`TTL`]; any change asked for on the connection drops them all. The
+//! most [`START_CREDIT`] listings); at most [`MAX_READY`] listings and
+//! [`MAX_READY_ENTRIES`] entries are held, each for at most [`TTL`]; any change asked
+//! for on the connection drops them all. The
 //! reply says a listing was made ahead, and the client keeps the attributes of
 //! nodes it holds over such a listing's (a write through a donated descriptor sends
 //! nothing, so a listing made before it may show the old size).
@@ -23,6 +24,8 @@ use std::time::{Duration, Instant};
 pub const TTL: Duration = Duration::from_millis(50);
 /// Most listings held.
 pub const MAX_READY: usize = 64;
+/// Most entries held in them together (a few MiB at most).
+const MAX_READY_ENTRIES: usize = 16384;
 /// Most subdirectories waiting to be listed.
 const MAX_TODO: usize = 4096;
 /// Credit at the start: listings that may be made before any has been used.
@@ -58,6 +61,8 @@ pub type Lister<'a> =
 #[derive(Default)]
 pub struct Ahead {
     ready: HashMap<Key, Made>,
+    /// Entries in `ready`, all listings together.
+    held: usize,
     todo: VecDeque<Job>,
     credit: u32,
     /// Take jobs from the back: the client asked for the newest ones first.
@@ -73,6 +78,7 @@ impl Ahead {
     pub fn take(&mut self, dev: u64, ino: u64, name: &[u8]) -> Option<Made> {
         let key: Key = (dev, ino, name.into());
         if let Some(m) = self.ready.remove(&key) {
+            self.held -= m.entries.len();
             if m.at.elapsed() <= TTL {
                 self.earn(2);
                 return Some(m);
@@ -122,13 +128,21 @@ impl Ahead {
     /// do stays: they are still likely asked for next).
     pub fn drop_ready(&mut self) {
         self.ready.clear();
+        self.held = 0;
     }
 
     /// Make listings while credit lasts, room remains and `busy` says no request
     /// waits. (A listing's own subdirectories are queued when it is used.)
     pub fn work(&mut self, busy: &dyn Fn() -> bool, list: &mut Lister<'_>) {
-        self.ready.retain(|_, m| m.at.elapsed() <= TTL);
-        while self.credit > 0 && self.ready.len() < MAX_READY {
+        let held = &mut self.held;
+        self.ready.retain(|_, m| {
+            let keep = m.at.elapsed() <= TTL;
+            if !keep {
+                *held -= m.entries.len();
+            }
+            keep
+        });
+        while self.credit > 0 && self.ready.len() < MAX_READY && self.held < MAX_READY_ENTRIES {
             let job = if self.from_back { self.todo.pop_back() } else { self.todo.pop_front() };
             let Some(job) = job else { return };
             if busy() {
@@ -141,8 +155,120 @@ impl Ahead {
             }
             self.credit -= 1;
             let Ok((fd, attr, entries, eof)) = list(job.parent.as_fd(), &job.key.2) else { continue };
+            self.held += entries.len();
             let made = Made { fd, parent: job.parent, attr, entries, eof, at: Instant::now() };
-            self.ready.insert(job.key, made);
+            if let Some(old) = self.ready.insert(job.key, made) {
+                self.held -= old.entries.len();
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandfs_vfs::Timespec;
+
+    fn attr(kind: FileType) -> Attr {
+        let t = Timespec::default();
+        Attr {
+            kind,
+            mode: 0o755,
+            nlink: 1,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            blocks: 0,
+            blksize: 4096,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            btime: t,
+            ino: 1,
+            dev: 1,
+            rdev: 0,
+        }
+    }
+
+    fn dents(names: &[&str], kind: FileType) -> Vec<Dent> {
+        names.iter().map(|n| Dent { name: n.as_bytes().into(), off: 1, attr: attr(kind) }).collect()
+    }
+
+    fn fd() -> OwnedFd {
+        rustix::fs::open("/", rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()).expect("open /")
+    }
+
+    /// A lister that records what it was asked for and lists `n` regular files.
+    fn lister(asked: &mut Vec<String>, n: usize) -> impl FnMut(BorrowedFd<'_>, &[u8]) -> ListResult + '_ {
+        move |_, name| {
+            asked.push(String::from_utf8_lossy(name).into_owned());
+            let names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+            let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+            Ok((fd(), attr(FileType::Directory), dents(&names, FileType::Regular), true))
+        }
+    }
+
+    type ListResult = Result<(OwnedFd, Attr, Vec<Dent>, bool), Errno>;
+
+    #[test]
+    fn only_subdirectories_are_listed_and_a_lone_listing_wastes_little() {
+        let dir = Arc::new(fd());
+        let mut a = Ahead::default();
+        let mut entries = dents(&["a", "b", "c", "d", "e", "f"], FileType::Directory);
+        entries.extend(dents(&["file"], FileType::Regular));
+        a.queue(&dir, 1, 2, &entries);
+        let mut asked = Vec::new();
+        a.work(&|| false, &mut lister(&mut asked, 1));
+        // Depth first from the front, in order; then the credit is spent.
+        assert_eq!(asked, ["a", "b", "c", "d"]);
+        assert!(a.take(1, 2, b"a").is_some());
+        assert!(a.take(1, 2, b"a").is_none(), "taken twice");
+        assert!(a.take(9, 2, b"b").is_none(), "another directory's child");
+        // The hit earned credit for more.
+        let mut asked = Vec::new();
+        a.work(&|| false, &mut lister(&mut asked, 1));
+        assert_eq!(asked, ["e", "f"]);
+    }
+
+    #[test]
+    fn no_work_while_a_request_waits_and_nothing_after_a_change() {
+        let dir = Arc::new(fd());
+        let mut a = Ahead::default();
+        a.queue(&dir, 1, 2, &dents(&["a", "b"], FileType::Directory));
+        let mut asked = Vec::new();
+        a.work(&|| true, &mut lister(&mut asked, 1));
+        assert!(asked.is_empty());
+        a.work(&|| false, &mut lister(&mut asked, 1));
+        assert_eq!(asked, ["a", "b"]);
+        a.drop_ready();
+        assert!(a.take(1, 2, b"a").is_none() && a.take(1, 2, b"b").is_none());
+    }
+
+    #[test]
+    fn a_request_from_the_back_turns_the_order() {
+        let dir = Arc::new(fd());
+        let mut a = Ahead::default();
+        a.queue(&dir, 1, 2, &dents(&["a", "b", "c", "d", "e", "f"], FileType::Directory));
+        // Asked for the last one before any work: a late guess, from the back now.
+        assert!(a.take(1, 2, b"f").is_none());
+        let mut asked = Vec::new();
+        a.work(&|| false, &mut lister(&mut asked, 1));
+        assert_eq!(asked[..2], ["e", "d"]);
+    }
+
+    #[test]
+    fn held_entries_are_bounded() {
+        let dir = Arc::new(fd());
+        let mut a = Ahead::default();
+        let names: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
+        let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+        a.queue(&dir, 1, 2, &dents(&names, FileType::Directory));
+        a.credit = MAX_CREDIT;
+        let mut asked = Vec::new();
+        a.work(&|| false, &mut lister(&mut asked, 4096));
+        assert_eq!(asked.len(), MAX_READY_ENTRIES / 4096);
+        assert_eq!(a.held, MAX_READY_ENTRIES);
+        assert!(a.take(1, 2, b"d0").is_some());
+        assert_eq!(a.held, MAX_READY_ENTRIES - 4096);
     }
 }
