@@ -107,12 +107,9 @@ pub fn run(args: GoferArgs) -> Result<()> {
     // Descriptors are shared by every mount this process serves: raise the soft
     // limit to the hard one and give each connection an equal share.
     let per_mount = {
-        use rustix::process::{Resource, getrlimit, setrlimit};
-        let mut lim = getrlimit(Resource::Nofile);
-        lim.current = lim.maximum;
-        let _ = setrlimit(Resource::Nofile, lim);
-        let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20) as usize;
-        soft.saturating_sub(64) / mounts.len().max(1)
+        crate::limits::raise_nofile();
+        let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+        (soft as usize).saturating_sub(64) / mounts.len().max(1)
     };
     let mut threads = Vec::new();
     for m in mounts {

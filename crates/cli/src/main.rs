@@ -4,6 +4,7 @@
 mod export;
 mod gofer;
 mod host;
+mod limits;
 mod mount;
 mod run;
 mod sandbox;

@@ -228,6 +228,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     sigs.add(Signal::SIGINT);
     sigs.add(Signal::SIGTERM);
     sigs.thread_block().context("block signals")?;
+    let nofile = crate::limits::raise_nofile();
     // Opened before the scratch tmpfs hides /tmp: the path is the caller's.
     let export = match &args.export_upper {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("--export-upper {}", p.display()))?),
@@ -260,6 +261,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     let mut params = process(&spec, args.fs.bundle.is_some(), &args.cmd)?;
     params.root = view.clone();
+    if !params.rlimits.iter().any(|r| r.0 == "RLIMIT_NOFILE") {
+        let (soft, hard) = crate::limits::pair(&nofile);
+        params.rlimits.push(("RLIMIT_NOFILE".into(), soft, hard));
+    }
     params.mounts.push(KMount {
         destination: "/dev".into(),
         fstype: "sandfs-dev".into(),

@@ -79,14 +79,15 @@ impl Fixture {
 
     /// Start in the foreground (as a child) and wait for the mount.
     fn start(&mut self, extra: &[&str]) {
+        let cmd = self.cmd(extra);
+        self.start_cmd(cmd);
+    }
+
+    /// [`Fixture::start`] with a command of the caller's making.
+    fn start_cmd(&mut self, mut cmd: Command) {
         let log = std::fs::File::create(&self.log).expect("log");
-        let child = self
-            .cmd(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn sandfs mount");
+        let child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().expect("spawn sandfs mount");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !mounted(&self.mnt) {
@@ -375,5 +376,48 @@ fn binds_tmpfs_and_read_only_root() {
             "the kernel offered passthrough, none used:\n{log}"
         );
         assert!(log.contains(", 0 refused"), "the kernel refused a backing file:\n{log}");
+    }
+}
+
+/// The server raises its soft descriptor limit to the hard one: started with 256, it
+/// serves more lower files open at once than that (each open holds a descriptor the
+/// gofer donated).
+#[test]
+fn the_server_raises_its_descriptor_limit() {
+    if skip("the_server_raises_its_descriptor_limit") {
+        return;
+    }
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(u64::MAX);
+    if hard < 1024 {
+        eprintln!("SKIP the_server_raises_its_descriptor_limit: hard RLIMIT_NOFILE {hard} < 1024");
+        return;
+    }
+    let mut f = Fixture::new();
+    for i in 0..400 {
+        std::fs::write(f.host.join(format!("f{i}")), format!("{i}\n")).expect("write");
+    }
+    let inner = f.cmd(&[]);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -S -n 256 && exec \"$0\" \"$@\"")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    f.start_cmd(cmd);
+    let pid = f.child.as_ref().expect("server").id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("nofile line").to_string();
+    let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums[0], nums[1], "soft limit not raised: {line}");
+    let held: Vec<std::fs::File> =
+        (0..400).map(|i| std::fs::File::open(f.mnt.join(format!("f{i}"))).expect("open")).collect();
+    for (i, mut file) in held.into_iter().enumerate() {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut file, &mut s).expect("read");
+        assert_eq!(s, format!("{i}\n"));
     }
 }

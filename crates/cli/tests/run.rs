@@ -258,3 +258,36 @@ fn killing_the_runtime_leaves_nothing_behind() {
     let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count();
     assert_eq!(mounts_before, mounts_after, "a mount was left in the caller's namespace");
 }
+
+/// `sandfs run` raises its own descriptor limit (its FUSE server holds one per open
+/// lower file) but gives the program the limits it was started with.
+#[test]
+fn the_program_keeps_its_descriptor_limit_and_the_server_keeps_up() {
+    if !root() {
+        return;
+    }
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum.unwrap_or(u64::MAX);
+    if hard < 1024 || which("python3").is_none() {
+        eprintln!("SKIP: needs a hard RLIMIT_NOFILE of at least 1024, and python3");
+        return;
+    }
+    // 500 host files (the lower layer) open at once, from a shell started at 256.
+    let script = "ulimit -n; ulimit -S -n $(ulimit -H -n); python3 -c '
+import os
+fds = []
+for d, _, names in os.walk(\"/usr\"):
+    for n in names:
+        p = os.path.join(d, n)
+        if len(fds) < 500 and os.path.isfile(p) and not os.path.islink(p):
+            fds.append(os.open(p, os.O_RDONLY))
+print(len(fds))'";
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -S -n 256 && exec \"$0\" run -- sh -c \"$1\"")
+        .arg(sandfs())
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run sandfs");
+    assert_eq!(text(&out.stdout), "256\n500\n", "stderr: {}", text(&out.stderr));
+}

@@ -71,18 +71,32 @@ impl Client {
         if let Err(e) = conn.send(&msg, &[]) {
             return Err(fail(&format!("send: {e}")));
         }
-        match conn.recv(buf, fds) {
-            Ok(()) => {}
+        let lost = match conn.recv(buf, fds) {
+            Ok(()) => false,
+            Err(RecvError::FdsLost) => true,
             Err(RecvError::Closed) => return Err(fail("gofer closed the connection")),
             Err(RecvError::Malformed(w)) => return Err(fail(w)),
             Err(RecvError::Io(e)) => return Err(fail(&format!("receive: {e}"))),
-        }
+        };
         let (rtag, reply) = match proto::decode_reply(buf) {
             Ok(x) => x,
             Err(e) => return Err(fail(&format!("malformed reply: {e}"))),
         };
         if rtag != tag {
             return Err(fail("reply tag mismatch"));
+        }
+        if lost {
+            // This process has no descriptor free for the one the gofer donated: the
+            // operation fails as open(2) would (EMFILE); a fid the reply made is
+            // given back, and the connection carries on.
+            if let Ok(Reply::Node { fid, .. }) = reply {
+                let close =
+                    Request::Close { fids: vec![fid] }.encode(self.tag.fetch_add(1, Ordering::Relaxed));
+                if conn.send(&close, &[]).is_err() || conn.recv(buf, fds).is_err() {
+                    return Err(fail("closing a fid after a lost descriptor"));
+                }
+            }
+            return Err(Errno::MFILE);
         }
         let fd = fds.pop();
         match reply {

@@ -220,6 +220,10 @@ impl Server {
                     tracing::error!("gofer: closing connection: {why}");
                     return;
                 }
+                Err(RecvError::FdsLost) => {
+                    tracing::error!("gofer: closing connection: client sent descriptors");
+                    return;
+                }
                 Err(RecvError::Io(e)) => {
                     tracing::error!("gofer: receive failed: {e}");
                     return;

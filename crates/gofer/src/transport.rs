@@ -31,6 +31,10 @@ pub enum RecvError {
     /// The message or its control data was too large, or carried more descriptors
     /// than allowed.
     Malformed(&'static str),
+    /// The message arrived whole (in the buffer), but descriptors sent with it were
+    /// dropped by the kernel: this process's descriptor table is full (EMFILE). The
+    /// connection is fine; the operation that wanted them is not.
+    FdsLost,
     /// The socket failed.
     Io(Errno),
 }
@@ -107,7 +111,10 @@ impl Conn {
         if r.bytes == 0 && fds.is_empty() {
             return Err(RecvError::Closed);
         }
-        if r.flags.contains(ReturnFlags::CTRUNC) || fds.len() > MAX_FDS {
+        // Truncated control data with room left for descriptors: the kernel could
+        // not install them (a full descriptor table); with no room left, the peer
+        // sent more than a message may carry.
+        if fds.len() >= MAX_FDS && r.flags.contains(ReturnFlags::CTRUNC) || fds.len() > MAX_FDS {
             return Err(RecvError::Malformed("too many descriptors"));
         }
         if r.flags.contains(ReturnFlags::TRUNC) || r.bytes > MAX_MESSAGE {
@@ -115,6 +122,10 @@ impl Conn {
         }
         buf.clear();
         buf.extend_from_slice(&scratch[..r.bytes]);
+        if r.flags.contains(ReturnFlags::CTRUNC) {
+            fds.clear();
+            return Err(RecvError::FdsLost);
+        }
         Ok(())
     }
 }
