@@ -787,10 +787,12 @@ fn list(d: &OwnedFd, off: u64, buf: &mut Vec<MaybeUninit<u8>>) -> Result<(Vec<De
             continue;
         }
         // The C string as getdents returned it: no copy to add a NUL.
+        // NO_AUTOMOUNT, as ls: listing a directory must not mount what an
+        // automount point in it stands for.
         let x = match rustix::fs::statx(
             &fd,
             cname,
-            AtFlags::SYMLINK_NOFOLLOW,
+            AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
             StatxFlags::BASIC_STATS | StatxFlags::BTIME,
         ) {
             Ok(x) => x,
