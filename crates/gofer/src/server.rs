@@ -189,10 +189,11 @@ impl Server {
         })
     }
 
-    /// Cap the fids (host descriptors) this connection may hold, so one mount cannot
-    /// use up the descriptors every mount of the process shares (ENFILE beyond).
+    /// Cap the host descriptors this connection may hold, so one mount cannot use up
+    /// the descriptors every mount of the process shares: its fids (ENFILE beyond)
+    /// get `max` less what listings made ahead may hold.
     pub fn limit_fids(&mut self, max: usize) {
-        self.max_fids = max.max(16);
+        self.max_fids = max.saturating_sub(crate::ahead::MAX_READY).max(16);
     }
 
     /// Answer requests until the peer closes the connection or breaks the protocol.
