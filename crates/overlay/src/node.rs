@@ -433,18 +433,14 @@ impl Node for ONode {
         {
             return Ok(());
         }
-        // What fails without changing anything fails before any copy-up, as on
-        // overlayfs (checked again under the lock below).
-        if let Some(d) = &dst {
-            if flags.contains(RenameFlags::NOREPLACE) {
-                return Err(Errno::EXIST);
-            }
-            if !flags.contains(RenameFlags::EXCHANGE)
-                && d.kind == FileType::Directory
-                && !d.is_empty_merged()?
-            {
-                return Err(Errno::NOTEMPTY);
-            }
+        // A full directory target fails before any copy-up, as on overlayfs (checked
+        // again under the lock below; the vfs refused NOREPLACE onto a name already).
+        if let Some(d) = &dst
+            && !flags.contains(RenameFlags::EXCHANGE)
+            && d.kind == FileType::Directory
+            && !d.is_empty_merged()?
+        {
+            return Err(Errno::NOTEMPTY);
         }
         // Copy-ups first (they take the overlay lock themselves). A directory that
         // has lower layers moves whole: copied up with everything in it, then opaque.

@@ -1,9 +1,10 @@
-//! A read-only open of a file that is still in a lower layer. It reads the lower
-//! file until someone copies the file up, then the copy: every open of a file sees
-//! one content, as on overlayfs since Linux 4.19 (a reader opened before the copy-up
-//! sees the writes made after it). Over FUSE this also keeps the kernel's one page
-//! cache per inode right: a read through a stale lower open would refill it with the
-//! old content for every open to see.
+//! A read-only open of a file that is still in a lower layer. Its writes fail and it
+//! lends no descriptor for direct writes (one would reach the lower layer). It reads
+//! the lower file until someone copies the file up, then the copy: every open of a
+//! file sees one content, as on overlayfs since Linux 4.19 (a reader opened before the
+//! copy-up sees the writes made after it). Over FUSE this also keeps the kernel's one
+//! page cache per inode right: a read through a stale lower open would refill it with
+//! the old content for every open to see.
 
 use crate::lower::Lower;
 use crate::node::ONode;

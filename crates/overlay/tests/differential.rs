@@ -233,36 +233,40 @@ fn a_reader_opened_before_a_copy_up_reads_the_copy_like_the_kernel() {
         return;
     }
     use std::os::unix::fs::FileExt;
-    /// Unmounts the kernel overlay even when the test fails.
-    struct Umount(std::path::PathBuf);
-    impl Drop for Umount {
-        fn drop(&mut self) {
-            let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
-        }
-    }
+    // The kernel side: an overlay on a tmpfs, in the worker's own mount namespace.
     let dir = tempfile::tempdir().expect("tempdir");
-    for d in ["l", "u", "w", "m"] {
-        std::fs::create_dir(dir.path().join(d)).expect("mkdir");
-    }
-    std::fs::write(dir.path().join("l/f"), b"lower data\n").expect("lower file");
-    let opts = format!("lowerdir={0}/l,upperdir={0}/u,workdir={0}/w", dir.path().display());
-    let m = dir.path().join("m");
-    rustix::mount::mount(
-        "overlay",
-        &m,
-        "overlay",
-        rustix::mount::MountFlags::empty(),
-        std::ffi::CString::new(opts).expect("options").as_c_str(),
-    )
-    .expect("mount overlayfs");
-    let _guard = Umount(m.clone());
-    let r = std::fs::File::open(m.join("f")).expect("open reader");
-    let mut first = [0u8; 5];
-    r.read_exact_at(&mut first, 0).expect("read");
-    let w = std::fs::OpenOptions::new().write(true).open(m.join("f")).expect("open writer");
-    w.write_all_at(b"COPY!", 0).expect("write");
-    let mut kernel = vec![0u8; 11];
-    r.read_exact_at(&mut kernel, 0).expect("read again");
+    let path = dir.path().to_path_buf();
+    let kernel = kit::Kernel::start(move || {
+        let e = |x: std::io::Error| x.to_string();
+        rustix::mount::mount("tmpfs", &path, "tmpfs", rustix::mount::MountFlags::empty(), c"mode=755")
+            .map_err(|x| format!("mount tmpfs: {x}"))?;
+        for d in ["l", "u", "w", "m"] {
+            std::fs::create_dir(path.join(d)).map_err(e)?;
+        }
+        std::fs::write(path.join("l/f"), b"lower data\n").map_err(e)?;
+        let opts = format!("lowerdir={0}/l,upperdir={0}/u,workdir={0}/w", path.display());
+        let opts = std::ffi::CString::new(opts).map_err(|x| x.to_string())?;
+        rustix::mount::mount(
+            "overlay",
+            path.join("m"),
+            "overlay",
+            rustix::mount::MountFlags::empty(),
+            &*opts,
+        )
+        .map_err(|x| format!("mount overlayfs: {x}"))?;
+        Ok(path.join("m"))
+    })
+    .expect("kernel worker");
+    let (first, kernel_after) = kernel.run(|| {
+        let r = std::fs::File::open("/f").expect("open reader");
+        let mut first = [0u8; 5];
+        r.read_exact_at(&mut first, 0).expect("read");
+        let w = std::fs::OpenOptions::new().write(true).open("/f").expect("open writer");
+        w.write_all_at(b"COPY!", 0).expect("write");
+        let mut after = vec![0u8; 11];
+        r.read_exact_at(&mut after, 0).expect("read again");
+        (first, after)
+    });
 
     let lower = Tmpfs::new_default();
     let lns = MountNamespace::new(lower.clone(), MountFlags::empty());
@@ -278,5 +282,5 @@ fn a_reader_opened_before_a_copy_up_reads_the_copy_like_the_kernel() {
     w.write_at(b"COPY!", 0).expect("write");
     let mut sandfs = vec![0u8; 11];
     r.read_at(&mut sandfs, 0).expect("read again");
-    assert_eq!((&sfirst, String::from_utf8_lossy(&sandfs)), (&first, String::from_utf8_lossy(&kernel)));
+    assert_eq!((&sfirst, String::from_utf8_lossy(&sandfs)), (&first, String::from_utf8_lossy(&kernel_after)));
 }
