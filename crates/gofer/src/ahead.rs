@@ -58,19 +58,26 @@ pub type Lister<'a> =
     dyn FnMut(BorrowedFd<'_>, &[u8]) -> Result<(OwnedFd, Attr, Vec<Dent>, bool), Errno> + 'a;
 
 /// The listings made ahead for one connection and the subdirectories still to do.
-#[derive(Default)]
 pub struct Ahead {
     ready: HashMap<Key, Made>,
-    /// Entries in `ready`, all listings together.
-    held: usize,
     todo: VecDeque<Job>,
     credit: u32,
     /// Take jobs from the back: the client asked for the newest ones first.
     from_back: bool,
-    started: bool,
+}
+
+impl Default for Ahead {
+    fn default() -> Ahead {
+        Ahead { ready: HashMap::new(), todo: VecDeque::new(), credit: START_CREDIT, from_back: false }
+    }
 }
 
 impl Ahead {
+    /// Entries held in the listings made, all together.
+    fn held(&self) -> usize {
+        self.ready.values().map(|m| m.entries.len()).sum()
+    }
+
     /// The listing of `name` in the directory (`dev`, `ino`), if one was made ahead
     /// and is still fresh. A hit earns credit; so does a request for a subdirectory
     /// still waiting to be listed (the guess was right, only late), which is then
@@ -78,12 +85,11 @@ impl Ahead {
     pub fn take(&mut self, dev: u64, ino: u64, name: &[u8]) -> Option<Made> {
         let key: Key = (dev, ino, name.into());
         if let Some(m) = self.ready.remove(&key) {
-            self.held -= m.entries.len();
-            if m.at.elapsed() <= TTL {
-                self.earn(2);
-                return Some(m);
+            if m.at.elapsed() > TTL {
+                return None;
             }
-            return None;
+            self.earn(2);
+            return Some(m);
         }
         if let Some(i) = self.todo.iter().position(|j| j.key == key) {
             self.from_back = i > self.todo.len() / 2;
@@ -102,10 +108,6 @@ impl Ahead {
     /// listed, so its subdirectories are wanted before what was queued earlier (depth
     /// first, as `find` goes). The far end overflows.
     pub fn queue(&mut self, dir: &Arc<OwnedFd>, dev: u64, ino: u64, entries: &[Dent]) {
-        if !self.started {
-            self.started = true;
-            self.credit = START_CREDIT;
-        }
         let subdirs = entries.iter().filter(|d| d.attr.kind == FileType::Directory);
         let job = |d: &Dent| Job { parent: dir.clone(), key: (dev, ino, d.name.as_ref().into()) };
         if self.from_back {
@@ -128,38 +130,26 @@ impl Ahead {
     /// do stays: they are still likely asked for next).
     pub fn drop_ready(&mut self) {
         self.ready.clear();
-        self.held = 0;
     }
 
     /// Make listings while credit lasts, room remains and `busy` says no request
     /// waits. (A listing's own subdirectories are queued when it is used.)
     pub fn work(&mut self, busy: &dyn Fn() -> bool, list: &mut Lister<'_>) {
-        let held = &mut self.held;
-        self.ready.retain(|_, m| {
-            let keep = m.at.elapsed() <= TTL;
-            if !keep {
-                *held -= m.entries.len();
-            }
-            keep
-        });
-        while self.credit > 0 && self.ready.len() < MAX_READY && self.held < MAX_READY_ENTRIES {
-            let job = if self.from_back { self.todo.pop_back() } else { self.todo.pop_front() };
-            let Some(job) = job else { return };
-            if busy() {
-                if self.from_back {
-                    self.todo.push_back(job);
-                } else {
-                    self.todo.push_front(job);
-                }
+        if self.todo.is_empty() || self.credit == 0 {
+            return;
+        }
+        // Expired listings are refused by `take` anyway; here they free room.
+        self.ready.retain(|_, m| m.at.elapsed() <= TTL);
+        while self.credit > 0 && self.ready.len() < MAX_READY && self.held() < MAX_READY_ENTRIES {
+            if self.todo.is_empty() || busy() {
                 return;
             }
+            let job = if self.from_back { self.todo.pop_back() } else { self.todo.pop_front() };
+            let Some(job) = job else { return };
             self.credit -= 1;
             let Ok((fd, attr, entries, eof)) = list(job.parent.as_fd(), &job.key.2) else { continue };
-            self.held += entries.len();
             let made = Made { fd, parent: job.parent, attr, entries, eof, at: Instant::now() };
-            if let Some(old) = self.ready.insert(job.key, made) {
-                self.held -= old.entries.len();
-            }
+            self.ready.insert(job.key, made);
         }
     }
 }
@@ -167,27 +157,10 @@ impl Ahead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sandfs_vfs::Timespec;
 
+    /// Attributes of a `kind` (those of `/`, retyped).
     fn attr(kind: FileType) -> Attr {
-        let t = Timespec::default();
-        Attr {
-            kind,
-            mode: 0o755,
-            nlink: 1,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            blocks: 0,
-            blksize: 4096,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            btime: t,
-            ino: 1,
-            dev: 1,
-            rdev: 0,
-        }
+        Attr { kind, ..crate::server::stat_fd(fd().as_fd()).expect("stat /") }
     }
 
     fn dents(names: &[&str], kind: FileType) -> Vec<Dent> {
@@ -267,8 +240,8 @@ mod tests {
         let mut asked = Vec::new();
         a.work(&|| false, &mut lister(&mut asked, 4096));
         assert_eq!(asked.len(), MAX_READY_ENTRIES / 4096);
-        assert_eq!(a.held, MAX_READY_ENTRIES);
+        assert_eq!(a.held(), MAX_READY_ENTRIES);
         assert!(a.take(1, 2, b"d0").is_some());
-        assert_eq!(a.held, MAX_READY_ENTRIES - 4096);
+        assert_eq!(a.held(), MAX_READY_ENTRIES - 4096);
     }
 }

@@ -157,6 +157,13 @@ fn fd_name(fd: BorrowedFd<'_>) -> String {
     fd.as_raw_fd().to_string()
 }
 
+/// `name` beneath `dir` as an `O_PATH` descriptor (not followed), and its attributes.
+fn open_node(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, Attr), Errno> {
+    let fd = open_beneath(dir, name, OFlags::PATH, 0)?;
+    let attr = stat_fd(fd.as_fd())?;
+    Ok((fd, attr))
+}
+
 /// Reopen an `O_PATH` descriptor for data access.
 fn reopen_fd(fd: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(proc_fds()?, fd_name(fd).as_str(), flags | OFlags::CLOEXEC, Mode::empty())
@@ -262,8 +269,7 @@ impl Server {
         };
         let Server { ahead, dirbuf, .. } = self;
         ahead.work(&busy, &mut |parent, name| {
-            let fd = open_beneath(parent, name, OFlags::PATH, 0)?;
-            let attr = stat_fd(fd.as_fd())?;
+            let (fd, attr) = open_node(parent, name)?;
             if attr.kind != FileType::Directory {
                 return Err(Errno::NOTDIR);
             }
@@ -288,8 +294,7 @@ impl Server {
 
     /// Track `name` (just created or found) in `dir` as a new fid.
     fn adopt(&mut self, dir: &Arc<OwnedFd>, name: &[u8]) -> Result<(Fid, Attr), Errno> {
-        let fd = open_beneath(dir.as_fd(), name, OFlags::PATH, 0)?;
-        let attr = stat_fd(fd.as_fd())?;
+        let (fd, attr) = open_node(dir.as_fd(), name)?;
         let e = Entry {
             fd: Arc::new(fd),
             parent: Some((dir.clone(), name.to_vec())),
@@ -683,19 +688,17 @@ impl Server {
         }
         let (fid, attr) = self.adopt(&parent, &name)?;
         let listed = match attr.kind {
-            FileType::Directory => {
-                self.entry(fid).map(|e| e.fd.clone()).and_then(|fd| list(&fd, off, &mut self.dirbuf))
-            }
+            FileType::Directory => self.entry(fid).map(|e| e.fd.clone()).and_then(|fd| {
+                let (entries, eof) = list(&fd, off, &mut self.dirbuf)?;
+                if ahead {
+                    self.ahead.queue(&fd, attr.dev, attr.ino, &entries);
+                }
+                Ok((entries, eof))
+            }),
             _ => Err(Errno::NOTDIR),
         };
         match listed {
-            Ok((entries, eof)) => {
-                if ahead && let Ok(e) = self.entry(fid) {
-                    let fd = e.fd.clone();
-                    self.ahead.queue(&fd, attr.dev, attr.ino, &entries);
-                }
-                Ok(Reply::Listed { fid, attr, entries, eof, ahead: false })
-            }
+            Ok((entries, eof)) => Ok(Reply::Listed { fid, attr, entries, eof, ahead: false }),
             Err(e) => {
                 self.fids.remove(&fid);
                 Err(e)

@@ -2,6 +2,8 @@
 //! encode → decode unchanged, and decoding arbitrary, truncated or mutated bytes never
 //! panics (it returns an error or a value, and never allocates beyond the limits).
 
+mod raw;
+
 use proptest::collection::vec;
 use proptest::prelude::*;
 use sandfs_gofer::proto::{
@@ -374,34 +376,14 @@ fn invalid_names_are_refused() {
         assert!(Request::decode(&m).is_err(), "openat name {:?}", String::from_utf8_lossy(bad));
     }
     // So do the names of listed entries.
-    let attr = Attr { kind: FileType::Regular, ..listed_dir_attr() };
+    let attr = Attr { kind: FileType::Regular, ..raw::dir_attr() };
     for bad in [&b"."[..], b"..", b"a/b", b"a\0b"] {
         let d = Dent { name: bad.into(), off: 1, attr };
         let m = proto::encode_reply(
             7,
-            &Ok(Reply::Listed { fid: 1, attr: listed_dir_attr(), entries: vec![d], eof: true, ahead: false }),
+            &Ok(Reply::Listed { fid: 1, attr: raw::dir_attr(), entries: vec![d], eof: true, ahead: false }),
         );
         assert_eq!(proto::decode_reply(&m), Err(DecodeError::Invalid("name")));
-    }
-}
-
-fn listed_dir_attr() -> Attr {
-    Attr {
-        kind: FileType::Directory,
-        mode: 0o755,
-        nlink: 2,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        blocks: 0,
-        blksize: 4096,
-        atime: Timespec::default(),
-        mtime: Timespec::default(),
-        ctime: Timespec::default(),
-        btime: Timespec::default(),
-        ino: 1,
-        dev: 1,
-        rdev: 0,
     }
 }
 
@@ -422,7 +404,7 @@ fn huge_counts_allocate_nothing() {
     r.extend_from_slice(&u32::MAX.to_le_bytes());
     assert_eq!(proto::decode_reply(&r), Err(DecodeError::Invalid("dirent count")));
     // The same count after a listing's directory fid and attributes.
-    let attr = listed_dir_attr();
+    let attr = raw::dir_attr();
     let mut r =
         proto::encode_reply(1, &Ok(Reply::Listed { fid: 1, attr, entries: vec![], eof: true, ahead: false }));
     let n = r.len();
@@ -482,7 +464,7 @@ fn booleans_and_nanoseconds_are_checked() {
 /// bits 0 and 1 (listed ahead); any other bit is a protocol error.
 #[test]
 fn listing_flags_are_checked() {
-    let attr = listed_dir_attr();
+    let attr = raw::dir_attr();
     // Both replies end with the flags byte and a zero count.
     let flags_at = |m: &[u8]| m.len() - 5;
     for (eof, ahead) in [(false, false), (true, false), (false, true), (true, true)] {

@@ -886,23 +886,7 @@ fn single_file_mount_reaches_nothing_else() {
 #[test]
 fn hostile_gofer_replies() {
     use sandfs_vfs::Attr;
-    let dir_attr = Attr {
-        kind: FileType::Directory,
-        mode: 0o755,
-        nlink: 2,
-        uid: 0,
-        gid: 0,
-        size: 0,
-        blocks: 0,
-        blksize: 4096,
-        atime: Timespec::default(),
-        mtime: Timespec::default(),
-        ctime: Timespec::default(),
-        btime: Timespec::default(),
-        ino: 1,
-        dev: 1,
-        rdev: 0,
-    };
+    let dir_attr = raw::dir_attr();
     let file_attr = Attr { kind: FileType::Regular, mode: 0o644, nlink: 1, ino: 2, ..dir_attr };
     let raw_reply = |tag: u32, kind: u8, body: &[u8]| {
         let mut m = tag.to_le_bytes().to_vec();

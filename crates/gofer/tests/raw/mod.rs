@@ -109,3 +109,26 @@ impl Raw {
         matches!(self.recv(), Err(RecvError::Closed) | Err(RecvError::Io(_)))
     }
 }
+
+/// Plausible attributes of a directory, for replies a test makes up.
+pub fn dir_attr() -> sandfs_vfs::Attr {
+    use sandfs_vfs::{FileType, Timespec};
+    let t = Timespec::default();
+    sandfs_vfs::Attr {
+        kind: FileType::Directory,
+        mode: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        blocks: 0,
+        blksize: 4096,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        btime: t,
+        ino: 1,
+        dev: 1,
+        rdev: 0,
+    }
+}
