@@ -55,6 +55,14 @@ pub(crate) struct MemfdStat {
     pub changed: bool,
 }
 
+impl MemfdStat {
+    /// The file's modification and change times given the inode's: the later of
+    /// each when something wrote the memfd directly, the inode's otherwise.
+    pub fn times_over(&self, mtime: i64, ctime: i64) -> (i64, i64) {
+        if self.changed { (mtime.max(self.mtime), ctime.max(self.ctime)) } else { (mtime, ctime) }
+    }
+}
+
 fn memfd_stat(fd: &OwnedFd) -> Result<MemfdStat> {
     let st = rustix::fs::fstat(fd)?;
     let ns = |sec: i64, nsec: u64| Timespec { sec, nsec: nsec as u32 }.as_nanos();

@@ -383,10 +383,7 @@ impl Node for Inode {
             // A memfd the kernel writes directly knows the size and times best.
             Body::File(f) => match f.memfd_stat()? {
                 Some(m) => {
-                    if m.changed {
-                        mtime = mtime.max(m.mtime);
-                        ctime = ctime.max(m.ctime);
-                    }
+                    (mtime, ctime) = m.times_over(mtime, ctime);
                     (m.size, m.blocks, 0)
                 }
                 None => (f.size()?, f.blocks(), 0),
@@ -655,9 +652,8 @@ impl Drop for FileHandle {
             let mut st = self.inode.state.write();
             let back = st.file().ok().and_then(|f| f.give_back(&fs));
             // The memfd's times were the file's (direct writes set them): keep them.
-            if let Some(m) = back.filter(|m| m.changed) {
-                st.mtime = st.mtime.max(m.mtime);
-                st.ctime = st.ctime.max(m.ctime);
+            if let Some(m) = back {
+                (st.mtime, st.ctime) = m.times_over(st.mtime, st.ctime);
             }
         }
     }
@@ -693,8 +689,9 @@ impl Handle for FileHandle {
     fn append(&self, data: &[u8]) -> Result<(usize, u64)> {
         let mut end = 0;
         let n = self.write_locked(|f, fs| {
-            let n = f.write(data, f.size()?, fs)?;
-            end = f.size()?;
+            let at = f.size()?;
+            let n = f.write(data, at, fs)?;
+            end = at + n as u64;
             Ok(n)
         })?;
         Ok((n, end))
