@@ -101,17 +101,21 @@ run_fsx() {
     log=$WORK/fsx.log
     klog=$WORK/fsx-kernel.log
     ok() { grep -q 'All operations completed A-OK!' "$1"; }
+    # fsx_on DIR LOG: seed $seed in DIR, its output in LOG; fsx's status.
+    fsx_on() {
+        rm -f "$1/fsx.dat"
+        fsx -f "$SUITES_DIR/fsx.toml" -S "$seed" -N "$FSX_OPS" -P "$WORK/fsx-artifacts" "$1/fsx.dat" >"$2" 2>&1
+    }
     seed=$FSX_SEED
     for _ in 1 2 3; do
-        rm -f "$MNT/fsx.dat" "$OTHER/fsx.dat"
-        fsx -f "$SUITES_DIR/fsx.toml" -S "$seed" -N "$FSX_OPS" -P "$WORK/fsx-artifacts" "$MNT/fsx.dat" >"$log" 2>&1
+        fsx_on "$MNT" "$log"
         rc=$?
         if [ $rc -eq 0 ] && ok "$log"; then
             echo "fsx: seed $seed, $FSX_OPS operations, no corruption"
             echo "fsx: $FSX_OPS passed, 0 failed"
             return
         fi
-        fsx -f "$SUITES_DIR/fsx.toml" -S "$seed" -N "$FSX_OPS" -P "$WORK/fsx-artifacts" "$OTHER/fsx.dat" >"$klog" 2>&1
+        fsx_on "$OTHER" "$klog"
         if ! ok "$klog" && [ "$(tail -1 "$log")" = "$(tail -1 "$klog")" ]; then
             echo "fsx: seed $seed fails on kernel tmpfs too, at the same operation ($(tail -1 "$klog" | sed 's/^\[ERROR fsx\] *//')): fsx's defect; next seed"
             seed=$((seed + 1))

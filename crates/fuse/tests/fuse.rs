@@ -322,30 +322,32 @@ fn forget_releases_node_ids() {
     assert!(status.nodes_held() <= 10, "after forget: {}", status.nodes_held());
 }
 
+/// A memory overlay over a lower tmpfs holding `files` (path, contents; parent
+/// directories made), mounted: the lower namespace and the mount.
+fn over_lower(files: &[(&str, &[u8])]) -> (Arc<MountNamespace>, Mnt) {
+    let lower = sandfs_tmpfs::Tmpfs::new_default();
+    let lns = MountNamespace::new(lower.clone(), MountFlags::empty());
+    let root = sandfs_vfs::Creds::root();
+    for (path, data) in files {
+        if let Some((dir, _)) = path.rsplit_once('/').filter(|(d, _)| !d.is_empty()) {
+            lns.mkdir(&root, None, dir, 0o755).expect("mkdir");
+        }
+        let flags = sandfs_vfs::OpenFlags::WRITE | sandfs_vfs::OpenFlags::CREAT;
+        let f = lns.open_path(&root, None, path, flags, 0o644).expect("create");
+        f.write(data).expect("write");
+    }
+    let ov = sandfs_overlay::Overlay::new(sandfs_tmpfs::Tmpfs::new_default(), vec![lower]).expect("overlay");
+    (lns, Mnt::new(ov, CachePolicy::Exclusive))
+}
+
 #[test]
 fn overlay_writes_stay_in_memory() {
     if skip("overlay_writes_stay_in_memory") {
         return;
     }
     // The lower layer is a tmpfs standing in for the host; its contents must not change.
-    let lower = sandfs_tmpfs::Tmpfs::new_default();
-    let lns = MountNamespace::new(lower.clone(), MountFlags::empty());
+    let (lns, m) = over_lower(&[("/etc/conf", b"original\n")]);
     let root = sandfs_vfs::Creds::root();
-    lns.mkdir(&root, None, "/etc", 0o755).expect("mkdir");
-    let f = lns
-        .open_path(
-            &root,
-            None,
-            "/etc/conf",
-            sandfs_vfs::OpenFlags::WRITE | sandfs_vfs::OpenFlags::CREAT,
-            0o644,
-        )
-        .expect("create");
-    f.write(b"original\n").expect("write");
-    drop(f);
-    let upper = sandfs_tmpfs::Tmpfs::new_default();
-    let ov = sandfs_overlay::Overlay::new(upper, vec![lower]).expect("overlay");
-    let m = Mnt::new(ov, CachePolicy::Exclusive);
     let out = sh(&m.path, "cat etc/conf; echo changed > etc/conf; echo new > etc/x; rm etc/conf; ls etc");
     assert_eq!(out, "original\nx\n");
     let st = lns.stat(&root, None, "/etc/conf", true).expect("lower file still there");
@@ -360,17 +362,8 @@ fn upper_files_pass_through() {
     if skip("upper_files_pass_through") {
         return;
     }
-    let lower = sandfs_tmpfs::Tmpfs::new_default();
-    let lns = MountNamespace::new(lower.clone(), MountFlags::empty());
+    let (lns, m) = over_lower(&[("/low", b"lower data\n")]);
     let root = sandfs_vfs::Creds::root();
-    let f = lns
-        .open_path(&root, None, "/low", sandfs_vfs::OpenFlags::WRITE | sandfs_vfs::OpenFlags::CREAT, 0o644)
-        .expect("create");
-    f.write(b"lower data\n").expect("write");
-    drop(f);
-    let upper = sandfs_tmpfs::Tmpfs::new_default();
-    let ov = sandfs_overlay::Overlay::new(upper, vec![lower]).expect("overlay");
-    let m = Mnt::new(ov, CachePolicy::Exclusive);
     let status = m.bg.as_ref().expect("server").status().clone();
     // New small and big files, written and read back in several ways.
     let small = sh(&m.path, "echo one > s; echo two >> s; cat s; wc -c < s");
