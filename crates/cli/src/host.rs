@@ -3,7 +3,7 @@
 //! this process (parent-death signal) and are killed and reaped when dropped.
 
 use sandfs_container::SetupError;
-use sandfs_container::host::Host;
+use sandfs_container::host::{Host, Owners};
 use sandfs_gofer::client::{FileAccess, GoferFs};
 use sandfs_gofer::transport::Conn;
 use sandfs_vfs::{Errno, Filesystem};
@@ -62,7 +62,9 @@ impl Host for ProcessHost {
         source: &Path,
         readonly: bool,
         access: FileAccess,
+        owners: Owners,
     ) -> Result<Arc<dyn Filesystem>, SetupError> {
+        let _ = owners; // TODO(id maps): hand the map of Owners::Mapped mounts to the gofer
         let (child, conn) = spawn_gofer(source, readonly)?;
         self.children.push(child);
         // Attach is answered once the gofer has confined itself.

@@ -11,6 +11,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How the owners of a host mount's files relate to the container's ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owners {
+    /// The image: the ids stored are the container's own (the read-only lower layer
+    /// of the root, as an image layer's ids are).
+    AsStored,
+    /// A host volume: ids go through the user namespace's map both ways, so the
+    /// container's writes belong on the host to the mapped ids (as with runc).
+    Mapped,
+}
+
 /// Access to host files.
 pub trait Host {
     /// A filesystem serving host `source` (a directory, or a single file), with one
@@ -20,6 +31,7 @@ pub trait Host {
         source: &Path,
         readonly: bool,
         access: FileAccess,
+        owners: Owners,
     ) -> Result<Arc<dyn Filesystem>, SetupError>;
     /// Whether `source` exists on the host and is a directory (`Some(true)`), another
     /// file (`Some(false)`), or is missing (`None`).
@@ -37,7 +49,9 @@ impl Host for InProcessHost {
         source: &Path,
         readonly: bool,
         access: FileAccess,
+        owners: Owners,
     ) -> Result<Arc<dyn Filesystem>, SetupError> {
+        let _ = owners; // in process there is no user namespace: ids are the host's
         let what = || format!("serve {}", source.display());
         let src = Source::open(source, readonly).map_err(|e| SetupError::fs(what(), e))?;
         let server = Server::new(src).map_err(|e| SetupError::fs(what(), e))?;
@@ -61,8 +75,8 @@ impl Host for InProcessHost {
 pub struct RecordingHost {
     /// Registered sources.
     pub sources: BTreeMap<PathBuf, Arc<dyn Filesystem>>,
-    /// (source, readonly, access) per gofer request, in order.
-    pub calls: Vec<(PathBuf, bool, FileAccess)>,
+    /// (source, readonly, access, owners) per gofer request, in order.
+    pub calls: Vec<(PathBuf, bool, FileAccess, Owners)>,
 }
 
 impl RecordingHost {
@@ -78,8 +92,9 @@ impl Host for RecordingHost {
         source: &Path,
         readonly: bool,
         access: FileAccess,
+        owners: Owners,
     ) -> Result<Arc<dyn Filesystem>, SetupError> {
-        self.calls.push((source.to_path_buf(), readonly, access));
+        self.calls.push((source.to_path_buf(), readonly, access, owners));
         self.sources
             .get(source)
             .cloned()

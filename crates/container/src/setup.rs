@@ -18,7 +18,7 @@
 use crate::config::{Medium, OverlayScope, RuntimeConfig};
 use crate::error::SetupError;
 use crate::hints::{self, Hint, HintType, Share};
-use crate::host::Host;
+use crate::host::{Host, Owners};
 use crate::plan::{self, Kind, Planned};
 use oci_spec::runtime::Spec;
 use sandfs_gofer::client::FileAccess;
@@ -168,7 +168,11 @@ impl<H: Host> Sandbox<H> {
         let plan = plan::plan(spec.mounts().as_deref().unwrap_or(&[]))?;
         let warnings = plan.warnings.clone();
 
-        let lower = self.host.gofer(&root_path, readonly, self.cfg.file_access)?;
+        // The root's ids are the image's own while the host copy is only read; a
+        // root the container writes directly is a host volume like any other.
+        let writes_host = !readonly && self.cfg.overlay2.scope == OverlayScope::None;
+        let owners = if writes_host { Owners::Mapped } else { Owners::AsStored };
+        let lower = self.host.gofer(&root_path, readonly, self.cfg.file_access, owners)?;
         self.restore.insert(
             RestoreKey::Mount { container: name.to_string(), destination: "/".into() },
             RestoreSource { source: root_path.clone(), readonly },
@@ -245,7 +249,7 @@ impl<H: Host> Sandbox<H> {
             SetupError::field(format!("mounts[{}].source", p.index), src_text.clone(), "does not exist")
         })?;
         let ro = p.flags.contains(MountFlags::RDONLY);
-        let fs = self.host.gofer(source, ro, self.cfg.file_access_mounts)?;
+        let fs = self.host.gofer(source, ro, self.cfg.file_access_mounts, Owners::Mapped)?;
         self.restore.insert(
             RestoreKey::Mount { container: name.to_string(), destination: p.destination.clone() },
             RestoreSource { source: source.to_path_buf(), readonly: ro },
@@ -294,7 +298,7 @@ impl<H: Host> Sandbox<H> {
                             self.cfg.file_access_mounts
                         };
                         let src = PathBuf::from(&hint.source);
-                        let fs = self.host.gofer(&src, hint.readonly(), access)?;
+                        let fs = self.host.gofer(&src, hint.readonly(), access, Owners::Mapped)?;
                         self.restore.insert(
                             RestoreKey::Volume(hint.name.clone()),
                             RestoreSource { source: src, readonly: hint.readonly() },

@@ -2,7 +2,7 @@
 //! the plan is built against in-memory "host" trees and every gofer request is
 //! recorded.
 
-use sandfs_container::host::RecordingHost;
+use sandfs_container::host::{Owners, RecordingHost};
 use sandfs_container::{Overlay2, RuntimeConfig, Sandbox, SetupError};
 use sandfs_gofer::client::FileAccess;
 use sandfs_tmpfs::{Tmpfs, TmpfsOptions};
@@ -94,9 +94,9 @@ fn read_only_bind_and_bind_as_type_none() {
     assert_eq!(c.ns.open_path(&root(), None, "/ro/f", OpenFlags::WRITE, 0).unwrap_err(), Errno::ROFS);
     c.ns.open_path(&root(), None, "/rw/g", OpenFlags::WRITE, 0).unwrap();
     let calls = &sb.host().calls;
-    assert!(calls.contains(&("/data".into(), true, FileAccess::Shared)));
-    assert!(calls.contains(&("/data2".into(), false, FileAccess::Shared)));
-    assert!(calls.contains(&("/bundle/rootfs".into(), false, FileAccess::Exclusive)));
+    assert!(calls.contains(&("/data".into(), true, FileAccess::Shared, Owners::Mapped)));
+    assert!(calls.contains(&("/data2".into(), false, FileAccess::Shared, Owners::Mapped)));
+    assert!(calls.contains(&("/bundle/rootfs".into(), false, FileAccess::Exclusive, Owners::AsStored)));
 }
 
 #[test]

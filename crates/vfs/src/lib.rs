@@ -11,6 +11,7 @@ mod cache;
 pub mod creds;
 pub mod errno;
 pub mod file;
+pub mod idmap;
 pub mod mount;
 pub mod node;
 pub mod ops;
@@ -22,6 +23,7 @@ pub use cache::{Changing, Generation};
 pub use creds::{Caps, Creds};
 pub use errno::{Errno, Result};
 pub use file::OpenFile;
+pub use idmap::{IdMap, IdRange};
 pub use mount::{Location, Mount, MountFlags, MountId, MountNamespace};
 pub use node::{
     FallocFlags, Filesystem, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags, Whence, XattrFlags,
