@@ -16,6 +16,8 @@ use std::sync::Arc;
 #[derive(Default)]
 pub struct ProcessHost {
     children: Vec<Child>,
+    /// The sandbox's id map, handed to the gofers of host volumes.
+    pub idmap: Option<sandfs_vfs::IdMap>,
 }
 
 impl ProcessHost {

@@ -2,6 +2,8 @@
 //! filesystem. Subcommands arrive with the layers they drive.
 
 mod export;
+mod fdpass;
+mod filter;
 mod gofer;
 mod host;
 mod limits;

@@ -11,11 +11,14 @@ use crate::host::ProcessHost;
 use crate::sandbox::{KMount, Params};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use sandfs_confine::caps::Sets;
+use sandfs_confine::{paths, userns};
 use sandfs_container::{RuntimeConfig, Sandbox};
+use sandfs_vfs::IdMap;
 use sandfs_vfs::{FileType, MountFlags};
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Flags shared by `run` and `mount` that shape the filesystem.
 #[derive(Args, Debug, Clone)]
@@ -58,6 +61,10 @@ pub struct RunArgs {
     /// Give the program the terminal (it inherits this process's terminal).
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// The program's network: none (its own namespace, loopback only), host, or
+    /// pasta (its own namespace with outbound access through pasta).
+    #[arg(long, value_enum, default_value = "none")]
+    pub network: Network,
     /// The program and its arguments (default: the bundle's process, or $SHELL).
     #[arg(last = true)]
     pub cmd: Vec<String>,
@@ -154,19 +161,38 @@ fn kmount(k: &sandfs_container::KernelMount) -> KMount {
     }
 }
 
-/// The process to run: from the bundle, or the caller (same cwd, env, identity).
-fn process(spec: &oci_spec::runtime::Spec, from_bundle: bool, cmd: &[String]) -> Result<Params> {
+/// The process to run and its confinement: from the bundle, or the caller's
+/// command (same cwd and environment) as container root with the OCI defaults.
+fn process(
+    spec: &oci_spec::runtime::Spec,
+    from_bundle: bool,
+    cmd: &[String],
+    network: Network,
+) -> Result<Params> {
     let mut p = Params {
-        root: PathBuf::new(),
+        root: PathBuf::from("/tmp/view"),
+        fuse_channel: -1,
+        userns_sync: (-1, -1),
         mounts: Vec::new(),
         cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
         env: std::env::vars().map(|(k, v)| format!("{k}={v}")).collect(),
         args: cmd.to_vec(),
-        uid: rustix::process::getuid().as_raw(),
-        gid: rustix::process::getgid().as_raw(),
+        uid: 0,
+        gid: 0,
         groups: Vec::new(),
         hostname: None,
+        domainname: None,
         rlimits: Vec::new(),
+        caps: Sets::default_container(),
+        no_new_privs: true,
+        umask: None,
+        masked: paths::DEFAULT_MASKED.iter().map(|s| s.to_string()).collect(),
+        readonly: paths::DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
+        sysctl: Vec::new(),
+        own_network: network != Network::Host,
+        tty: false,
+        seccomp: None,
+        default_seccomp: true,
     };
     if from_bundle {
         if let Some(proc_) = spec.process() {
@@ -178,89 +204,151 @@ fn process(spec: &oci_spec::runtime::Spec, from_bundle: bool, cmd: &[String]) ->
             p.uid = proc_.user().uid();
             p.gid = proc_.user().gid();
             p.groups = proc_.user().additional_gids().clone().unwrap_or_default();
+            p.umask = proc_.user().umask();
             for r in proc_.rlimits().clone().unwrap_or_default() {
                 p.rlimits.push((r.typ().to_string(), r.soft(), r.hard()));
             }
+            p.caps = Sets::from_oci(proc_.capabilities().as_ref()).map_err(anyhow::Error::msg)?;
+            p.no_new_privs = proc_.no_new_privileges().unwrap_or(false);
+        } else {
+            p.caps = Sets::default();
+            p.no_new_privs = false;
         }
         p.hostname = spec.hostname().clone();
+        p.domainname = spec.domainname().clone();
+        p.default_seccomp = false;
+        p.masked = Vec::new();
+        p.readonly = Vec::new();
+        if let Some(linux) = spec.linux() {
+            p.masked = linux.masked_paths().clone().unwrap_or_default();
+            p.readonly = linux.readonly_paths().clone().unwrap_or_default();
+            if let Some(sc) = linux.seccomp() {
+                p.seccomp = Some(serde_json::to_value(sc).context("linux.seccomp")?);
+            }
+            for (k, v) in linux.sysctl().clone().unwrap_or_default() {
+                sandfs_confine::sysctl::check(&k, p.own_network).map_err(anyhow::Error::msg)?;
+                p.sysctl.push((k, v));
+            }
+        }
     }
     if p.args.is_empty() {
+        if from_bundle {
+            bail!("process.args: empty (the bundle names no program to run)");
+        }
         p.args = vec![std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into())];
     }
     Ok(p)
 }
 
-/// Enter a private mount namespace: everything mounted from now on is ours alone.
-pub fn private_mount_namespace() -> Result<()> {
-    // SAFETY: called before this process starts any thread; CLONE_NEWNS does not
-    // touch the descriptor table.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
-        .context("unshare the mount namespace (sandfs run needs root)")?;
-    rustix::mount::mount_change(
-        "/",
-        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
-    )
-    .context("make mounts private")?;
-    Ok(())
+/// Which network the program gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Network {
+    /// Its own network namespace with only loopback (the default).
+    None,
+    /// The host's network namespace.
+    Host,
+    /// Its own namespace with outbound access through pasta (package passt).
+    Pasta,
 }
 
-/// A scratch directory for the FUSE view, on a tmpfs of our private namespace.
-pub fn scratch_view() -> Result<PathBuf> {
-    let base = Path::new("/tmp");
-    rustix::mount::mount(
-        "sandfs",
-        base,
-        "tmpfs",
-        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
-        c"mode=700",
-    )
-    .context("mount the scratch tmpfs")?;
-    let view = base.join("view");
-    std::fs::create_dir(&view)?;
-    Ok(view)
+/// The sandbox process, started inside a new user namespace whose maps this
+/// process writes, and the runtime's end of its FUSE channel.
+struct Started {
+    child: std::process::Child,
+    fuse: std::os::unix::net::UnixStream,
+}
+
+/// Start `sandfs __sandbox`, which makes a new user namespace (container 0 =
+/// `map`'s first id, written here when it says it is ready), then new mount, pid,
+/// ipc, uts, cgroup and, unless `own_network` is false, network namespaces owned by
+/// it.
+fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer) -> Result<Started> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().context("socketpair")?;
+    params.fuse_channel = theirs.as_raw_fd();
+    let (mut ready_r, ready_w) = std::io::pipe().context("pipe")?;
+    let (go_r, mut go_w) = std::io::pipe().context("pipe")?;
+    params.userns_sync = (ready_w.as_raw_fd(), go_r.as_raw_fd());
+    let json = serde_json::to_string(&params)?;
+    // By /proc/self/exe: the binary's own path may not be reachable by name.
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg("__sandbox").arg(json);
+    let inherit = [theirs.as_raw_fd(), ready_w.as_raw_fd(), go_r.as_raw_fd()];
+    // SAFETY: the closure runs in the child between fork and exec and only clears
+    // close-on-exec on three descriptors the parent keeps open until spawn returns
+    // (fcntl is async-signal-safe).
+    unsafe {
+        cmd.pre_exec(move || {
+            for raw in inherit {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("start the sandbox process")?;
+    drop(ready_w);
+    drop(go_r);
+    drop(theirs);
+    let mut b = [0u8; 1];
+    let mapped = (|| -> Result<()> {
+        if ready_r.read(&mut b).context("wait for the user namespace")? != 1 {
+            bail!(
+                "the sandbox process could not make a user namespace (are user namespaces allowed? see `sandfs info`)"
+            );
+        }
+        userns::write_maps(child.id() as i32, map, how).map_err(anyhow::Error::msg)?;
+        go_w.write_all(&[1]).context("release the sandbox process")?;
+        Ok(())
+    })();
+    if let Err(e) = mapped {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok(Started { child, fuse: ours })
+}
+
+/// Mark every descriptor this process inherited close-on-exec: the gofers, the
+/// sandbox and the program get only what is passed to them by name.
+fn seal_inherited() {
+    let _ = sandfs_confine::fds::cloexec_from(3);
 }
 
 /// Run `sandfs run`; returns the exit status to exit with.
 pub fn run(args: RunArgs) -> Result<i32> {
     use nix::sys::signal::{SigSet, Signal};
+    seal_inherited();
     // Signals to forward are blocked before any thread exists; one thread waits.
     let mut sigs = SigSet::empty();
     sigs.add(Signal::SIGINT);
     sigs.add(Signal::SIGTERM);
     sigs.thread_block().context("block signals")?;
     let nofile = crate::limits::raise_nofile();
-    // Opened before the scratch tmpfs hides /tmp: the path is the caller's.
     let export = match &args.export_upper {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("--export-upper {}", p.display()))?),
         None => None,
     };
-    private_mount_namespace()?;
+    if args.network == Network::Pasta {
+        bail!("--network pasta: not supported yet");
+    }
     let cfg = args.fs.config()?;
     let (mut spec, bundle) = args.fs.spec()?;
     split_dev(&mut spec);
     let annotations: BTreeMap<String, String> =
         spec.annotations().clone().unwrap_or_default().into_iter().collect();
-    let mut sb = Sandbox::new(ProcessHost::default(), cfg.clone(), &annotations)?;
+    let (map, how) = userns::for_caller();
+    let mut host = ProcessHost::default();
+    host.idmap = Some(map.clone());
+    let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
     let container = sb.container("sandfs", &spec, &bundle)?;
     for w in sb.warnings.iter().chain(&container.warnings) {
         eprintln!("sandfs: warning: {w}");
     }
     container.ns.make_mount_point(b"/dev", FileType::Directory).context("make /dev in the view")?;
-    let view = scratch_view()?;
-    let opts = sandfs_fuse::Options {
-        cache: if cfg.file_access == sandfs_gofer::client::FileAccess::Shared {
-            sandfs_fuse::CachePolicy::Shared
-        } else {
-            sandfs_fuse::CachePolicy::Exclusive
-        },
-        ..sandfs_fuse::Options::default()
-    };
-    let server =
-        sandfs_fuse::Server::mount(container.ns.clone(), &view, &opts).context("mount the FUSE view")?;
-    let fuse = server.spawn().context("serve the FUSE view")?;
 
-    let mut params = process(&spec, args.fs.bundle.is_some(), &args.cmd)?;
-    params.root = view.clone();
+    let mut params = process(&spec, args.fs.bundle.is_some(), &args.cmd, args.network)?;
     if !params.rlimits.iter().any(|r| r.0 == "RLIMIT_NOFILE") {
         let (soft, hard) = crate::limits::pair(&nofile);
         params.rlimits.push(("RLIMIT_NOFILE".into(), soft, hard));
@@ -275,20 +363,31 @@ pub fn run(args: RunArgs) -> Result<i32> {
         noexec: true,
     });
     params.mounts.extend(container.kernel.iter().map(kmount));
-    let json = serde_json::to_string(&params)?;
-    // By /proc/self/exe: the binary's own path may be under the /tmp we just hid.
-    let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg("__sandbox").arg(json);
-    // SAFETY: the closure runs in the child between fork and exec and only makes
-    // one raw system call (unshare), which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            use rustix::thread::UnshareFlags as U;
-            rustix::thread::unshare_unsafe(U::NEWNS | U::NEWPID | U::NEWIPC | U::NEWUTS)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd.spawn().context("start the sandbox process")?;
+    let started = start_sandbox(&mut params, &map, &how)?;
+    let mut child = started.child;
+    let fuse_fd = match crate::fdpass::recv_fd(&started.fuse) {
+        Ok(Some(fd)) => fd,
+        other => {
+            let st = child.wait().context("wait for the sandbox")?;
+            let why = match other {
+                Err(e) => format!(": {e}"),
+                _ => String::new(),
+            };
+            bail!("the sandbox could not mount its view ({st}){why}");
+        }
+    };
+    let opts = sandfs_fuse::Options {
+        cache: if cfg.file_access == sandfs_gofer::client::FileAccess::Shared {
+            sandfs_fuse::CachePolicy::Shared
+        } else {
+            sandfs_fuse::CachePolicy::Exclusive
+        },
+        ids: Some(map.clone()),
+        ..sandfs_fuse::Options::default()
+    };
+    let server = sandfs_fuse::Server::from_fd(container.ns.clone(), fuse_fd, &params.root, &opts)
+        .context("serve the FUSE view")?;
+    let fuse = server.spawn().context("serve the FUSE view")?;
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     std::thread::spawn(move || {
         while let Ok(sig) = sigs.wait() {

@@ -1,14 +1,26 @@
 //! `sandfs __sandbox`: the process that becomes the container. The runtime starts it
-//! in new mount, pid, ipc and uts namespaces (with the FUSE view already mounted in
-//! the mount namespace it copies); it forks the program's process (pid 1 of the new
-//! pid namespace), which mounts kernel proc, sysfs, devpts and a minimal /dev on the
-//! view, pivot_roots into it, takes its identity, hostname and rlimits, and execs.
-//! This process waits for it, forwards SIGINT and SIGTERM, and exits with its status
-//! (128+N for a signal).
+//! already inside the sandbox's new user namespace (container root, every capability
+//! *in that namespace only*) and its new mount, pid, ipc, uts, cgroup and (unless
+//! the host network is asked for) network namespaces. It:
+//!
+//! 1. mounts the FUSE view itself (a user namespace's FUSE mount is made from
+//!    inside it, so the kernel speaks the namespace's ids to the server) and hands
+//!    the /dev/fuse descriptor to the runtime, which serves it;
+//! 2. forks pid 1 of the new pid namespace, which mounts kernel proc, sysfs, devpts,
+//!    a minimal /dev, masks and write-protects /proc and /sys paths, pivot_roots
+//!    into the view, sets hostname, loopback and sysctls, then forks the program;
+//! 3. the program's process: new session, limits, umask, identity, capabilities,
+//!    no_new_privs, only stdio left open, seccomp last, exec.
+//!
+//! pid 1 and this process then drop every capability and only wait, forwarding
+//! SIGINT and SIGTERM. Any step that fails stops the run (exit 125) before the
+//! program starts: it never runs less confined than asked.
 
 use anyhow::{Context, Result, bail};
 use rustix::mount::{MountFlags, UnmountFlags, mount, mount_bind, unmount};
+use sandfs_confine::caps::Sets;
 use serde::{Deserialize, Serialize};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -34,8 +46,12 @@ pub struct KMount {
 /// Everything the container process needs, passed as JSON in one argument.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
-    /// The FUSE view.
+    /// Where to mount the FUSE view (made on a scratch tmpfs of the sandbox's own).
     pub root: PathBuf,
+    /// The socket on which to hand the runtime the /dev/fuse descriptor.
+    pub fuse_channel: i32,
+    /// Pipes to the runtime: (tell it the user namespace exists, wait for its maps).
+    pub userns_sync: (i32, i32),
     /// Kernel mounts, parents first.
     pub mounts: Vec<KMount>,
     /// Working directory inside the container.
@@ -52,8 +68,30 @@ pub struct Params {
     pub groups: Vec<u32>,
     /// Hostname, if any.
     pub hostname: Option<String>,
+    /// NIS domain name, if any.
+    pub domainname: Option<String>,
     /// (resource name, soft, hard).
     pub rlimits: Vec<(String, u64, u64)>,
+    /// Capability sets of the program.
+    pub caps: Sets,
+    /// Set no_new_privs before exec.
+    pub no_new_privs: bool,
+    /// The program's umask, if set.
+    pub umask: Option<u32>,
+    /// Paths to hide.
+    pub masked: Vec<String>,
+    /// Paths to make read-only.
+    pub readonly: Vec<String>,
+    /// Sysctls to write (already checked to be namespaced).
+    pub sysctl: Vec<(String, String)>,
+    /// Whether the sandbox has its own network namespace (loopback brought up).
+    pub own_network: bool,
+    /// Whether the program gets the runtime's pty (its stdio) as its terminal.
+    pub tty: bool,
+    /// The seccomp profile (OCI JSON), if any.
+    pub seccomp: Option<serde_json::Value>,
+    /// Use the default seccomp profile (no bundle).
+    pub default_seccomp: bool,
 }
 
 const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -129,27 +167,60 @@ fn rlimit_resource(name: &str) -> Option<rustix::process::Resource> {
         "RLIMIT_NICE" => R::Nice,
         "RLIMIT_RTPRIO" => R::Rtprio,
         "RLIMIT_SIGPENDING" => R::Sigpending,
+        "RLIMIT_RSS" => R::Rss,
+        "RLIMIT_LOCKS" => R::Locks,
+        "RLIMIT_RTTIME" => R::Rttime,
         _ => return None,
     })
 }
 
-/// In pid 1 of the container: mount the kernel filesystems and /dev on the view,
-/// pivot_root into it, set the hostname (all namespace-wide, as root).
+/// A kernel filesystem on the view. In a user namespace some cannot be mounted
+/// fresh: sysfs without a network namespace of our own, cgroup v1 hierarchies; they
+/// are bound read-only from the host's instead, as rootless runtimes do.
+fn kernel_mount(p: &Params, m: &KMount) -> Result<()> {
+    let dest = at(&p.root, &m.destination);
+    let data = std::ffi::CString::new(m.data.join(",")).context("mount data")?;
+    let mut f = flags(m);
+    match m.fstype.as_str() {
+        "sandfs-dev" => return minimal_dev(&dest),
+        "proc" => f |= MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        "sysfs" if !p.own_network => return bind_host_read_only("/sys", &dest),
+        "cgroup" | "cgroup2" => {
+            f |= MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            if mount("cgroup2", &dest, "cgroup2", f, c"").is_ok() {
+                return Ok(());
+            }
+            return bind_host_read_only("/sys/fs/cgroup", &dest);
+        }
+        _ => {}
+    }
+    mount(m.fstype.as_str(), &dest, m.fstype.as_str(), f, data.as_c_str())
+        .with_context(|| format!("mount {} on {}", m.fstype, m.destination.display()))
+}
+
+fn bind_host_read_only(src: &str, dest: &Path) -> Result<()> {
+    rustix::mount::mount_bind_recursive(src, dest)
+        .with_context(|| format!("bind the host's {src} on {}", dest.display()))?;
+    let f = sandfs_confine::paths::locked_flags(dest) | MountFlags::RDONLY;
+    rustix::mount::mount_remount(dest, MountFlags::BIND | f, c"")
+        .with_context(|| format!("make {} read-only", dest.display()))
+}
+
+/// In pid 1 of the container: kernel mounts, sysctls, masked and read-only paths,
+/// pivot_root into the view, hostname, loopback.
 fn enter_view(p: &Params) -> Result<()> {
     for m in &p.mounts {
-        let dest = at(&p.root, &m.destination);
-        match m.fstype.as_str() {
-            "sandfs-dev" => minimal_dev(&dest)?,
-            fstype => {
-                let data = std::ffi::CString::new(m.data.join(",")).context("mount data")?;
-                let mut f = flags(m);
-                if fstype == "proc" {
-                    f |= MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-                }
-                mount(fstype, &dest, fstype, f, data.as_c_str())
-                    .with_context(|| format!("mount {fstype} on {}", m.destination.display()))?;
-            }
-        }
+        kernel_mount(p, m)?;
+    }
+    for (k, v) in &p.sysctl {
+        let path = at(&p.root, Path::new("/proc/sys")).join(k.replace('.', "/"));
+        std::fs::write(&path, v).with_context(|| format!("linux.sysctl {k}={v}"))?;
+    }
+    for m in &p.masked {
+        sandfs_confine::paths::mask(&p.root, m).map_err(anyhow::Error::msg)?;
+    }
+    for r in &p.readonly {
+        sandfs_confine::paths::read_only(&p.root, r).map_err(anyhow::Error::msg)?;
     }
     rustix::process::chdir(&p.root).context("enter the view")?;
     rustix::process::pivot_root(".", ".").context("pivot_root into the view")?;
@@ -158,29 +229,113 @@ fn enter_view(p: &Params) -> Result<()> {
     if let Some(h) = &p.hostname {
         rustix::system::sethostname(h.as_bytes()).context("sethostname")?;
     }
+    if let Some(d) = &p.domainname {
+        rustix::system::setdomainname(d.as_bytes()).context("setdomainname")?;
+    }
+    if p.own_network {
+        sandfs_confine::net::loopback_up().map_err(anyhow::Error::msg)?;
+    }
     Ok(())
 }
 
-/// In the program's process: limits and identity, then exec. Returns only on failure.
-fn exec_program(p: &Params) -> Result<std::convert::Infallible> {
-    for (name, soft, hard) in &p.rlimits {
-        let r = rlimit_resource(name).with_context(|| format!("unknown rlimit {name}"))?;
-        rustix::process::setrlimit(r, rustix::process::Rlimit { current: Some(*soft), maximum: Some(*hard) })
-            .with_context(|| format!("setrlimit {name}"))?;
+/// The program's identity, capabilities and no_new_privs, in the order that keeps
+/// what it should: bounding set first, identity with the permitted set kept, then
+/// the sets, then no_new_privs.
+fn take_identity(p: &Params) -> Result<()> {
+    use rustix::process::{Gid, Uid};
+    let last = sandfs_confine::caps::last_cap();
+    rustix::thread::set_keep_capabilities(true).context("keep capabilities over the identity change")?;
+    sandfs_confine::caps::limit_bounding(p.caps.bounding, last).map_err(anyhow::Error::msg)?;
+    let groups: Vec<Gid> = p.groups.iter().map(|&g| Gid::from_raw(g)).collect();
+    match rustix::thread::set_thread_groups(&groups) {
+        Ok(()) => {}
+        // Rootless without subordinate ids: setgroups is denied in the namespace and
+        // only group 0 exists; asking for more is an error, none is fine.
+        Err(rustix::io::Errno::PERM) if groups.is_empty() => {}
+        Err(e) => bail!("setgroups {:?}: {e}", p.groups),
     }
-    let groups: Vec<rustix::process::Gid> =
-        p.groups.iter().map(|&g| rustix::process::Gid::from_raw(g)).collect();
-    rustix::thread::set_thread_groups(&groups).context("setgroups")?;
-    let Some((prog, args)) = p.args.split_first() else { bail!("no program to run") };
+    let gid = Gid::from_raw(p.gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).with_context(|| format!("setgid {}", p.gid))?;
+    let uid = Uid::from_raw(p.uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid).with_context(|| format!("setuid {}", p.uid))?;
+    rustix::thread::set_keep_capabilities(false)?;
+    sandfs_confine::caps::apply_sets(&p.caps, last).map_err(anyhow::Error::msg)?;
+    if p.no_new_privs {
+        rustix::thread::set_no_new_privs(true).context("set no_new_privs")?;
+    }
+    Ok(())
+}
+
+/// Give up every capability (pid 1 and the outer sandbox process only wait).
+fn drop_all_caps() -> Result<()> {
+    sandfs_confine::caps::limit_bounding(0, sandfs_confine::caps::last_cap()).map_err(anyhow::Error::msg)?;
+    sandfs_confine::caps::apply_sets(&Sets::default(), sandfs_confine::caps::last_cap())
+        .map_err(anyhow::Error::msg)?;
+    rustix::thread::set_no_new_privs(true)?;
+    Ok(())
+}
+
+/// Why exec failed, and the shell's status for it: 127 for a program (or its
+/// interpreter) that is not there, 126 for one that cannot be run.
+fn exec_failure(prog: &str, err: &std::io::Error) -> (String, i32) {
+    let code = if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 };
+    let what = if prog.contains('/') && Path::new(prog).exists() && code == 127 {
+        format!("exec {prog}: its interpreter was not found ({err})")
+    } else {
+        format!("exec {prog}: {err}")
+    };
+    (what, code)
+}
+
+/// In the program's process: session, limits, umask, identity, descriptors,
+/// seccomp, exec. Returns only on failure, with the exit status to use.
+fn exec_program(p: &Params, filter: Option<&crate::filter::Filter>) -> (String, i32) {
+    let setup = (|| -> Result<()> {
+        if p.tty {
+            rustix::process::setsid().context("setsid")?;
+            // The runtime's pty is our stdin: make it the controlling terminal.
+            rustix::process::ioctl_tiocsctty(std::io::stdin().as_fd()).context("take the terminal")?;
+        } else {
+            // No controlling terminal: nothing written reaches the caller's terminal
+            // except through the descriptors given.
+            rustix::process::setsid().context("setsid")?;
+        }
+        for (name, soft, hard) in &p.rlimits {
+            let r = rlimit_resource(name).with_context(|| format!("process.rlimits: unknown {name}"))?;
+            rustix::process::setrlimit(
+                r,
+                rustix::process::Rlimit { current: Some(*soft), maximum: Some(*hard) },
+            )
+            .with_context(|| format!("setrlimit {name}"))?;
+        }
+        if let Some(m) = p.umask {
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(m));
+        }
+        take_identity(p)?;
+        rustix::process::chdir(&p.cwd).with_context(|| format!("working directory {}", p.cwd.display()))?;
+        // Only stdin, stdout and stderr reach the program.
+        sandfs_confine::fds::cloexec_from(3).map_err(anyhow::Error::msg)?;
+        Ok(())
+    })();
+    if let Err(e) = setup {
+        return (format!("{e:#}"), 125);
+    }
+    let Some((prog, args)) = p.args.split_first() else { return ("no program to run".into(), 125) };
     let mut cmd = std::process::Command::new(prog);
-    cmd.args(args).env_clear().current_dir(&p.cwd).uid(p.uid).gid(p.gid);
+    cmd.args(args).env_clear();
     for kv in &p.env {
         if let Some((k, v)) = kv.split_once('=') {
             cmd.env(k, v);
         }
     }
+    if let Some(f) = filter {
+        // Last before exec: the filter applies to the program, not to the setup.
+        if let Err(e) = f.load() {
+            return (format!("install the seccomp filter: {e}"), 125);
+        }
+    }
     let err = cmd.exec();
-    bail!("exec {prog}: {err}")
+    exec_failure(prog, &err)
 }
 
 /// Wait for `child`, forwarding SIGINT and SIGTERM (blocked in `sigs`); its exit
@@ -212,6 +367,68 @@ fn fork_or_die() -> Result<nix::unistd::ForkResult> {
     unsafe { nix::unistd::fork() }.context("fork")
 }
 
+/// Make the user namespace (the runtime writes its maps), become its root, then
+/// make the other namespaces, owned by it.
+/// Returns /dev/fuse opened in the new user namespace (a FUSE mount wants its
+/// descriptor opened by the namespace that mounts it), while this process still has
+/// the runtime's file access: the device is often root's alone, and container root
+/// is not host root.
+fn enter_namespaces(p: &Params) -> Result<OwnedFd> {
+    use rustix::thread::UnshareFlags as U;
+    use std::io::{Read, Write};
+    // SAFETY: the runtime passed these two pipe ends for this exchange alone; they
+    // are owned here and closed after it.
+    let (mut ready, mut go) =
+        unsafe { (std::fs::File::from_raw_fd(p.userns_sync.0), std::fs::File::from_raw_fd(p.userns_sync.1)) };
+    // SAFETY: this process was just exec'd and has started no thread, as unshare of
+    // a user namespace requires; no descriptor table is shared.
+    unsafe { rustix::thread::unshare_unsafe(U::NEWUSER) }.context("make a user namespace")?;
+    let dev = rustix::fs::open("/dev/fuse", rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .context("open /dev/fuse (rootless mode needs it usable by the user: chmod 0666 /dev/fuse, as distributions ship it)")?;
+    ready.write_all(&[1]).context("tell the runtime")?;
+    drop(ready);
+    let mut b = [0u8; 1];
+    if go.read(&mut b).context("wait for the id maps")? != 1 {
+        bail!("the runtime did not map the user namespace");
+    }
+    // Denied (rootless without subordinate ids): there are no groups to drop then.
+    let _ = rustix::thread::set_thread_groups(&[]);
+    let g = rustix::process::Gid::ROOT;
+    rustix::thread::set_thread_res_gid(g, g, g).context("become group 0 of the namespace")?;
+    let u = rustix::process::Uid::ROOT;
+    rustix::thread::set_thread_res_uid(u, u, u).context("become root of the namespace")?;
+    let mut ns = U::NEWNS | U::NEWPID | U::NEWIPC | U::NEWUTS | U::NEWCGROUP;
+    if p.own_network {
+        ns |= U::NEWNET;
+    }
+    // SAFETY: still single-threaded, as above.
+    unsafe { rustix::thread::unshare_unsafe(ns) }.context("make the sandbox's namespaces")?;
+    Ok(dev)
+}
+
+/// Mount the FUSE view at `p.root` on a scratch tmpfs of this mount namespace and
+/// send the /dev/fuse descriptor to the runtime.
+fn mount_view(p: &Params, dev: OwnedFd) -> Result<()> {
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )
+    .context("make mounts private")?;
+    let scratch = p.root.parent().context("view path")?;
+    mount("sandfs", scratch, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=700")
+        .context("mount the scratch tmpfs")?;
+    std::fs::create_dir(&p.root).context("make the view's mount point")?;
+    let data = sandfs_fuse::mount_data(dev.as_raw_fd(), 0, 0);
+    let data = std::ffi::CString::new(data).context("fuse mount data")?;
+    mount("sandfs", &p.root, "fuse.sandfs", MountFlags::empty(), data.as_c_str())
+        .context("mount the FUSE view inside the user namespace")?;
+    // SAFETY: the runtime passed this connected socket for this one message; it is
+    // owned here and closed after sending.
+    let chan = unsafe { OwnedFd::from_raw_fd(p.fuse_channel) };
+    crate::fdpass::send_fd(&chan, dev.as_fd()).context("hand the FUSE descriptor to the runtime")?;
+    Ok(())
+}
+
 /// `sandfs __sandbox PARAMS_JSON`: runs in the new namespaces, in the runtime's pid
 /// namespace; its child is pid 1 of the container (an init that mounts, pivots and
 /// supervises), whose child execs the program. Each level dies with its parent.
@@ -225,6 +442,11 @@ pub fn run(params_json: &str) -> Result<i32> {
         sigs.add(s);
     }
     sigs.thread_block().context("block signals")?;
+    let dev = enter_namespaces(&p)?;
+    mount_view(&p, dev)?;
+    // Built before any fork: allocation and name resolution happen here, the child
+    // only installs it.
+    let filter = crate::filter::build(p.seccomp.as_ref(), p.default_seccomp)?;
     let init = match fork_or_die()? {
         ForkResult::Parent { child } => child,
         ForkResult::Child => {
@@ -233,12 +455,15 @@ pub fn run(params_json: &str) -> Result<i32> {
                 rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
                 enter_view(&p)?;
                 match fork_or_die()? {
-                    ForkResult::Parent { child } => supervise(child, &sigs),
+                    ForkResult::Parent { child } => {
+                        drop_all_caps()?;
+                        supervise(child, &sigs)
+                    }
                     ForkResult::Child => {
                         let _ = sigs.thread_unblock();
-                        let Err(e) = exec_program(&p);
-                        eprintln!("sandfs: {e:#}");
-                        std::process::exit(127);
+                        let (why, code) = exec_program(&p, filter.as_ref());
+                        eprintln!("sandfs: {why}");
+                        std::process::exit(code);
                     }
                 }
             })();
@@ -251,5 +476,6 @@ pub fn run(params_json: &str) -> Result<i32> {
             }
         }
     };
+    drop_all_caps()?;
     supervise(init, &sigs)
 }

@@ -7,5 +7,11 @@
 //! primitive; the sandbox process (crates/cli) applies them, and any step that cannot
 //! be applied stops the run.
 
+pub mod caps;
 pub mod cgroup;
+pub mod fds;
+pub mod net;
+pub mod paths;
 pub mod seccomp;
+pub mod sysctl;
+pub mod userns;

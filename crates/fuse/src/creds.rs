@@ -15,16 +15,22 @@
 //! dropped capabilities is still treated as fully privileged, and an unprivileged
 //! process holding file capabilities is not (documented limitation).
 
-use sandfs_vfs::{Caps, Creds};
+use sandfs_vfs::{Caps, Creds, IdMap};
 use std::io::Read;
 use std::sync::Arc;
 
-/// Credentials for a request from `uid`/`gid` made by thread `pid`.
-pub fn request_creds(uid: u32, gid: u32, pid: u32) -> Creds {
+/// Credentials for a request from `uid`/`gid` made by thread `pid`. With `ids`
+/// (the mount lives in a user namespace with that map), the groups read from
+/// /proc, which show host ids to this server, become the namespace's ids; a group
+/// with no mapping is dropped (it grants nothing inside).
+pub fn request_creds(uid: u32, gid: u32, pid: u32, ids: Option<&IdMap>) -> Creds {
     if uid == 0 {
         return Creds { uid, gid, groups: Arc::from([]), caps: Caps::ROOT };
     }
-    let groups = if pid == 0 { Vec::new() } else { groups_of(pid) };
+    let mut groups = if pid == 0 { Vec::new() } else { groups_of(pid) };
+    if let Some(m) = ids {
+        groups = groups.into_iter().filter_map(|g| m.gid_from_host(g)).collect();
+    }
     Creds::user(uid, gid, &groups)
 }
 
@@ -70,6 +76,18 @@ mod tests {
         assert_eq!(parse_groups(s), vec![4, 24, 27, 1000]);
         assert_eq!(parse_groups(b"Groups:\n"), Vec::<u32>::new());
         assert_eq!(parse_groups(b"Name: x\n"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn groups_translate_through_the_namespace_map() {
+        let tid = rustix::thread::gettid().as_raw_nonzero().get() as u32;
+        let own = groups_of(tid);
+        let Some(&g) = own.first() else { return };
+        let m = IdMap::shifted(g, g, 1);
+        let c = request_creds(1000, 1000, tid, Some(&m));
+        assert!(c.groups.contains(&0), "host group {g} is group 0 inside: {:?}", c.groups);
+        let none = IdMap::shifted(u32::MAX - 1, u32::MAX - 1, 1);
+        assert!(request_creds(1000, 1000, tid, Some(&none)).groups.is_empty());
     }
 
     #[test]

@@ -236,7 +236,7 @@ impl SandFs {
     }
 
     fn creds(&self, req: &Request) -> Creds {
-        request_creds(req.uid(), req.gid(), req.pid())
+        request_creds(req.uid(), req.gid(), req.pid(), self.opts.ids.as_ref())
     }
 
     fn file(&self, fh: FileHandle) -> Option<Arc<Open>> {

@@ -79,6 +79,9 @@ pub struct Options {
     pub suid: bool,
     /// Mount read-only in the kernel as well.
     pub read_only: bool,
+    /// The id map of the user namespace the mount lives in (the kernel then sends
+    /// the namespace's uids and gids; supplementary groups are translated with it).
+    pub ids: Option<sandfs_vfs::IdMap>,
 }
 
 impl Default for Options {
@@ -91,6 +94,7 @@ impl Default for Options {
             dev: true,
             suid: true,
             read_only: false,
+            ids: None,
         }
     }
 }
@@ -178,6 +182,26 @@ impl Server {
         Ok(Server { session, status, mountpoint })
     }
 
+    /// Serve `ns` on `fd`, a /dev/fuse descriptor another process mounted at
+    /// `mountpoint` (in its own mount namespace: a user namespace's FUSE mount is
+    /// made by a process inside it). The kernel's INIT is answered before this
+    /// returns. The mount options were chosen by the mounter ([`mount_data`]).
+    pub fn from_fd(
+        ns: Arc<MountNamespace>,
+        fd: std::os::fd::OwnedFd,
+        mountpoint: &Path,
+        opts: &Options,
+    ) -> io::Result<Server> {
+        let status = Arc::new(Status::default());
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
+        let mut config = Config::default();
+        config.acl = SessionACL::All;
+        config.n_threads = Some(opts.threads.max(1));
+        config.clone_fd = true;
+        let session = Session::from_fd(fs, fd, SessionACL::All, config)?;
+        Ok(Server { session, status, mountpoint: mountpoint.to_path_buf() })
+    }
+
     /// What the server reports (passthrough).
     pub fn status(&self) -> Arc<Status> {
         self.status.clone()
@@ -206,6 +230,12 @@ impl Server {
         let thread = std::thread::Builder::new().name("sandfs-fuse".into()).spawn(move || self.run())?;
         Ok(Background { thread: Some(thread), unmounter, status, path })
     }
+}
+
+/// The data string of a FUSE mount(2) serving on descriptor `fd` with `opts`, for a
+/// mounter in another process (see [`Server::from_fd`]); `uid`/`gid` own the mount.
+pub fn mount_data(fd: i32, uid: u32, gid: u32) -> String {
+    format!("fd={fd},rootmode=40000,user_id={uid},group_id={gid},default_permissions,allow_other")
 }
 
 /// Unmounts a server's mount from any thread.
