@@ -339,8 +339,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let annotations: BTreeMap<String, String> =
         spec.annotations().clone().unwrap_or_default().into_iter().collect();
     let (map, how) = userns::for_caller();
-    let mut host = ProcessHost::default();
-    host.idmap = Some(map.clone());
+    let host = ProcessHost::new(Some(map.clone()));
     let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
     let container = sb.container("sandfs", &spec, &bundle)?;
     for w in sb.warnings.iter().chain(&container.warnings) {

@@ -35,15 +35,18 @@ pub struct Report {
     pub seccomp: Result<usize, String>,
 }
 
-/// Capabilities the gofer keeps: what it needs to create files for other owners,
-/// reach every file of the sources, set times and modes, and make device nodes.
+/// Capabilities the gofer keeps: what it needs to give files the sandbox's (mapped)
+/// owners (CHOWN), reach and open every file of the sources whatever their
+/// permissions (DAC_OVERRIDE, DAC_READ_SEARCH), change modes, times and xattrs of
+/// files it does not own (FOWNER), and keep setuid/setgid bits it decided on
+/// (FSETID). No device nodes: it makes none (no MKNOD); no file capabilities
+/// (no SETFCAP); see PROTOCOL.md.
 pub const KEPT_CAPS: &[caps::Capability] = &[
     caps::Capability::CAP_CHOWN,
     caps::Capability::CAP_DAC_OVERRIDE,
     caps::Capability::CAP_DAC_READ_SEARCH,
     caps::Capability::CAP_FOWNER,
     caps::Capability::CAP_FSETID,
-    caps::Capability::CAP_MKNOD,
 ];
 
 fn e(x: impl std::fmt::Display) -> String {

@@ -4,6 +4,13 @@
 //! time, with `openat2` RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS
 //! and O_NOFOLLOW: symlinks are returned to the client, never followed here. A
 //! read-only mount answers EROFS to every mutation.
+//!
+//! Owners: a server given the sandbox's id map ([`Server::map_ids`]) speaks container
+//! ids. Every attribute it sends goes through the map host -> container (an unmapped
+//! host id shows as [`OVERFLOW_ID`]) in one place ([`Server::handle`]); every owner
+//! it is sent goes container -> host, and one with no mapping is EINVAL. Whatever the
+//! map, no device node is made on the host, and with a map no host file is left
+//! setuid (setgid) to a host id outside it.
 
 use crate::ahead::Ahead;
 use crate::proto::{
@@ -14,6 +21,7 @@ use crate::transport::{Conn, RecvError};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
+use sandfs_vfs::idmap::{IdMap, OVERFLOW_ID};
 use sandfs_vfs::{Attr, FileType, StatFs, Timespec};
 use std::collections::HashMap;
 use std::mem::MaybeUninit;
@@ -81,7 +89,12 @@ pub struct Server {
     dirbuf: Vec<MaybeUninit<u8>>,
     /// Listings made ahead (version 4).
     ahead: Ahead,
+    /// The sandbox's id map for this mount; `None`: ids pass through as stored.
+    ids: Option<IdMap>,
 }
+
+const S_ISUID: u32 = 0o4000;
+const S_ISGID: u32 = 0o2000;
 
 fn resolve_flags() -> ResolveFlags {
     ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS
@@ -164,6 +177,12 @@ fn open_node(dir: BorrowedFd<'_>, name: &[u8]) -> Result<(OwnedFd, Attr), Errno>
     Ok((fd, attr))
 }
 
+/// chmod the inode `fd` refers to (any descriptor, `O_PATH` included), through its
+/// `/proc/self/fd` link: never a name that could have been replaced.
+fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+    rustix::fs::chmodat(proc_fds()?, fd_name(fd).as_str(), Mode::from_raw_mode(mode), AtFlags::empty())
+}
+
 /// Reopen an `O_PATH` descriptor for data access.
 fn reopen_fd(fd: BorrowedFd<'_>, flags: OFlags) -> Result<OwnedFd, Errno> {
     rustix::fs::openat(proc_fds()?, fd_name(fd).as_str(), flags | OFlags::CLOEXEC, Mode::empty())
@@ -193,7 +212,16 @@ impl Server {
             version: 0,
             dirbuf: Vec::new(),
             ahead: Ahead::default(),
+            ids: None,
         })
+    }
+
+    /// Speak container ids through `map` (a host volume of a sandbox in a user
+    /// namespace): attributes sent translate host -> container, owners received
+    /// container -> host (EINVAL for an id the map lacks), and setuid/setgid bits
+    /// stay only on files whose host owner (group) the map holds.
+    pub fn map_ids(&mut self, map: IdMap) {
+        self.ids = Some(map);
     }
 
     /// Cap the host descriptors this connection may hold, so one mount cannot use up
@@ -333,6 +361,13 @@ impl Server {
             // Replaced on the host since it was walked.
             return Err(Errno::STALE);
         }
+        if flags.intersects(OFlags::WRONLY | OFlags::RDWR | OFlags::TRUNC) {
+            // A write by the sandbox must not leave a host file setuid to an id it
+            // does not own (Linux clears the bit on a write by a task without
+            // CAP_FSETID over the file; the writer here may have it): cleared
+            // before the descriptor is handed out.
+            self.drop_foreign_privs(fd.as_fd())?;
+        }
         Ok(fd)
     }
 
@@ -346,24 +381,110 @@ impl Server {
         Ok(f)
     }
 
-    /// Give a new node the requested owner, as far as the host allows (an
-    /// unprivileged gofer keeps its own ids), then restore setuid/setgid bits the
-    /// chown cleared: the client already decided them.
-    fn chown_new(&self, dir: &OwnedFd, name: &[u8], uid: u32, gid: u32, kind: FileType, mode: u32) {
-        let _ = rustix::fs::chownat(
-            dir,
-            name,
-            Some(rustix::process::Uid::from_raw(uid)),
-            Some(rustix::process::Gid::from_raw(gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        );
-        if mode & 0o6000 != 0 && kind != FileType::Symlink {
-            let _ = rustix::fs::chmodat(dir, name, Mode::from_raw_mode(mode & 0o7777), AtFlags::empty());
+    /// The host uid for container uid `uid`: through the map, EINVAL for an id it
+    /// lacks (as chown(2) to an unmapped id in a user namespace); as sent without one.
+    fn uid_in(&self, uid: u32) -> Result<u32, Errno> {
+        match &self.ids {
+            Some(m) => m.uid_to_host(uid).ok_or(Errno::INVAL),
+            None => Ok(uid),
         }
     }
 
-    /// Answer one request; an opened descriptor travels with the reply.
+    /// The host gid for container gid `gid` (as [`Server::uid_in`]).
+    fn gid_in(&self, gid: u32) -> Result<u32, Errno> {
+        match &self.ids {
+            Some(m) => m.gid_to_host(gid).ok_or(Errno::INVAL),
+            None => Ok(gid),
+        }
+    }
+
+    /// Every attribute of a reply, host -> container (nothing without a map). The
+    /// one place attributes leave the server: replies are built from host stats.
+    fn reply_out(&self, r: &mut Reply) {
+        let Some(map) = &self.ids else { return };
+        let out = |a: &mut Attr| {
+            a.uid = map.uid_from_host(a.uid).unwrap_or(OVERFLOW_ID);
+            a.gid = map.gid_from_host(a.gid).unwrap_or(OVERFLOW_ID);
+        };
+        match r {
+            Reply::Attached { attr, .. } | Reply::Attr(attr) | Reply::Node { attr, .. } => out(attr),
+            Reply::Walked { entries, .. } => entries.iter_mut().for_each(|(_, a)| out(a)),
+            Reply::Dents { entries, .. } => entries.iter_mut().for_each(|d| out(&mut d.attr)),
+            Reply::Listed { attr, entries, .. } => {
+                out(attr);
+                entries.iter_mut().for_each(|d| out(&mut d.attr));
+            }
+            Reply::Opened | Reply::Unit | Reply::Data(_) | Reply::Names(_) | Reply::StatFs(_) => {}
+        }
+    }
+
+    /// With a map: clear the setuid bit of a node whose host owner the map lacks,
+    /// and the setgid bit of one whose host group it lacks.
+    fn drop_foreign_privs(&self, fd: BorrowedFd<'_>) -> Result<(), Errno> {
+        let Some(map) = &self.ids else { return Ok(()) };
+        let a = stat_fd(fd)?;
+        let mut mode = a.mode;
+        if mode & S_ISUID != 0 && map.uid_from_host(a.uid).is_none() {
+            mode &= !S_ISUID;
+        }
+        if mode & S_ISGID != 0 && map.gid_from_host(a.gid).is_none() {
+            mode &= !S_ISGID;
+        }
+        if mode != a.mode && a.kind != FileType::Symlink {
+            chmod_fd(fd, mode)?;
+        }
+        Ok(())
+    }
+
+    /// Track a node just made as `name` in `dir` (made without its setuid, setgid
+    /// and sticky bits) as a new fid, give it its owner (`owner`: host ids), then
+    /// those bits of `mode`: it is never setuid to the gofer's own id, and the chown
+    /// does not clear bits the client decided. Without a map the host may refuse the
+    /// chown (an unprivileged gofer): the node keeps the gofer's ids. With one the
+    /// chown must succeed, else the node is removed again and the error returned,
+    /// so it never stays owned by the gofer's host id.
+    fn adopt_new(
+        &mut self,
+        dir: &Arc<OwnedFd>,
+        name: &[u8],
+        owner: (u32, u32),
+        mode: u32,
+    ) -> Result<(Fid, Attr), Errno> {
+        let (fid, attr) = self.adopt(dir, name)?;
+        let fd = self.entry(fid)?.fd.clone();
+        let chown = rustix::fs::chownat(
+            &fd,
+            "",
+            Some(rustix::process::Uid::from_raw(owner.0)),
+            Some(rustix::process::Gid::from_raw(owner.1)),
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        );
+        if let Err(e) = chown
+            && self.ids.is_some()
+        {
+            self.fids.remove(&fid);
+            let rm = if attr.kind == FileType::Directory { AtFlags::REMOVEDIR } else { AtFlags::empty() };
+            let _ = rustix::fs::unlinkat(dir, name, rm);
+            return Err(e);
+        }
+        if mode & 0o7000 != 0 && attr.kind != FileType::Symlink {
+            let _ = chmod_fd(fd.as_fd(), mode & 0o7777);
+        }
+        self.drop_foreign_privs(fd.as_fd())?;
+        Ok((fid, stat_fd(fd.as_fd())?))
+    }
+
+    /// Answer one request; an opened descriptor travels with the reply. Attributes
+    /// in the reply are the container's view (see [`Server::map_ids`]).
     pub fn handle(&mut self, req: Request) -> (Result<Reply, Errno>, Option<OwnedFd>) {
+        let (mut reply, fd) = self.answer(req);
+        if let Ok(r) = &mut reply {
+            self.reply_out(r);
+        }
+        (reply, fd)
+    }
+
+    fn answer(&mut self, req: Request) -> (Result<Reply, Errno>, Option<OwnedFd>) {
         if self.readonly && req.is_mutation() {
             return (Err(Errno::ROFS), None);
         }
@@ -407,10 +528,10 @@ impl Server {
         gid: u32,
     ) -> Result<(Reply, OwnedFd), Errno> {
         let d = self.dir_fd(dir)?;
+        let owner = (self.uid_in(uid)?, self.gid_in(gid)?);
         let flags = self.open_flags(flags)? | OFlags::CREATE | OFlags::EXCL;
-        let fd = open_beneath(d.as_fd(), name, flags, mode & 0o7777)?;
-        self.chown_new(&d, name, uid, gid, FileType::Regular, mode);
-        let (fid, attr) = self.adopt(&d, name)?;
+        let fd = open_beneath(d.as_fd(), name, flags, mode & 0o777)?;
+        let (fid, attr) = self.adopt_new(&d, name, owner, mode)?;
         Ok((Reply::Node { fid, attr }, fd))
     }
 
@@ -438,15 +559,24 @@ impl Server {
             Request::Listdir { dir, name, off } => self.listdir(dir, name, off),
             Request::Mknod { dir, name, mode, rdev, uid, gid } => {
                 let d = self.dir_fd(dir)?;
-                let perm = Mode::from_raw_mode(mode & 0o7777);
-                match FileType::from_mode(mode).ok_or(Errno::INVAL)? {
+                let kind = FileType::from_mode(mode).ok_or(Errno::INVAL)?;
+                if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
+                    // No device node reaches the host, whatever its numbers: one
+                    // the sandbox could open there would reach the device itself.
+                    return Err(Errno::PERM);
+                }
+                let owner = (self.uid_in(uid)?, self.gid_in(gid)?);
+                // Made without setuid, setgid and sticky bits: adopt_new sets them
+                // once the owner is final.
+                let perm = Mode::from_raw_mode(mode & 0o777);
+                match kind {
                     FileType::Directory => rustix::fs::mkdirat(&d, name.as_slice(), perm)?,
                     FileType::Regular => {
                         open_beneath(
                             d.as_fd(),
                             &name,
                             OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY,
-                            mode & 0o7777,
+                            mode & 0o777,
                         )?;
                     }
                     FileType::Symlink => return Err(Errno::INVAL),
@@ -455,22 +585,14 @@ impl Server {
                         rustix::fs::mknodat(&d, name.as_slice(), ft, perm, rdev)?
                     }
                 }
-                self.chown_new(
-                    &d,
-                    &name,
-                    uid,
-                    gid,
-                    FileType::from_mode(mode).unwrap_or(FileType::Regular),
-                    mode,
-                );
-                let (fid, attr) = self.adopt(&d, &name)?;
+                let (fid, attr) = self.adopt_new(&d, &name, owner, mode)?;
                 Ok(Reply::Node { fid, attr })
             }
             Request::Symlink { dir, name, target, uid, gid } => {
                 let d = self.dir_fd(dir)?;
+                let owner = (self.uid_in(uid)?, self.gid_in(gid)?);
                 rustix::fs::symlinkat(target.as_slice(), &d, name.as_slice())?;
-                self.chown_new(&d, &name, uid, gid, FileType::Symlink, 0);
-                let (fid, attr) = self.adopt(&d, &name)?;
+                let (fid, attr) = self.adopt_new(&d, &name, owner, 0)?;
                 Ok(Reply::Node { fid, attr })
             }
             Request::Link { dir, name, target } => {
@@ -506,6 +628,11 @@ impl Server {
                 let od = self.dir_fd(olddir)?;
                 let nd = self.dir_fd(newdir)?;
                 let fl = rustix::fs::RenameFlags::from_bits(flags).ok_or(Errno::INVAL)?;
+                if fl.contains(rustix::fs::RenameFlags::WHITEOUT) {
+                    // A whiteout is a 0/0 character device: no device node is made
+                    // on the host (the overlays' whiteouts live in their own upper).
+                    return Err(Errno::PERM);
+                }
                 rustix::fs::renameat_with(&od, oldname.as_slice(), &nd, newname.as_slice(), fl)?;
                 // Fids keep their descriptors; their remembered names are refreshed
                 // the next time the client walks to them.
@@ -720,24 +847,49 @@ impl Server {
     ) -> Result<Reply, Errno> {
         use setattr_valid as v;
         let e = self.entry(fid)?;
+        // What the map decides is checked before anything changes.
+        let uid = if valid & v::UID != 0 { Some(self.uid_in(uid)?) } else { None };
+        let gid = if valid & v::GID != 0 { Some(self.gid_in(gid)?) } else { None };
+        let mut mode = mode & 0o7777;
+        if let Some(map) = &self.ids
+            && valid & v::MODE != 0
+            && mode & (S_ISUID | S_ISGID) != 0
+        {
+            let cur = stat_fd(e.fd.as_fd())?;
+            // setuid to a host id the sandbox does not own: refused, as Linux
+            // refuses chmod of a file whose owner is not mapped.
+            if mode & S_ISUID != 0 && map.uid_from_host(cur.uid).is_none() {
+                return Err(Errno::PERM);
+            }
+            // setgid to a host group it does not own: silently dropped, as Linux
+            // does for a chmod by a task outside the group without CAP_FSETID.
+            if mode & S_ISGID != 0 && map.gid_from_host(cur.gid).is_none() {
+                mode &= !S_ISGID;
+            }
+        }
         if valid & v::SIZE != 0 {
             let fd = self.reopen(fid, OFlags::WRONLY)?;
             rustix::fs::ftruncate(&fd, size)?;
         }
         if valid & v::MODE != 0 {
-            let m = Mode::from_raw_mode(mode & 0o7777);
+            let m = Mode::from_raw_mode(mode);
             match e.kind {
                 FileType::Directory | FileType::Regular => {
                     rustix::fs::fchmod(self.reopen(fid, OFlags::RDONLY)?, m)?
                 }
                 FileType::Symlink => return Err(Errno::OPNOTSUPP),
-                _ => rustix::fs::chmodat(proc_fds()?, fd_name(e.fd.as_fd()).as_str(), m, AtFlags::empty())?,
+                _ => chmod_fd(e.fd.as_fd(), mode)?,
             }
         }
-        if valid & (v::UID | v::GID) != 0 {
-            let u = (valid & v::UID != 0).then(|| rustix::process::Uid::from_raw(uid));
-            let g = (valid & v::GID != 0).then(|| rustix::process::Gid::from_raw(gid));
+        if uid.is_some() || gid.is_some() {
+            let u = uid.map(rustix::process::Uid::from_raw);
+            let g = gid.map(rustix::process::Gid::from_raw);
+            // The host clears setuid (and setgid with group execute) of a
+            // non-directory it chowns, as Linux does for any caller.
             rustix::fs::chownat(e.fd.as_fd(), "", u, g, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+            // A bit the chown kept (setgid without group execute) whose owner is
+            // now outside the map goes too.
+            self.drop_foreign_privs(e.fd.as_fd())?;
         }
         if valid & (v::ATIME | v::MTIME | v::ATIME_NOW | v::MTIME_NOW) != 0 {
             let t = |set: u32, now: u32, t: Timespec| {

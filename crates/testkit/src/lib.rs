@@ -795,12 +795,16 @@ pub struct Config {
     /// which sandfs moves as gVisor does) is discarded; both are tested on their own.
     /// Nor is fallocate ZERO_RANGE (see `run_with`).
     pub overlay: bool,
+    /// Whether device nodes can be made (mknod of a character device, rename with
+    /// RENAME_WHITEOUT); when false such operations are skipped (the gofer makes no
+    /// device node on the host and refuses them with EPERM, tested on its own).
+    pub devices: bool,
 }
 
 impl Config {
     /// Defaults: kernel tmpfs semantics, `cases` sequences.
     pub fn new(cases: u32) -> Config {
-        Config { cases, special_xattrs: true, reset: kwipe, overlay: false }
+        Config { cases, special_xattrs: true, reset: kwipe, overlay: false, devices: true }
     }
 }
 
@@ -812,10 +816,12 @@ pub fn run_with(
 ) -> (usize, Stats) {
     let special_xattrs = cfg.special_xattrs;
     let overlay = cfg.overlay;
+    let devices = cfg.devices;
     let skip = move |op: &Op, special: &dyn Fn(&str) -> bool| {
         data_path(op).is_some_and(special)
             || (!special_xattrs && xattr_path(op).is_some_and(special))
             || (overlay && matches!(op, Op::Mknod(_, 3, _)))
+            || (!devices && matches!(op, Op::Mknod(_, 2.., _) | Op::Rename(_, _, 3..)))
             // Kernel overlayfs clears setuid/setgid before tmpfs refuses ZERO_RANGE
             // (EOPNOTSUPP); sandfs clears them only once the operation is accepted.
             || (overlay && matches!(op, Op::Fallocate(_, 3, ..)))

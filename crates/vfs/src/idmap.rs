@@ -22,12 +22,12 @@ pub struct IdRange {
 }
 
 impl IdRange {
-    fn to_host(&self, id: u32) -> Option<u32> {
+    fn host_id(&self, id: u32) -> Option<u32> {
         let off = id.checked_sub(self.inside)?;
         (off < self.count).then(|| self.outside + off)
     }
 
-    fn from_host(&self, id: u32) -> Option<u32> {
+    fn inside_id(&self, id: u32) -> Option<u32> {
         let off = id.checked_sub(self.outside)?;
         (off < self.count).then(|| self.inside + off)
     }
@@ -77,22 +77,22 @@ impl IdMap {
 
     /// The host uid of container uid `id`, if mapped.
     pub fn uid_to_host(&self, id: u32) -> Option<u32> {
-        self.uids.iter().find_map(|r| r.to_host(id))
+        self.uids.iter().find_map(|r| r.host_id(id))
     }
 
     /// The host gid of container gid `id`, if mapped.
     pub fn gid_to_host(&self, id: u32) -> Option<u32> {
-        self.gids.iter().find_map(|r| r.to_host(id))
+        self.gids.iter().find_map(|r| r.host_id(id))
     }
 
     /// The container uid of host uid `id`, if mapped.
     pub fn uid_from_host(&self, id: u32) -> Option<u32> {
-        self.uids.iter().find_map(|r| r.from_host(id))
+        self.uids.iter().find_map(|r| r.inside_id(id))
     }
 
     /// The container gid of host gid `id`, if mapped.
     pub fn gid_from_host(&self, id: u32) -> Option<u32> {
-        self.gids.iter().find_map(|r| r.from_host(id))
+        self.gids.iter().find_map(|r| r.inside_id(id))
     }
 
     /// The text of a `/proc/PID/uid_map` for the uid ranges.

@@ -33,7 +33,17 @@ pub struct Gofer {
 impl Gofer {
     /// Start `sandfs gofer --serve FD:PATH[:ro]` and attach a client to it.
     pub fn start(source: &Path, readonly: bool, access: FileAccess) -> (Gofer, Arc<GoferFs>) {
-        let (g, conn) = Gofer::spawn(source, readonly);
+        Gofer::start_with(source, readonly, access, &[])
+    }
+
+    /// Start `sandfs gofer --serve FD:PATH[:ro] EXTRA...` and attach a client to it.
+    pub fn start_with(
+        source: &Path,
+        readonly: bool,
+        access: FileAccess,
+        extra: &[&str],
+    ) -> (Gofer, Arc<GoferFs>) {
+        let (g, conn) = Gofer::spawn_with(source, readonly, extra);
         let fs = match GoferFs::attach(conn, access) {
             Ok(fs) => fs,
             Err(e) => panic!("attach to the gofer: {e}\n--- gofer log ---\n{}", g.log()),
@@ -43,6 +53,11 @@ impl Gofer {
 
     /// Start `sandfs gofer --serve FD:PATH[:ro]`; the connection to it.
     pub fn spawn(source: &Path, readonly: bool) -> (Gofer, Conn) {
+        Gofer::spawn_with(source, readonly, &[])
+    }
+
+    /// Start `sandfs gofer --serve FD:PATH[:ro] EXTRA...`; the connection to it.
+    pub fn spawn_with(source: &Path, readonly: bool, extra: &[&str]) -> (Gofer, Conn) {
         // Both ends close on exec; the child's end is made inheritable only in the
         // child, between fork and exec, so no other test's child (tests run in
         // parallel threads) inherits it and keeps the connection alive after a kill.
@@ -55,6 +70,7 @@ impl Gofer {
         let spec = format!("{raw}:{}{}", source.display(), if readonly { ":ro" } else { "" });
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandfs"));
         cmd.args(["gofer", "--serve", &spec])
+            .args(extra)
             .env("SANDFS_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -42,7 +42,14 @@ impl Raw {
 
     /// Attach asking for `version`; also the server thread, to join.
     pub fn attach_joined(src: Source, version: u32) -> (Raw, JoinHandle<()>) {
-        let (conn, t) = serve(src);
+        Raw::attach_server(Server::new(src).expect("server"), version)
+    }
+
+    /// Attach to `server` (configured by the caller) on its own thread, asking for
+    /// `version`; also the server thread, to join.
+    pub fn attach_server(server: Server, version: u32) -> (Raw, JoinHandle<()>) {
+        let (conn, server_end) = Conn::pair().expect("socketpair");
+        let t = std::thread::spawn(move || server.serve(server_end));
         let mut raw = Raw { conn, tag: 0, buf: Vec::new(), fds: Vec::new(), root: 0, readonly: false };
         match raw.call(&Request::Attach { version }) {
             Ok(Reply::Attached { root, readonly, .. }) => {
