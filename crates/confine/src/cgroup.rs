@@ -23,9 +23,9 @@
 //! On hybrid hosts the group is also made in the v2 tree when that is writable: no
 //! controller is used there, but it gives `cgroup.kill` to [`Cgroup::destroy`].
 //!
-//! Hand-written cgroupfs access rather than a crate: a few files per controller,
-//! and the available crates either pull in much more (regex, systemd D-Bus) or
-//! treat a hybrid host as plain v1.
+//! Hand-written cgroupfs access rather than a crate: a few files per controller;
+//! cgroups-rs brings a second, older nix and picks one of v1 or v2 for the whole
+//! host, so the hybrid handling would be ours anyway.
 //!
 //! Device rules are described in [`default_device_rules`]'s module: enforced on
 //! v1, checked (warn on extra allows, refuse denies) on v2.
@@ -251,7 +251,7 @@ fn read_trim(path: &Path) -> Result<String, CgroupError> {
 
 /// Writes a value to an existing cgroup file in one write.
 fn write_file(path: &Path, value: &str) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(path)?;
     f.write_all(value.as_bytes())
 }
 
@@ -345,6 +345,15 @@ impl Cgroup {
             let mut dir =
                 Dir { controllers: m.controllers.clone(), mount: m.point.clone(), path, owned: Vec::new() };
             let made = make_dirs(&mut dir);
+            if made.is_ok() && path_hint.is_none_or(|h| h.as_os_str().is_empty()) {
+                // The default parent `sandfs/` is sandfs's whoever made it: the
+                // last sandbox to go removes it (it stays while others use it).
+                if let Some(parent) = dir.path.parent()
+                    && !dir.owned.iter().any(|o| o == parent)
+                {
+                    dir.owned.insert(0, parent.to_path_buf());
+                }
+            }
             if unified_of_hybrid {
                 // Only a convenience on hybrid hosts: skip the v2 tree if it is
                 // not ours to write.
@@ -664,6 +673,59 @@ impl Drop for Cgroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fake v2 tree in a temporary directory: `mount/a/leaf`, every file the
+    /// settings touch present and empty, the controllers available at the top.
+    fn fake_v2() -> (tempfile::TempDir, Cgroup) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mount = tmp.path().to_path_buf();
+        let leaf = mount.join("a/leaf");
+        fs::create_dir_all(&leaf).unwrap();
+        for d in [&mount, &mount.join("a")] {
+            fs::write(d.join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+            fs::write(d.join("cgroup.subtree_control"), "").unwrap();
+        }
+        for f in ["memory.max", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"] {
+            fs::write(leaf.join(f), "").unwrap();
+        }
+        let cg = Cgroup {
+            id: "fake".to_owned(),
+            version: CgroupVersion::V2,
+            dirs: vec![Dir { controllers: None, mount, path: leaf, owned: Vec::new() }],
+            unified: None,
+            destroyed: true,
+        };
+        (tmp, cg)
+    }
+
+    #[test]
+    fn v2_apply_enables_controllers_and_writes() {
+        let (tmp, cg) = fake_v2();
+        let mut res = resources_from_flags(Some("32m"), Some(5), Some("0.5")).unwrap();
+        if let Some(cpu) = res.cpu_mut() {
+            cpu.set_shares(Some(1024));
+        }
+        let warnings = cg.apply(&res).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let read = |p: &str| fs::read_to_string(tmp.path().join(p)).unwrap();
+        // The fake files keep the last write: each ancestor got each controller.
+        assert_eq!(read("cgroup.subtree_control"), "+cpu");
+        assert_eq!(read("a/cgroup.subtree_control"), "+cpu");
+        assert_eq!(read("a/leaf/memory.max"), (32u64 << 20).to_string());
+        assert_eq!(read("a/leaf/pids.max"), "5");
+        assert_eq!(read("a/leaf/cpu.max"), "50000 100000");
+        assert_eq!(read("a/leaf/cpu.weight"), "39");
+    }
+
+    #[test]
+    fn v2_missing_controller_names_the_field() {
+        let (tmp, cg) = fake_v2();
+        fs::write(tmp.path().join("a/cgroup.controllers"), "cpu\n").unwrap();
+        let res = resources_from_flags(None, Some(5), None).unwrap();
+        let e = cg.apply(&res).unwrap_err();
+        assert_eq!(e.field(), Some("linux.resources.pids.limit"), "{e}");
+        assert!(e.to_string().contains("pids controller is not available"), "{e}");
+    }
 
     #[test]
     fn targets() {
