@@ -9,9 +9,8 @@ use sandfs_vfs::{Attr, FileType, NodeRef, OpenFlags};
 use std::collections::HashMap;
 use std::io::Write;
 
-/// One upper-layer entry, relative path without a leading slash.
+/// One upper-layer entry; its path is the walk's ([`Walk::path`]).
 struct Entry {
-    path: String,
     node: NodeRef,
     attr: Attr,
     whiteout: bool,
@@ -19,53 +18,138 @@ struct Entry {
     in_lower: bool,
 }
 
-fn lower_has(lowers: &[NodeRef], path: &str) -> bool {
-    lowers.iter().any(|root| {
-        let mut cur = root.clone();
-        for c in path.split('/').filter(|c| !c.is_empty()) {
-            match cur.lookup(c.as_bytes()) {
-                Ok(n) => cur = n,
-                Err(_) => return false,
-            }
-        }
-        true
-    })
+/// A directory being listed: the names still to visit (sorted, last first), the
+/// same directory in the lower layers that have it, where its path starts in the
+/// walk's buffer, and its place in the walk's arena once something needed it.
+struct Frame {
+    node: NodeRef,
+    names: Vec<Vec<u8>>,
+    lowers: Vec<NodeRef>,
+    prefix: usize,
+    id: Option<u32>,
 }
 
-/// Every entry of the upper layer, parents before children, sorted by path.
-fn walk(ov: &Overlay) -> Result<Vec<Entry>> {
-    let lowers = ov.lower_roots();
-    let mut out = Vec::new();
-    let Some(root) = ov.upper_root() else { return Ok(out) };
-    let mut stack = vec![(String::new(), root)];
-    while let Some((dir, node)) = stack.pop() {
-        let mut names = Vec::new();
-        node.readdir(0, &mut |e| {
-            names.push(e.name.to_vec());
-            true
-        })?;
-        names.sort();
-        for name in names.into_iter().rev() {
-            let child = node.lookup(&name)?;
-            let attr = child.attr()?;
-            let path = format!("{dir}{}", String::from_utf8_lossy(&name));
-            let whiteout = is_whiteout(&child);
-            let opaque = is_opaque(&child);
-            let in_lower = lower_has(&lowers, &path);
+/// A depth-first walk of the upper layer: parents before children, siblings in
+/// name order. It keeps one path buffer (pushed and popped, never copied per
+/// level) and a frame per level holding only what is left to list there, so memory
+/// is proportional to the depth (and the widest directory's names), not to the sum
+/// of the paths; it loops instead of recursing, so no depth overflows the stack.
+struct Walk {
+    stack: Vec<Frame>,
+    /// The current entry's path (relative, no leading or trailing slash).
+    path: String,
+    /// The directory the last entry was, to descend into on the next step.
+    descend: Option<(NodeRef, Vec<NodeRef>)>,
+    /// Paths kept for later ([`Walk::remember`]): (parent id or `u32::MAX`, name).
+    arena: Vec<(u32, Box<str>)>,
+}
+
+/// A directory's names, sorted, last first (popped in order).
+fn names_of(dir: &NodeRef) -> Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    dir.readdir(0, &mut |e| {
+        names.push(e.name.to_vec());
+        true
+    })?;
+    names.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(names)
+}
+
+impl Walk {
+    fn new(ov: &Overlay) -> Result<Walk> {
+        let mut stack = Vec::new();
+        if let Some(root) = ov.upper_root() {
+            let names = names_of(&root)?;
+            stack.push(Frame { node: root, names, lowers: ov.lower_roots(), prefix: 0, id: None });
+        }
+        Ok(Walk { stack, path: String::new(), descend: None, arena: Vec::new() })
+    }
+
+    /// The next entry, or `None` at the end.
+    fn next(&mut self) -> Result<Option<Entry>> {
+        if let Some((node, lowers)) = self.descend.take() {
+            self.path.push('/');
+            let names = names_of(&node)?;
+            self.stack.push(Frame { node, names, lowers, prefix: self.path.len(), id: None });
+        }
+        loop {
+            let Some(top) = self.stack.last_mut() else { return Ok(None) };
+            let Some(name) = top.names.pop() else {
+                self.stack.pop();
+                continue;
+            };
+            self.path.truncate(top.prefix);
+            self.path.push_str(&String::from_utf8_lossy(&name));
+            let node = top.node.lookup(&name)?;
+            let attr = node.attr()?;
+            let lowers: Vec<NodeRef> = top.lowers.iter().filter_map(|l| l.lookup(&name).ok()).collect();
+            let in_lower = !lowers.is_empty();
             if attr.kind == FileType::Directory {
-                stack.push((format!("{path}/"), child.clone()));
+                self.descend = Some((node.clone(), lowers));
             }
-            out.push(Entry { path, node: child, attr, whiteout, opaque, in_lower });
+            let (whiteout, opaque) = (is_whiteout(&node), is_opaque(&node));
+            return Ok(Some(Entry { node, attr, whiteout, opaque, in_lower }));
         }
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+
+    /// The last entry's path.
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Keep the last entry's path for later ([`Walk::recall`]); the arena stores
+    /// each directory on the way once, so many kept paths cost their names only.
+    fn remember(&mut self) -> u32 {
+        let mut parent = u32::MAX;
+        for i in 0..self.stack.len() {
+            let id = match self.stack[i].id {
+                Some(id) => id,
+                None => {
+                    // Frame i > 0 is the directory named between its parent's prefix
+                    // and its own (less the slash); the root frame has no name.
+                    let name = if i == 0 {
+                        ""
+                    } else {
+                        &self.path[self.stack[i - 1].prefix..self.stack[i].prefix - 1]
+                    };
+                    self.arena.push((parent, name.into()));
+                    let id = (self.arena.len() - 1) as u32;
+                    self.stack[i].id = Some(id);
+                    id
+                }
+            };
+            parent = id;
+        }
+        let start = self.stack.last().map(|f| f.prefix).unwrap_or(0);
+        self.arena.push((parent, self.path[start..].into()));
+        (self.arena.len() - 1) as u32
+    }
+
+    /// A path kept by [`Walk::remember`].
+    fn recall(&self, id: u32) -> String {
+        let mut parts = Vec::new();
+        let mut cur = id;
+        while let Some((parent, name)) = self.arena.get(cur as usize) {
+            if !name.is_empty() {
+                parts.push(&**name);
+            }
+            cur = *parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
 }
 
 /// Print the changes, one `X path` line each.
 pub fn print_diff(ov: &Overlay) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    for e in walk(ov)? {
+    write_diff(ov, &mut std::io::stdout().lock())
+}
+
+/// Write the changes to `out`, one `X path` line each (A added, M changed, D
+/// deleted; directories end in `/`).
+fn write_diff(ov: &Overlay, out: &mut impl Write) -> Result<()> {
+    let mut walk = Walk::new(ov)?;
+    while let Some(e) = walk.next()? {
         let dir = if e.attr.kind == FileType::Directory { "/" } else { "" };
         let code = if e.whiteout {
             'D'
@@ -76,8 +160,9 @@ pub fn print_diff(ov: &Overlay) -> Result<()> {
         } else {
             'M'
         };
-        writeln!(stdout, "{code} /{}{dir}", e.path)?;
+        writeln!(out, "{code} /{}{dir}", walk.path())?;
     }
+    out.flush()?;
     Ok(())
 }
 
@@ -192,15 +277,18 @@ impl<W: Write> Tar<W> {
 }
 
 /// Write the upper layer as an OCI image layer tar.
-pub fn write_layer(ov: &Overlay, file: std::fs::File) -> Result<()> {
-    let mut tar = Tar { out: std::io::BufWriter::new(file) };
-    let mut links: HashMap<u64, String> = HashMap::new();
-    for e in walk(ov)? {
-        let (dir, base) = match e.path.rsplit_once('/') {
-            Some((d, b)) => (format!("{d}/"), b.to_string()),
-            None => (String::new(), e.path.clone()),
-        };
+pub fn write_layer(ov: &Overlay, out: impl Write) -> Result<()> {
+    let mut tar = Tar { out: std::io::BufWriter::new(out) };
+    // The first path of each inode with more links (kept in the walk's arena).
+    let mut links: HashMap<u64, u32> = HashMap::new();
+    let mut walk = Walk::new(ov)?;
+    while let Some(e) = walk.next()? {
+        let path = walk.path();
         if e.whiteout {
+            let (dir, base) = match path.rsplit_once('/') {
+                Some((d, b)) => (&path[..d.len() + 1], b),
+                None => ("", path),
+            };
             let a = Attr { mode: 0o644, size: 0, ..e.attr };
             tar.entry(&format!("{dir}.wh.{base}"), &a, b'0', "", &[], None)?;
             continue;
@@ -215,33 +303,239 @@ pub fn write_layer(ov: &Overlay, file: std::fs::File) -> Result<()> {
             .collect();
         match e.attr.kind {
             FileType::Directory => {
-                tar.entry(&format!("{}/", e.path), &e.attr, b'5', "", &xattrs, None)?;
+                tar.entry(&format!("{path}/"), &e.attr, b'5', "", &xattrs, None)?;
                 if e.opaque {
                     let a = Attr { mode: 0o644, size: 0, ..e.attr };
-                    tar.entry(&format!("{}/.wh..wh..opq", e.path), &a, b'0', "", &[], None)?;
+                    tar.entry(&format!("{path}/.wh..wh..opq"), &a, b'0', "", &[], None)?;
                 }
             }
             FileType::Regular => {
                 if e.attr.nlink > 1 {
-                    if let Some(first) = links.get(&e.attr.ino) {
-                        tar.entry(&e.path, &e.attr, b'1', &first.clone(), &[], None)?;
+                    if let Some(&first) = links.get(&e.attr.ino) {
+                        let first = walk.recall(first);
+                        tar.entry(walk.path(), &e.attr, b'1', &first, &[], None)?;
                         continue;
                     }
-                    links.insert(e.attr.ino, e.path.clone());
+                    let id = walk.remember();
+                    links.insert(e.attr.ino, id);
                 }
-                tar.entry(&e.path, &e.attr, b'0', "", &xattrs, Some(&e.node))?;
+                tar.entry(walk.path(), &e.attr, b'0', "", &xattrs, Some(&e.node))?;
             }
             FileType::Symlink => {
                 let t = String::from_utf8_lossy(&e.node.readlink()?).into_owned();
-                tar.entry(&e.path, &e.attr, b'2', &t, &xattrs, None)?;
+                tar.entry(path, &e.attr, b'2', &t, &xattrs, None)?;
             }
-            FileType::CharDevice => tar.entry(&e.path, &e.attr, b'3', "", &xattrs, None)?,
-            FileType::BlockDevice => tar.entry(&e.path, &e.attr, b'4', "", &xattrs, None)?,
-            FileType::Fifo => tar.entry(&e.path, &e.attr, b'6', "", &xattrs, None)?,
+            FileType::CharDevice => tar.entry(path, &e.attr, b'3', "", &xattrs, None)?,
+            FileType::BlockDevice => tar.entry(path, &e.attr, b'4', "", &xattrs, None)?,
+            FileType::Fifo => tar.entry(path, &e.attr, b'6', "", &xattrs, None)?,
             FileType::Socket => {} // sockets do not go into image layers
         }
     }
     tar.out.write_all(&[0u8; 1024])?;
     tar.out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandfs_testkit::alloc::{CountingAlloc, counted_peak};
+    use sandfs_tmpfs::Tmpfs;
+    use sandfs_vfs::{Filesystem, NewNode, XattrFlags};
+    use std::sync::Arc;
+
+    #[global_allocator]
+    static ALLOC: CountingAlloc = CountingAlloc;
+
+    fn new_node(kind: FileType) -> NewNode {
+        NewNode { kind, mode: 0o755, uid: 0, gid: 0, rdev: 0, target: Vec::new() }
+    }
+
+    /// An overlay over a lower with `/keep` whose upper holds `depth` nested
+    /// directories `d`, made through node handles (a path walk per level would
+    /// make building the tree quadratic).
+    fn deep(depth: usize) -> Arc<Overlay> {
+        let lower = Tmpfs::new_default();
+        lower.root().create(b"keep", &new_node(FileType::Regular)).unwrap();
+        let ov = Overlay::new(Tmpfs::new_default(), vec![lower]).unwrap();
+        let mut node = ov.upper_root().unwrap();
+        for _ in 0..depth {
+            node = node.create(b"d", &new_node(FileType::Directory)).unwrap();
+        }
+        ov
+    }
+
+    /// Counts diff lines and bytes without keeping them.
+    #[derive(Default)]
+    struct Lines {
+        lines: u64,
+        bytes: u64,
+    }
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            // A path holds no newline: a line ends with the write that ends in one.
+            self.lines += (buf.last() == Some(&b'\n')) as u64;
+            self.bytes += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Reads a tar stream as it is written: entries by type flag, and (for small
+    /// PAX headers) the path and linkpath records of each entry.
+    #[derive(Default)]
+    struct TarCount {
+        header: Vec<u8>,
+        skip: u64,
+        /// Bytes of the current PAX header kept (small ones only).
+        pax: Option<Vec<u8>>,
+        types: HashMap<u8, u64>,
+        named: Vec<(u8, String, String)>,
+        pending: (String, String),
+        ends: u64,
+    }
+
+    impl Write for TarCount {
+        fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
+            let n = buf.len();
+            while !buf.is_empty() {
+                if self.skip > 0 {
+                    let k = (self.skip as usize).min(buf.len());
+                    if let Some(p) = &mut self.pax {
+                        p.extend_from_slice(&buf[..k]);
+                    }
+                    self.skip -= k as u64;
+                    buf = &buf[k..];
+                    continue;
+                }
+                if let Some(p) = self.pax.take() {
+                    for rec in String::from_utf8_lossy(&p).split('\n') {
+                        let kv = rec.split_once(' ').map(|x| x.1).unwrap_or("");
+                        if let Some(v) = kv.strip_prefix("path=") {
+                            self.pending.0 = v.to_string();
+                        } else if let Some(v) = kv.strip_prefix("linkpath=") {
+                            self.pending.1 = v.to_string();
+                        }
+                    }
+                }
+                let k = (512 - self.header.len()).min(buf.len());
+                self.header.extend_from_slice(&buf[..k]);
+                buf = &buf[k..];
+                if self.header.len() < 512 {
+                    continue;
+                }
+                let h = std::mem::take(&mut self.header);
+                if h.iter().all(|&b| b == 0) {
+                    self.ends += 1;
+                    continue;
+                }
+                let field = String::from_utf8_lossy(&h[124..135]).into_owned();
+                let size =
+                    u64::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8).unwrap();
+                let kind = h[156];
+                *self.types.entry(kind).or_default() += 1;
+                self.skip = size.div_ceil(512) * 512;
+                if kind == b'x' {
+                    self.pax = (size < 4096).then(Vec::new);
+                    self.pending = Default::default();
+                } else {
+                    let cut = |f: &[u8]| {
+                        String::from_utf8_lossy(&f[..f.iter().position(|&b| b == 0).unwrap_or(f.len())])
+                            .into_owned()
+                    };
+                    let (mut name, mut link) = std::mem::take(&mut self.pending);
+                    if name.is_empty() {
+                        name = cut(&h[..100]);
+                    }
+                    if link.is_empty() {
+                        link = cut(&h[157..257]);
+                    }
+                    if self.named.len() < 100 {
+                        self.named.push((kind, name, link));
+                    }
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const DEPTH: usize = 100_000;
+
+    #[test]
+    fn diff_of_a_deep_tree_takes_memory_in_proportion_to_its_depth() {
+        let ov = deep(DEPTH);
+        let (out, peak) = counted_peak(|| {
+            let mut out = Lines::default();
+            write_diff(&ov, &mut out).map(|()| out)
+        });
+        let out = out.unwrap();
+        // One `A /d/.../d/` line per level: level i is "A /" + 2i-1 + "/\n".
+        let d = DEPTH as u64;
+        assert_eq!(out.lines, d);
+        assert_eq!(out.bytes, d * (d + 1) + 4 * d);
+        // A frame and a path byte or two per level; the paths alone would be 10 GB.
+        assert!(peak < 400 * DEPTH as isize, "peak {peak} bytes for depth {DEPTH}");
+    }
+
+    #[test]
+    fn export_of_a_deep_tree_takes_memory_in_proportion_to_its_depth() {
+        let ov = deep(DEPTH);
+        let (out, peak) = counted_peak(|| {
+            let mut out = TarCount::default();
+            write_layer(&ov, &mut out).map(|()| out)
+        });
+        let out = out.unwrap();
+        assert_eq!(out.types.get(&b'5'), Some(&(DEPTH as u64)));
+        assert_eq!(out.types.get(&b'x'), Some(&(DEPTH as u64)));
+        assert_eq!(out.types.len(), 2);
+        assert_eq!(out.ends, 2);
+        assert_eq!(out.named[2].1, "d/d/d/");
+        // The BufWriter's buffer, a frame per level, and the deepest entry's PAX
+        // header (its path twice over at most).
+        assert!(peak < 400 * DEPTH as isize, "peak {peak} bytes for depth {DEPTH}");
+    }
+
+    #[test]
+    fn export_names_hard_links_by_their_first_path() {
+        let lower = Tmpfs::new_default();
+        lower.root().create(b"old", &new_node(FileType::Regular)).unwrap();
+        let ov = Overlay::new(Tmpfs::new_default(), vec![lower]).unwrap();
+        let up = ov.upper_root().unwrap();
+        let a = up.clone().create(b"a", &new_node(FileType::Directory)).unwrap();
+        let b = a.clone().create(b"b", &new_node(FileType::Directory)).unwrap();
+        let f = b.clone().create(b"f", &new_node(FileType::Regular)).unwrap();
+        f.setxattr(b"user.k", b"v", XattrFlags::empty()).unwrap();
+        a.link(b"g", &f).unwrap();
+        up.link(b"z", &f).unwrap();
+        let c = up.clone().create(b"c", &new_node(FileType::Directory)).unwrap();
+        c.create(b"e", &new_node(FileType::Regular)).unwrap();
+        let mut out = TarCount::default();
+        write_layer(&ov, &mut out).unwrap();
+        let got: Vec<(char, &str, &str)> =
+            out.named.iter().map(|(k, n, l)| (*k as char, n.as_str(), l.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ('5', "a/", ""),
+                ('5', "a/b/", ""),
+                ('0', "a/b/f", ""),
+                ('1', "a/g", "a/b/f"),
+                ('5', "c/", ""),
+                ('0', "c/e", ""),
+                ('1', "z", "a/b/f"),
+            ]
+        );
+        let mut diff = Vec::new();
+        write_diff(&ov, &mut diff).unwrap();
+        assert_eq!(
+            String::from_utf8(diff).unwrap(),
+            "A /a/\nA /a/b/\nA /a/b/f\nA /a/g\nA /c/\nA /c/e\nA /z\n"
+        );
+    }
 }

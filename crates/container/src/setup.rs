@@ -91,8 +91,11 @@ pub struct Sandbox<H: Host> {
 }
 
 /// A fresh upper layer on `medium`; `source` is the host directory being overlaid
-/// (where `self` keeps its store file).
+/// (where `self` keeps its store file). Without a size it takes the tmpfs default
+/// (half of RAM; with a store file, for what it holds in memory); `size=0` is no
+/// limit, as for a tmpfs.
 fn new_upper(medium: &Medium, size: Option<u64>, source: &Path) -> Result<Arc<Tmpfs>, SetupError> {
+    let size = size.map(|n| if n == 0 { sandfs_tmpfs::NO_LIMIT } else { n });
     let opts = TmpfsOptions { size, ..TmpfsOptions::default() };
     let store = match medium {
         Medium::Memory => None,

@@ -7,7 +7,7 @@ use sandfs_tmpfs::{Tmpfs, TmpfsOptions};
 use sandfs_vfs::ops::Make;
 use sandfs_vfs::{
     Creds, Errno, FallocFlags, FileType, Filesystem, MountFlags, MountNamespace, OpenFlags, RenameFlags,
-    SetAttr, Whence,
+    SetAttr, Whence, XattrFlags,
 };
 use std::sync::Arc;
 
@@ -323,4 +323,62 @@ fn reading_and_listing_never_copy_up() {
     let up = ov.upper_root().unwrap();
     assert!(up.lookup(b"f").is_err(), "a read copied f up");
     assert!(up.lookup(b"d").is_err(), "a read or a listing copied d up");
+}
+
+#[test]
+fn xattrs_fill_a_sized_upper_and_copy_up_charges_them() {
+    // The upper is a tmpfs: what a program stores in xattrs counts against its size
+    // (kernel tmpfs would take ~3 GiB of them under size=64m; see the tmpfs crate).
+    const MIB: u64 = 1 << 20;
+    let l = lower();
+    let lns = MountNamespace::new(l.clone(), MountFlags::empty());
+    let big = vec![b'l'; sandfs_tmpfs::XATTR_SIZE_MAX];
+    for i in 0..4 {
+        let loc = lns.resolve(&root(), None, "f", false).unwrap();
+        lns.setxattr(&root(), &loc, format!("user.l{i}").as_bytes(), &big, XattrFlags::empty()).unwrap();
+    }
+    let upper = Tmpfs::new(&TmpfsOptions { size: Some(64 * MIB), ..TmpfsOptions::default() }).unwrap();
+    let ov = Overlay::new(upper.clone(), vec![l.clone()]).unwrap();
+    let ns = MountNamespace::new(ov, MountFlags::empty());
+    let c = root();
+    // Copy-up (on the first xattr change) brings the lower's four with it.
+    let before = upper.charged_bytes();
+    let f = ns.resolve(&c, None, "f", false).unwrap();
+    ns.setxattr(&c, &f, b"user.up", b"1", XattrFlags::empty()).unwrap();
+    assert!(
+        upper.charged_bytes() - before > 4 * big.len() as u64,
+        "copy-up charged {}",
+        upper.charged_bytes()
+    );
+    // Then fill the upper with xattrs on that file.
+    let value = vec![b'v'; sandfs_tmpfs::XATTR_SIZE_MAX];
+    let mut n = 0;
+    let err = loop {
+        match ns.setxattr(&c, &f, format!("user.{n:06}").as_bytes(), &value, XattrFlags::empty()) {
+            Ok(()) => n += 1,
+            Err(e) => break e,
+        }
+        assert!(n * value.len() as u64 <= 64 * MIB, "more than 64 MiB of xattrs on a 64m upper");
+    };
+    assert_eq!(err, Errno::NOSPC);
+    assert!(n > 900, "only {n} xattrs fit");
+    let w = ns.open_path(&c, None, "new", OpenFlags::WRITE | OpenFlags::CREAT, 0o644).unwrap();
+    // Data gets what is left: less than one more xattr's worth.
+    match w.write_at(&vec![1; 1 << 20], 0) {
+        Ok(n) => assert!(n < 1 << 17, "{n} bytes written into a full upper"),
+        Err(e) => assert_eq!(e, Errno::NOSPC),
+    }
+    // Removing them gives the space back to data.
+    for i in 0..n {
+        ns.removexattr(&c, &f, format!("user.{i:06}").as_bytes()).unwrap();
+    }
+    let chunk = vec![2u8; 1 << 20];
+    for i in 0..32u64 {
+        assert_eq!(w.write_at(&chunk, i << 20).unwrap(), chunk.len());
+    }
+    // Unlinking the copied-up file gives its xattrs back too (a whiteout stays).
+    let held = upper.charged_bytes();
+    drop(f);
+    ns.unlink_path(&c, None, "f").unwrap();
+    assert!(held - upper.charged_bytes() > 4 * big.len() as u64);
 }

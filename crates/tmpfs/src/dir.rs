@@ -4,6 +4,7 @@
 //! exactly once, whatever is added or removed meanwhile. Freed slots are reused.
 
 use crate::inode::Inode;
+use crate::{Shared, dirent_cost};
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock, Weak};
@@ -113,10 +114,21 @@ impl DirData {
             .filter_map(move |(k, s)| s.as_ref().map(|s| ((start + k + 1) as u64, s)))
     }
 
-    /// Every node, for teardown.
-    pub fn drain(&mut self) -> Vec<Arc<Inode>> {
+    /// Every node, for teardown; the entries' charges are given back.
+    pub fn drain(&mut self, fs: &Shared) -> Vec<Arc<Inode>> {
         self.index.clear();
         self.free.clear();
-        self.slots.drain(..).flatten().map(|s| s.node).collect()
+        let mut charged = 0;
+        let nodes = self
+            .slots
+            .drain(..)
+            .flatten()
+            .map(|s| {
+                charged += dirent_cost(&s.name);
+                s.node
+            })
+            .collect();
+        fs.uncharge(charged);
+        nodes
     }
 }

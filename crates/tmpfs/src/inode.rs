@@ -4,10 +4,10 @@
 //! rename, under the filesystem's rename lock) ancestor first, otherwise by inode
 //! number. Never two non-directory inodes at once.
 
-use crate::Shared;
 use crate::data::FileData;
 use crate::dir::DirData;
 use crate::xattr::Xattrs;
+use crate::{Shared, dirent_cost};
 use parking_lot::{RwLock, RwLockWriteGuard};
 use sandfs_vfs::{
     Attr, DirEntry, Errno, FallocFlags, FileType, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags,
@@ -86,7 +86,8 @@ pub struct Inode {
 
 impl Inode {
     fn build(fs: &Arc<Shared>, new: &NewNode, parent: Weak<Inode>) -> Result<Arc<Inode>> {
-        fs.charge_inode()?;
+        let target = if new.kind == FileType::Symlink { new.target.len() as u64 } else { 0 };
+        fs.charge_inode(target)?;
         let t = now();
         let (nlink, body) = match new.kind {
             FileType::Regular => (1, Body::File(FileData::default())),
@@ -192,6 +193,7 @@ impl Inode {
 
     fn rename_same_dir(self: &Arc<Self>, name: &[u8], new_name: &[u8], flags: RenameFlags) -> Result<()> {
         let wo = if flags.contains(RenameFlags::WHITEOUT) { Some(self.whiteout()?) } else { None };
+        let entries = self.fs.reserve(rename_reserve(name, new_name, flags))?;
         let mut st = self.state.write();
         let d = st.live_dir_mut()?;
         let src = d.get(name).cloned().ok_or(Errno::NOENT)?;
@@ -208,6 +210,7 @@ impl Inode {
             d.replace(new_name, src.clone());
             dst.state.write().ctime = t;
         } else {
+            let gone = dirent_cost(name) + if dst.is_some() { dirent_cost(new_name) } else { 0 };
             match &dst {
                 Some(dst) => {
                     check_replace(&src, dst)?;
@@ -225,6 +228,8 @@ impl Inode {
             if let Some(wo) = wo {
                 st.dir_mut()?.insert(name, wo);
             }
+            entries.keep();
+            self.fs.uncharge(gone);
         }
         st.touch_dir(t);
         drop(st);
@@ -242,6 +247,7 @@ impl Inode {
         let _shape = self.fs.rename_lock.lock();
         let exchange = flags.contains(RenameFlags::EXCHANGE);
         let wo = if flags.contains(RenameFlags::WHITEOUT) { Some(self.whiteout()?) } else { None };
+        let entries = self.fs.reserve(rename_reserve(name, new_name, flags))?;
         loop {
             let src0 = self.state.read().dir()?.get(name).cloned().ok_or(Errno::NOENT)?;
             let dst0 = ndir.state.read().dir()?.get(new_name).cloned();
@@ -319,12 +325,24 @@ impl Inode {
                 if let Some(wo) = wo {
                     os.dir_mut()?.insert(name, wo);
                 }
+                entries.keep();
+                self.fs.uncharge(dirent_cost(name) + if dst.is_some() { dirent_cost(new_name) } else { 0 });
             }
             os.touch_dir(t);
             ns.touch_dir(t);
             return Ok(());
         }
     }
+}
+
+/// Bytes a rename reserves before it changes anything: the new entry and the
+/// whiteout's (an exchange changes no entry). Once done, it gives back the entries
+/// that went away.
+fn rename_reserve(name: &[u8], new_name: &[u8], flags: RenameFlags) -> u64 {
+    if flags.contains(RenameFlags::EXCHANGE) {
+        return 0;
+    }
+    dirent_cost(new_name) + if flags.contains(RenameFlags::WHITEOUT) { dirent_cost(name) } else { 0 }
 }
 
 /// Type rules for replacing `dst` by `src`.
@@ -346,24 +364,29 @@ fn set_parent(node: &Inode, parent: Weak<Inode>, t: i64) {
 
 impl Drop for Inode {
     fn drop(&mut self) {
-        self.fs.uncharge_inode();
         let fs = self.fs.clone();
         let st = self.state.get_mut();
+        if let Some(x) = st.xattrs.take() {
+            fs.uncharge(x.charged());
+        }
+        let mut target = 0;
         match &mut st.body {
             Body::File(f) => f.release(&fs),
             Body::Dir(d) => {
                 // Tear down iteratively: a deep tree must not overflow the stack.
-                let mut stack = d.drain();
+                let mut stack = d.drain(&fs);
                 while let Some(n) = stack.pop() {
                     if let Ok(mut inner) = Arc::try_unwrap(n)
                         && let Body::Dir(d) = &mut inner.state.get_mut().body
                     {
-                        stack.extend(d.drain());
+                        stack.extend(d.drain(&fs));
                     }
                 }
             }
+            Body::Symlink(t) => target = t.len() as u64,
             _ => {}
         }
+        fs.uncharge_inode(target);
     }
 }
 
@@ -478,8 +501,10 @@ impl Node for Inode {
         if d.get(name).is_some() {
             return Err(Errno::EXIST);
         }
+        let entry = self.fs.reserve(dirent_cost(name))?;
         let child = Inode::build(&self.fs, new, Arc::downgrade(&self))?;
         d.insert(name, child.clone());
+        entry.keep();
         if new.kind == FileType::Directory {
             st.nlink += 1;
         }
@@ -498,6 +523,7 @@ impl Node for Inode {
         if d.get(name).is_some() {
             return Err(Errno::EXIST);
         }
+        let entry = self.fs.reserve(dirent_cost(name))?;
         let t = now();
         {
             let mut ts = target.state.write();
@@ -511,6 +537,7 @@ impl Node for Inode {
             ts.ctime = t;
         }
         d.insert(name, target);
+        entry.keep();
         st.touch_dir(t);
         Ok(())
     }
@@ -526,6 +553,7 @@ impl Node for Inode {
         let t = now();
         Inode::drop_link(&victim, t, false)?;
         d.remove(name);
+        self.fs.uncharge(dirent_cost(name));
         st.touch_dir(t);
         Ok(())
     }
@@ -541,6 +569,7 @@ impl Node for Inode {
         let t = now();
         Inode::drop_link(&victim, t, false)?;
         d.remove(name);
+        self.fs.uncharge(dirent_cost(name));
         st.nlink -= 1;
         st.touch_dir(t);
         Ok(())
@@ -616,8 +645,19 @@ impl Node for Inode {
     }
 
     fn setxattr(&self, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+        if value.len() > crate::XATTR_SIZE_MAX {
+            return Err(Errno::TOOBIG);
+        }
+        if name.is_empty() || name.len() > crate::XATTR_NAME_MAX {
+            return Err(Errno::RANGE);
+        }
         let mut st = self.state.write();
-        st.xattrs.get_or_insert_with(Default::default).set(name, value, flags)?;
+        let x = st.xattrs.get_or_insert_with(Default::default);
+        let r = x.set(name, value, flags, &self.fs);
+        if x.is_empty() {
+            st.xattrs = None;
+        }
+        r?;
         st.ctime = now();
         Ok(())
     }
@@ -629,7 +669,7 @@ impl Node for Inode {
     fn removexattr(&self, name: &[u8]) -> Result<()> {
         let mut st = self.state.write();
         let x = st.xattrs.as_mut().ok_or(Errno::NODATA)?;
-        x.remove(name)?;
+        x.remove(name, &self.fs)?;
         if x.is_empty() {
             st.xattrs = None;
         }

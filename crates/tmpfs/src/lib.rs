@@ -5,6 +5,30 @@
 //! size and nr_inodes with ENOSPC at the limits, and a root that is either a
 //! directory or a single regular file. Each inode has its own lock, so unrelated
 //! files never wait for each other; only renames between directories share a lock.
+//!
+//! # What counts against `size`
+//!
+//! Everything the filesystem holds, so that a program cannot make it hold more
+//! memory than its size (kernel tmpfs charges only data pages to `size`, and inodes
+//! and xattrs to the space behind `nr_inodes`, which by default is a share of RAM
+//! whatever `size` says: 3 GiB of xattrs fit on a 64 MiB kernel tmpfs of a 24 GiB
+//! machine). Charged, in bytes, against one budget:
+//!
+//! - a data page: [`PAGE_SIZE`] (only pages held; holes are free);
+//! - an inode: [`INODE_COST`], plus a symlink's target length;
+//! - a directory entry: [`DIRENT_COST`] plus the name's length;
+//! - an extended attribute: [`XATTR_COST`] plus its name and value lengths.
+//!
+//! So data alone fills a `size` a little less than on the kernel (the root costs
+//! [`INODE_COST`] bytes, each file its inode and entry). Removing an xattr, the
+//! last link of an inode (once nothing holds it open) or data (truncate, hole
+//! punching) gives its bytes back.
+//!
+//! Without a `size`, the limit is [`default_size`]: half of RAM, as kernel tmpfs.
+//! Two kinds of data escape the budget: pages in a store file when the limit is
+//! the default (they are on disk; memory held beside them still counts), and files
+//! kept in memfds (no explicit `size` only, see [`TmpfsOptions::memfd_from`]), which
+//! statfs counts but whose writes by the kernel (passthrough) cannot be refused.
 
 mod data;
 mod dir;
@@ -26,6 +50,31 @@ pub const PAGE_SIZE: u64 = 4096;
 pub const MEMFD_FROM: u64 = 1 << 20;
 /// f_type of tmpfs (TMPFS_MAGIC), reported by statfs.
 pub const TMPFS_MAGIC: u64 = 0x0102_1994;
+/// Bytes each inode is charged against `size`: at least its heap footprint (the
+/// inode, its lock and state, a directory's entry table header; a test checks).
+pub const INODE_COST: u64 = 256;
+/// Bytes each directory entry is charged besides its name (its slot and index).
+pub const DIRENT_COST: u64 = 32;
+/// Bytes each extended attribute is charged besides its name and value (kernel
+/// shmem charges `sizeof(struct simple_xattr)` + name + 1 + value similarly).
+pub const XATTR_COST: u64 = 32;
+/// Largest extended attribute value (Linux XATTR_SIZE_MAX); larger is E2BIG.
+pub const XATTR_SIZE_MAX: usize = 65536;
+/// Longest extended attribute name (Linux XATTR_NAME_MAX); longer is ERANGE.
+pub const XATTR_NAME_MAX: usize = 255;
+/// A [`TmpfsOptions::size`] meaning no limit (what `size=0` parses to, as on Linux).
+pub const NO_LIMIT: u64 = u64::MAX;
+
+/// The size limit of a tmpfs made without one: half of RAM (MemTotal, from
+/// sysinfo(2)) in whole pages, as kernel tmpfs (`totalram_pages() / 2`).
+pub fn default_size() -> u64 {
+    static SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        let info = rustix::system::sysinfo();
+        let ram = (info.totalram as u64).saturating_mul(info.mem_unit.max(1) as u64);
+        ram / PAGE_SIZE / 2 * PAGE_SIZE
+    })
+}
 
 /// Mount options, as `mount -t tmpfs -o ...` takes them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,7 +85,9 @@ pub struct TmpfsOptions {
     pub uid: u32,
     /// Group of the root.
     pub gid: u32,
-    /// Cap on file data, in bytes (rounded up to pages); `None`: unlimited.
+    /// Cap on what the filesystem holds, in bytes (rounded up to pages; see the
+    /// crate documentation for what counts). `None`: [`default_size`], half of RAM;
+    /// [`NO_LIMIT`]: none.
     pub size: Option<u64>,
     /// Cap on the number of inodes (the root included); `None`: unlimited.
     pub nr_inodes: Option<u64>,
@@ -44,8 +95,9 @@ pub struct TmpfsOptions {
     pub root: FileType,
     /// Files that grow past this many bytes move into a memfd of their own, which the
     /// FUSE front end hands to the kernel (passthrough) so their reads and writes skip
-    /// sandfs. `None`: never; default [`MEMFD_FROM`]. Ignored with a `size` limit or a store file: writes the
-    /// kernel makes directly could not be charged or kept in the store.
+    /// sandfs. `None`: never; default [`MEMFD_FROM`]. Ignored with an explicit `size`
+    /// or a store file: writes the kernel makes directly could not be charged or
+    /// kept in the store.
     pub memfd_from: Option<u64>,
 }
 
@@ -66,7 +118,8 @@ impl Default for TmpfsOptions {
 impl TmpfsOptions {
     /// Parse a comma-separated option string (`mode=1777,size=64m,uid=0,...`).
     /// Sizes take k/m/g suffixes or a `%` of nothing (rejected: no RAM figure here).
-    /// As on Linux, 0 for size, nr_blocks or nr_inodes means no limit.
+    /// As on Linux, 0 for size, nr_blocks or nr_inodes means no limit ([`NO_LIMIT`]
+    /// for size, `None` for nr_inodes); no size means [`default_size`].
     pub fn parse(s: &str) -> std::result::Result<TmpfsOptions, String> {
         let mut o = TmpfsOptions::default();
         for opt in s.split(',').filter(|x| !x.is_empty()) {
@@ -78,14 +131,19 @@ impl TmpfsOptions {
                 }
                 "uid" => o.uid = v.parse().map_err(|_| format!("bad tmpfs uid {v:?}"))?,
                 "gid" => o.gid = v.parse().map_err(|_| format!("bad tmpfs gid {v:?}"))?,
-                "size" => o.size = Some(parse_size(v)?).filter(|&n| n != 0),
-                "nr_blocks" => o.size = Some(parse_size(v)?.saturating_mul(PAGE_SIZE)).filter(|&n| n != 0),
+                "size" => o.size = Some(limit_or_none(parse_size(v)?)),
+                "nr_blocks" => o.size = Some(limit_or_none(parse_size(v)?.saturating_mul(PAGE_SIZE))),
                 "nr_inodes" => o.nr_inodes = Some(parse_size(v)?).filter(|&n| n != 0),
                 _ => return Err(format!("unknown tmpfs option {k:?}")),
             }
         }
         Ok(o)
     }
+}
+
+/// A parsed size: 0 means no limit.
+fn limit_or_none(n: u64) -> u64 {
+    if n == 0 { NO_LIMIT } else { n }
 }
 
 /// Parse `N`, `Nk`, `Nm`, `Ng`, `Nt` (binary multiples).
@@ -104,8 +162,14 @@ pub fn parse_size(v: &str) -> std::result::Result<u64, String> {
 pub(crate) struct Shared {
     pub dev: u64,
     next_ino: AtomicU64,
+    /// Bytes charged against `limit` (see the crate documentation).
+    charged: AtomicU64,
+    limit: u64,
+    /// Data pages held (charged or not), for used_bytes and statfs.
     pages: AtomicU64,
-    max_pages: u64,
+    /// Data pages are charged (not when they live in a store file under the
+    /// default limit: that one bounds memory).
+    pages_charged: bool,
     inodes: AtomicU64,
     max_inodes: u64,
     pub rename_lock: parking_lot::Mutex<()>,
@@ -125,22 +189,51 @@ impl Shared {
         self.next_ino.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Charge `n` bytes against the limit; ENOSPC (nothing charged) beyond it.
+    pub fn charge(&self, n: u64) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.charged
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                c.checked_add(n).filter(|&t| t <= self.limit)
+            })
+            .map(|_| ())
+            .map_err(|_| Errno::NOSPC)
+    }
+
+    /// Give back `n` charged bytes.
+    pub fn uncharge(&self, n: u64) {
+        self.charged.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Charge `n` bytes until the result is kept or dropped: a reservation taken
+    /// before a change that may still fail.
+    pub fn reserve(&self, n: u64) -> Result<Reserved<'_>> {
+        self.charge(n)?;
+        Ok(Reserved { fs: self, bytes: n })
+    }
+
     /// Reserve `n` pages of data; ENOSPC beyond the size limit.
     pub fn charge_pages(&self, n: u64) -> Result<()> {
         if n == 0 {
             return Ok(());
         }
-        let prev = self.pages.fetch_add(n, Ordering::Relaxed);
-        if prev + n > self.max_pages {
-            self.pages.fetch_sub(n, Ordering::Relaxed);
-            return Err(Errno::NOSPC);
+        if self.pages_charged {
+            self.charge(n.saturating_mul(PAGE_SIZE))?;
         }
+        self.pages.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Pages of data held: charged pages plus what the memfds of big files hold
+    /// Pages of data held: pages plus what the memfds of big files hold
     /// (rounded up to pages; the dead ones are forgotten here).
     pub fn used_pages(&self) -> u64 {
+        self.pages.load(Ordering::Relaxed) + self.memfd_pages()
+    }
+
+    /// Pages the memfds of big files hold (the dead ones are forgotten here).
+    fn memfd_pages(&self) -> u64 {
         let mut in_memfds = 0;
         self.memfds.lock().retain(|w| match w.upgrade() {
             Some(fd) => {
@@ -150,19 +243,27 @@ impl Shared {
             }
             None => false,
         });
-        self.pages.load(Ordering::Relaxed) + in_memfds
+        in_memfds
     }
 
     pub fn uncharge_pages(&self, n: u64) {
         self.pages.fetch_sub(n, Ordering::Relaxed);
+        if self.pages_charged {
+            self.uncharge(n * PAGE_SIZE);
+        }
     }
 
-    /// Reserve one inode; ENOSPC beyond nr_inodes.
-    pub fn charge_inode(&self) -> Result<()> {
+    /// Reserve one inode (and `extra` bytes held with it, a symlink's target);
+    /// ENOSPC beyond nr_inodes or the size limit.
+    pub fn charge_inode(&self, extra: u64) -> Result<()> {
         let prev = self.inodes.fetch_add(1, Ordering::Relaxed);
         if prev + 1 > self.max_inodes {
             self.inodes.fetch_sub(1, Ordering::Relaxed);
             return Err(Errno::NOSPC);
+        }
+        if let Err(e) = self.charge(INODE_COST + extra) {
+            self.inodes.fetch_sub(1, Ordering::Relaxed);
+            return Err(e);
         }
         Ok(())
     }
@@ -175,8 +276,34 @@ impl Shared {
         self.generation.change()
     }
 
-    pub fn uncharge_inode(&self) {
+    /// Give back an inode and the `extra` bytes charged with it.
+    pub fn uncharge_inode(&self, extra: u64) {
         self.inodes.fetch_sub(1, Ordering::Relaxed);
+        self.uncharge(INODE_COST + extra);
+    }
+}
+
+/// Bytes charged for a directory entry named `name`.
+pub(crate) fn dirent_cost(name: &[u8]) -> u64 {
+    DIRENT_COST + name.len() as u64
+}
+
+/// Bytes charged until kept ([`Reserved::keep`]) or given back when dropped.
+pub(crate) struct Reserved<'a> {
+    fs: &'a Shared,
+    bytes: u64,
+}
+
+impl Reserved<'_> {
+    /// The change happened: the bytes stay charged.
+    pub fn keep(mut self) {
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.fs.uncharge(self.bytes);
     }
 }
 
@@ -200,16 +327,25 @@ impl Tmpfs {
         let minor = NEXT_DEV.fetch_add(1, Ordering::Relaxed);
         // Anonymous device numbers live under major 0, as the kernel's do.
         let dev = (minor & 0xff) | ((minor & !0xff) << 12) | (1 << 44);
+        let limit = match opts.size {
+            Some(NO_LIMIT) => NO_LIMIT,
+            Some(n) => n.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+            None => default_size(),
+        };
         let shared = Arc::new(Shared {
             dev,
             next_ino: AtomicU64::new(1),
+            charged: AtomicU64::new(0),
+            limit,
             pages: AtomicU64::new(0),
-            max_pages: opts.size.map(|s| s.div_ceil(PAGE_SIZE)).unwrap_or(u64::MAX / 2),
+            pages_charged: store.is_none() || opts.size.is_some(),
             inodes: AtomicU64::new(0),
             max_inodes: opts.nr_inodes.unwrap_or(u64::MAX / 2),
             rename_lock: parking_lot::Mutex::new(()),
             generation: Arc::new(Generation::new()),
-            memfd_from: opts.memfd_from.filter(|_| opts.size.is_none() && store.is_none()),
+            memfd_from: opts
+                .memfd_from
+                .filter(|_| matches!(opts.size, None | Some(NO_LIMIT)) && store.is_none()),
             memfds: parking_lot::Mutex::new(Vec::new()),
             page_store: store::Pages { store },
         });
@@ -223,17 +359,29 @@ impl Tmpfs {
         Ok(Arc::new(Tmpfs { shared, root }))
     }
 
-    /// A tmpfs with default options (unlimited, root 01777 owned by root).
+    /// A tmpfs with default options (limited to [`default_size`], root 01777 owned
+    /// by root).
     pub fn new_default() -> Arc<Tmpfs> {
         match Tmpfs::new(&TmpfsOptions::default()) {
             Ok(fs) => fs,
-            Err(_) => unreachable!("default options have no inode limit"),
+            Err(_) => unreachable!("default options have no inode limit and room for the root"),
         }
     }
 
     /// Bytes of file data currently allocated (pages and memfds).
     pub fn used_bytes(&self) -> u64 {
         self.shared.used_pages() * PAGE_SIZE
+    }
+
+    /// Bytes currently charged against the size limit: data pages and metadata
+    /// (see the crate documentation; memfds are not charged).
+    pub fn charged_bytes(&self) -> u64 {
+        self.shared.charged.load(Ordering::Relaxed)
+    }
+
+    /// The size limit in bytes ([`NO_LIMIT`]: none).
+    pub fn size_limit(&self) -> u64 {
+        self.shared.limit
     }
 
     /// Inodes currently allocated.
@@ -248,9 +396,11 @@ impl Filesystem for Tmpfs {
     }
 
     fn statfs(&self) -> Result<StatFs> {
-        let used = self.shared.used_pages();
+        // Everything charged, in pages, plus what memfds hold (uncharged pages in a
+        // store file do not fill the default limit; they are not counted either).
+        let used = self.charged_bytes().div_ceil(PAGE_SIZE) + self.shared.memfd_pages();
         let inodes = self.shared.inodes.load(Ordering::Relaxed);
-        let blocks = self.shared.max_pages;
+        let blocks = (self.shared.limit / PAGE_SIZE).min(u64::MAX / 2);
         Ok(StatFs {
             bsize: PAGE_SIZE as u32,
             blocks,
@@ -269,5 +419,20 @@ impl Filesystem for Tmpfs {
 
     fn generation(&self) -> Option<Arc<Generation>> {
         Some(self.shared.generation.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_cost_covers_an_inode() {
+        // An Arc's two counts, the inode, and a directory's boxed entry table.
+        let heap = 2 * size_of::<usize>() + size_of::<Inode>() + size_of::<dir::DirData>();
+        assert!(heap as u64 <= INODE_COST, "an inode takes {heap} bytes, charged {INODE_COST}");
+        // A directory entry: its slot and its index (a u32 and a control byte).
+        let entry = size_of::<Option<dir::Slot>>() + size_of::<u32>() + 1;
+        assert!(entry as u64 <= DIRENT_COST, "an entry takes {entry} bytes, charged {DIRENT_COST}");
     }
 }

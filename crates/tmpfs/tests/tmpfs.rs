@@ -4,7 +4,7 @@
 //! rename with RENAME_NOREPLACE / RENAME_EXCHANGE. Expected values were checked on a
 //! kernel tmpfs (Linux 6.18) where the kernel defines them.
 
-use sandfs_tmpfs::{PAGE_SIZE, TMPFS_MAGIC, Tmpfs, TmpfsOptions};
+use sandfs_tmpfs::{NO_LIMIT, PAGE_SIZE, TMPFS_MAGIC, Tmpfs, TmpfsOptions};
 use sandfs_vfs::ops::Make;
 use sandfs_vfs::{
     Creds, Errno, FallocFlags, FileType, Filesystem, MountFlags, MountNamespace, OpenFile, OpenFlags,
@@ -361,10 +361,13 @@ fn mount_options_mode_uid_gid() {
 
 #[test]
 fn size_limit_gives_enospc_without_corruption() {
-    let o = TmpfsOptions { size: Some(4 * PS), ..Default::default() };
+    // Metadata counts against the size too: of 5 pages, the few inodes and entries
+    // made here (under 1.5 KiB) take part of one, leaving 4 for data.
+    let o = TmpfsOptions { size: Some(5 * PS), ..Default::default() };
     let (fs, ns) = with_opts(&o);
     let s = ns.statfs(&ns.root()).unwrap();
-    assert_eq!((s.blocks, s.bfree), (4, 4));
+    assert_eq!((s.blocks, s.bfree), (5, 4));
+    assert_eq!(fs.charged_bytes(), sandfs_tmpfs::INODE_COST);
     let f = create(&ns, "/a");
     let data: Vec<u8> = (0..6 * PS).map(|i| (i % 251) as u8).collect();
     // A write that does not fit is short; the next one fails.
@@ -408,8 +411,9 @@ fn size_limit_gives_enospc_without_corruption() {
     // Truncating returns space too.
     f.truncate(PS).unwrap();
     assert_eq!(fs.used_bytes(), PS);
-    // The size option rounds up to whole pages.
-    let (_fs, ns) = with_opts(&TmpfsOptions { size: Some(PS + 1), ..Default::default() });
+    // The size option rounds up to whole pages (3 here: 2 for data, 1 for the
+    // root, /x and its entry).
+    let (_fs, ns) = with_opts(&TmpfsOptions { size: Some(2 * PS + 1), ..Default::default() });
     assert_eq!(create(&ns, "/x").write(&data[..2 * PS as usize]).unwrap(), 2 * PS as usize);
 }
 
@@ -502,9 +506,11 @@ fn option_parsing() {
     assert_eq!(TmpfsOptions::parse("size=12345").unwrap().size, Some(12345));
     assert_eq!(TmpfsOptions::parse("nr_blocks=10").unwrap().size, Some(10 * PS));
     assert_eq!(TmpfsOptions::parse("size=1m,,uid=3").unwrap().uid, 3);
-    // As on Linux, 0 means "no limit" for size, nr_blocks and nr_inodes.
-    assert_eq!(TmpfsOptions::parse("size=0").unwrap().size, None);
-    assert_eq!(TmpfsOptions::parse("nr_blocks=0").unwrap().size, None);
+    // As on Linux, 0 means "no limit" for size, nr_blocks and nr_inodes; no size
+    // means the default (half of RAM).
+    assert_eq!(TmpfsOptions::parse("size=0").unwrap().size, Some(NO_LIMIT));
+    assert_eq!(TmpfsOptions::parse("nr_blocks=0").unwrap().size, Some(NO_LIMIT));
+    assert_eq!(TmpfsOptions::parse("mode=755").unwrap().size, None);
     assert_eq!(TmpfsOptions::parse("nr_inodes=0").unwrap().nr_inodes, None);
     let (fs, ns) = with_opts(&TmpfsOptions::parse("size=0,nr_inodes=0").unwrap());
     assert_eq!(create(&ns, "/big").write(&vec![1u8; 65536]).unwrap(), 65536);
