@@ -3,7 +3,6 @@
 
 mod export;
 mod fdpass;
-mod filter;
 mod gofer;
 mod host;
 mod limits;

@@ -12,6 +12,7 @@ use crate::sandbox::{KMount, Params};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sandfs_confine::caps::Sets;
+use sandfs_confine::cgroup::Cgroup;
 use sandfs_confine::{paths, userns};
 use sandfs_container::{RuntimeConfig, Sandbox};
 use sandfs_vfs::IdMap;
@@ -65,6 +66,16 @@ pub struct RunArgs {
     /// pasta (its own namespace with outbound access through pasta).
     #[arg(long, value_enum, default_value = "none")]
     pub network: Network,
+    /// Memory limit of the whole sandbox (program, FUSE server with the memory
+    /// upper layer, gofers), e.g. 512m or 2g.
+    #[arg(long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// Most processes and threads the sandbox may have.
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+    /// CPU time, in CPUs (1.5 = one and a half CPUs' worth per period).
+    #[arg(long, value_name = "CPUS")]
+    pub cpus: Option<String>,
     /// The program and its arguments (default: the bundle's process, or $SHELL).
     #[arg(last = true)]
     pub cmd: Vec<String>,
@@ -338,6 +349,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     split_dev(&mut spec);
     let annotations: BTreeMap<String, String> =
         spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let cgroup = sandbox_cgroup(&args, &spec)?;
     let (map, how) = userns::for_caller();
     let host = ProcessHost::new(Some(map.clone()));
     let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
@@ -426,5 +438,52 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let _ = fuse.unmount();
     drop(container);
     drop(sb);
+    if let Some(cg) = cgroup {
+        if let Some(n) = cg.memory_events_oom().filter(|&n| n > 0) {
+            eprintln!("sandfs: the sandbox hit its memory limit ({n} times)");
+        }
+        if let Err(e) = cg.leave().map_err(anyhow::Error::from).and_then(|()| Ok(cg.destroy()?)) {
+            eprintln!("sandfs: warning: removing the sandbox's cgroup: {e}");
+        }
+    }
     Ok(code)
+}
+
+/// The sandbox's cgroup, joined by this process so that everything it starts
+/// (gofers, the sandbox, the program) is in it, with the limits of the flags and
+/// the bundle's `linux.resources`. Without limits asked for, a host that gives no
+/// cgroup (rootless on cgroup v1) only gets a warning; with limits it is an error.
+fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Option<Cgroup>> {
+    let from_flags = args.memory.is_some() || args.pids_limit.is_some() || args.cpus.is_some();
+    let linux = spec.linux().as_ref();
+    let resources = linux.and_then(|l| l.resources().clone());
+    let path = linux.and_then(|l| l.cgroups_path().clone());
+    let wanted = from_flags || resources.is_some() || path.is_some();
+    let id = format!("run-{}", std::process::id());
+    let cg = match Cgroup::create(path.as_deref(), &id) {
+        Ok(cg) => cg,
+        Err(e) if !wanted => {
+            eprintln!("sandfs: warning: the sandbox has no cgroup of its own ({e})");
+            return Ok(None);
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context("make the sandbox's cgroup")),
+    };
+    if let Some(r) = &resources {
+        for w in cg.apply(r).context("linux.resources")? {
+            eprintln!("sandfs: warning: {w}");
+        }
+    }
+    if from_flags {
+        let r = sandfs_confine::cgroup::resources_from_flags(
+            args.memory.as_deref(),
+            args.pids_limit,
+            args.cpus.as_deref(),
+        )
+        .context("--memory/--pids-limit/--cpus")?;
+        for w in cg.apply(&r)? {
+            eprintln!("sandfs: warning: {w}");
+        }
+    }
+    cg.add_pid(std::process::id() as i32).context("join the sandbox's cgroup")?;
+    Ok(Some(cg))
 }

@@ -19,6 +19,7 @@
 use anyhow::{Context, Result, bail};
 use rustix::mount::{MountFlags, UnmountFlags, mount, mount_bind, unmount};
 use sandfs_confine::caps::Sets;
+use sandfs_confine::seccomp::Filter;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -289,7 +290,7 @@ fn exec_failure(prog: &str, err: &std::io::Error) -> (String, i32) {
 
 /// In the program's process: session, limits, umask, identity, descriptors,
 /// seccomp, exec. Returns only on failure, with the exit status to use.
-fn exec_program(p: &Params, filter: Option<&crate::filter::Filter>) -> (String, i32) {
+fn exec_program(p: &Params, filter: Option<&Filter>) -> (String, i32) {
     let setup = (|| -> Result<()> {
         if p.tty {
             rustix::process::setsid().context("setsid")?;
@@ -311,6 +312,14 @@ fn exec_program(p: &Params, filter: Option<&crate::filter::Filter>) -> (String, 
         if let Some(m) = p.umask {
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(m));
         }
+        if !p.no_new_privs
+            && let Some(f) = filter
+        {
+            // Without no_new_privs the kernel takes a filter only from a holder of
+            // CAP_SYS_ADMIN (in the namespace): install it before the identity
+            // change gives that up, as runc does.
+            f.load().map_err(|e| anyhow::anyhow!("install the seccomp filter: {e}"))?;
+        }
         take_identity(p)?;
         rustix::process::chdir(&p.cwd).with_context(|| format!("working directory {}", p.cwd.display()))?;
         // Only stdin, stdout and stderr reach the program.
@@ -328,7 +337,7 @@ fn exec_program(p: &Params, filter: Option<&crate::filter::Filter>) -> (String, 
             cmd.env(k, v);
         }
     }
-    if let Some(f) = filter {
+    if let Some(f) = filter.filter(|_| p.no_new_privs) {
         // Last before exec: the filter applies to the program, not to the setup.
         if let Err(e) = f.load() {
             return (format!("install the seccomp filter: {e}"), 125);
@@ -429,6 +438,16 @@ fn mount_view(p: &Params, dev: OwnedFd) -> Result<()> {
     Ok(())
 }
 
+/// The run's seccomp filter: the spec's profile, or the default one.
+pub fn compile_filter(p: &Params) -> Result<Option<Filter>> {
+    let compiled = match &p.seccomp {
+        Some(profile) => sandfs_confine::seccomp::compile_json(profile)?,
+        None if p.default_seccomp => sandfs_confine::seccomp::default_filter()?,
+        None => return Ok(None),
+    };
+    Ok(Some(compiled.filter))
+}
+
 /// `sandfs __sandbox PARAMS_JSON`: runs in the new namespaces, in the runtime's pid
 /// namespace; its child is pid 1 of the container (an init that mounts, pivots and
 /// supervises), whose child execs the program. Each level dies with its parent.
@@ -446,7 +465,7 @@ pub fn run(params_json: &str) -> Result<i32> {
     mount_view(&p, dev)?;
     // Built before any fork: allocation and name resolution happen here, the child
     // only installs it.
-    let filter = crate::filter::build(p.seccomp.as_ref(), p.default_seccomp)?;
+    let filter = compile_filter(&p)?;
     let init = match fork_or_die()? {
         ForkResult::Parent { child } => child,
         ForkResult::Child => {

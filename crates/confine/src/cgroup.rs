@@ -157,6 +157,8 @@ struct Dir {
     /// The directories this value made or took over, parents first; removed on
     /// destroy. The leaf is last once it is ours.
     owned: Vec<PathBuf>,
+    /// The creating process's own cgroup here, where [`Cgroup::leave`] returns it.
+    origin: PathBuf,
 }
 
 impl Dir {
@@ -342,8 +344,14 @@ impl Cgroup {
                 )));
             };
             let path = locate(m, &membership.path, &target)?;
-            let mut dir =
-                Dir { controllers: m.controllers.clone(), mount: m.point.clone(), path, owned: Vec::new() };
+            let origin = m.point.join(membership.path.strip_prefix("/").unwrap_or(&membership.path));
+            let mut dir = Dir {
+                controllers: m.controllers.clone(),
+                mount: m.point.clone(),
+                path,
+                owned: Vec::new(),
+                origin,
+            };
             let made = make_dirs(&mut dir);
             if made.is_ok() && path_hint.is_none_or(|h| h.as_os_str().is_empty()) {
                 // The default parent `sandfs/` is sandfs's whoever made it: the
@@ -465,6 +473,22 @@ impl Cgroup {
             let path = d.path.join("cgroup.procs");
             write_file(&path, &pid.to_string()).map_err(|source| CgroupError::Io {
                 op: format!("adding pid {pid} to"),
+                path,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling process back to the cgroup it was in when it created this
+    /// one (the runtime joins its sandbox's cgroup for the run, so that everything
+    /// it starts is counted, and leaves before destroying it).
+    pub fn leave(&self) -> Result<(), CgroupError> {
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        for d in self.all_dirs() {
+            let path = d.origin.join("cgroup.procs");
+            write_file(&path, &me.to_string()).map_err(|source| CgroupError::Io {
+                op: format!("moving pid {me} back to"),
                 path,
                 source,
             })?;
@@ -691,7 +715,13 @@ mod tests {
         let cg = Cgroup {
             id: "fake".to_owned(),
             version: CgroupVersion::V2,
-            dirs: vec![Dir { controllers: None, mount, path: leaf, owned: Vec::new() }],
+            dirs: vec![Dir {
+                controllers: None,
+                origin: mount.clone(),
+                mount,
+                path: leaf,
+                owned: Vec::new(),
+            }],
             unified: None,
             destroyed: true,
         };
