@@ -268,11 +268,22 @@ fn take_identity(p: &Params) -> Result<()> {
 }
 
 /// Give up every capability (pid 1 and the outer sandbox process only wait).
-fn drop_all_caps() -> Result<()> {
+fn drop_all_caps(parent: Option<rustix::process::Pid>) -> Result<()> {
     sandfs_confine::caps::limit_bounding(0, sandfs_confine::caps::last_cap()).map_err(anyhow::Error::msg)?;
     sandfs_confine::caps::apply_sets(&Sets::default(), sandfs_confine::caps::last_cap())
         .map_err(anyhow::Error::msg)?;
     rustix::thread::set_no_new_privs(true)?;
+    die_with_parent(parent)
+}
+
+/// Die when the parent does. The kernel clears this setting on every change of
+/// credentials (identity, capabilities), so it is set again after each; a parent
+/// already gone by then is noticed here.
+fn die_with_parent(parent: Option<rustix::process::Pid>) -> Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    if rustix::process::getppid() != parent {
+        bail!("the runtime is gone");
+    }
     Ok(())
 }
 
@@ -382,7 +393,7 @@ fn fork_or_die() -> Result<nix::unistd::ForkResult> {
 /// descriptor opened by the namespace that mounts it), while this process still has
 /// the runtime's file access: the device is often root's alone, and container root
 /// is not host root.
-fn enter_namespaces(p: &Params) -> Result<OwnedFd> {
+fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<OwnedFd> {
     use rustix::thread::UnshareFlags as U;
     use std::io::{Read, Write};
     // SAFETY: the runtime passed these two pipe ends for this exchange alone; they
@@ -406,6 +417,7 @@ fn enter_namespaces(p: &Params) -> Result<OwnedFd> {
     rustix::thread::set_thread_res_gid(g, g, g).context("become group 0 of the namespace")?;
     let u = rustix::process::Uid::ROOT;
     rustix::thread::set_thread_res_uid(u, u, u).context("become root of the namespace")?;
+    die_with_parent(parent)?;
     let mut ns = U::NEWNS | U::NEWPID | U::NEWIPC | U::NEWUTS | U::NEWCGROUP;
     if p.own_network {
         ns |= U::NEWNET;
@@ -461,7 +473,8 @@ pub fn run(params_json: &str) -> Result<i32> {
         sigs.add(s);
     }
     sigs.thread_block().context("block signals")?;
-    let dev = enter_namespaces(&p)?;
+    let runtime = rustix::process::getppid();
+    let dev = enter_namespaces(&p, runtime)?;
     mount_view(&p, dev)?;
     // Built before any fork: allocation and name resolution happen here, the child
     // only installs it.
@@ -475,7 +488,8 @@ pub fn run(params_json: &str) -> Result<i32> {
                 enter_view(&p)?;
                 match fork_or_die()? {
                     ForkResult::Parent { child } => {
-                        drop_all_caps()?;
+                        // Its parent is outside the pid namespace: getppid says 0.
+                        drop_all_caps(None)?;
                         supervise(child, &sigs)
                     }
                     ForkResult::Child => {
@@ -495,6 +509,6 @@ pub fn run(params_json: &str) -> Result<i32> {
             }
         }
     };
-    drop_all_caps()?;
+    drop_all_caps(runtime)?;
     supervise(init, &sigs)
 }
