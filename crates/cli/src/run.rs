@@ -201,6 +201,13 @@ fn process(
         readonly: paths::DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
         sysctl: Vec::new(),
         own_network: network != Network::Host,
+        join: Vec::new(),
+        new_ns: ["mount", "pid", "ipc", "uts", "cgroup"]
+            .into_iter()
+            .chain((network != Network::Host).then_some("network"))
+            .map(String::from)
+            .collect(),
+        time_offsets: Vec::new(),
         tty: false,
         seccomp: None,
         default_seccomp: true,
@@ -231,6 +238,7 @@ fn process(
         p.masked = Vec::new();
         p.readonly = Vec::new();
         if let Some(linux) = spec.linux() {
+            namespaces(&mut p, linux)?;
             p.masked = linux.masked_paths().clone().unwrap_or_default();
             p.readonly = linux.readonly_paths().clone().unwrap_or_default();
             if let Some(sc) = linux.seccomp() {
@@ -249,6 +257,86 @@ fn process(
         p.args = vec![std::env::var("SHELL").unwrap_or_else(|_| "/bin/sh".into())];
     }
     Ok(p)
+}
+
+/// The bundle's `linux.namespaces`: new ones, joined ones (by path), the network
+/// shared with the host when none is listed (as runc). A user namespace is made
+/// always, and mount and pid namespaces too: sandfs's view and its init need them.
+fn namespaces(p: &mut Params, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    let list = linux.namespaces().clone().unwrap_or_default();
+    p.new_ns = vec!["mount".into(), "pid".into()];
+    p.own_network = false;
+    for (i, n) in list.iter().enumerate() {
+        let name = match n.typ() {
+            T::Mount => "mount",
+            T::Pid => "pid",
+            T::Ipc => "ipc",
+            T::Uts => "uts",
+            T::Cgroup => "cgroup",
+            T::Network => "network",
+            T::Time => "time",
+            T::User => "user",
+        };
+        match (n.path(), name) {
+            (None, "user") => {}
+            (None, _) => {
+                if name == "network" {
+                    p.own_network = true;
+                }
+                if !p.new_ns.iter().any(|t| t == name) {
+                    p.new_ns.push(name.to_string());
+                }
+            }
+            (Some(path), "user" | "mount") => bail!(
+                "linux.namespaces[{i}]: joining an existing {name} namespace ({}) is not supported: sandfs makes its own",
+                path.display()
+            ),
+            (Some(path), _) => {
+                if name == "pid" {
+                    p.new_ns.retain(|t| t != "pid");
+                }
+                p.join.push((name.to_string(), path.clone()));
+            }
+        }
+    }
+    if let Some(offsets) = linux.time_offsets() {
+        if !p.new_ns.iter().any(|t| t == "time") {
+            bail!("linux.timeOffsets: given without a new time namespace in linux.namespaces");
+        }
+        for (clock, o) in offsets {
+            p.time_offsets.push((clock.clone(), o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)));
+        }
+    }
+    Ok(())
+}
+
+/// The id map of a bundle that gives `linux.uidMappings`/`gidMappings`; host id 0
+/// is refused: root in the sandbox is never root on the host.
+fn bundle_map(spec: &oci_spec::runtime::Spec) -> Result<Option<IdMap>> {
+    let Some(linux) = spec.linux() else { return Ok(None) };
+    let (Some(u), Some(g)) = (linux.uid_mappings(), linux.gid_mappings()) else {
+        if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
+            bail!("linux.uidMappings and linux.gidMappings: give both or neither");
+        }
+        return Ok(None);
+    };
+    let conv = |v: &Vec<oci_spec::runtime::LinuxIdMapping>, field: &str| -> Result<Vec<sandfs_vfs::IdRange>> {
+        v.iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let r = sandfs_vfs::IdRange { inside: m.container_id(), outside: m.host_id(), count: m.size() };
+                if r.count == 0 {
+                    bail!("{field}[{i}]: size 0");
+                }
+                if r.outside == 0 {
+                    bail!("{field}[{i}]: maps onto host id 0; root in the sandbox is never root on the host");
+                }
+                Ok(r)
+            })
+            .collect()
+    };
+    Ok(Some(IdMap { uids: conv(u, "linux.uidMappings")?, gids: conv(g, "linux.gidMappings")? }))
 }
 
 /// Which network the program gets.
@@ -350,7 +438,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let annotations: BTreeMap<String, String> =
         spec.annotations().clone().unwrap_or_default().into_iter().collect();
     let cgroup = sandbox_cgroup(&args, &spec)?;
-    let (map, how) = userns::for_caller();
+    let (mut map, how) = userns::for_caller();
+    if let Some(m) = bundle_map(&spec)? {
+        if how != userns::Writer::Direct || !rustix::process::geteuid().is_root() {
+            bail!("linux.uidMappings: only a root-started sandfs can apply a bundle's own id maps");
+        }
+        map = m;
+    }
     let host = ProcessHost::new(Some(map.clone()));
     let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
     let container = sb.container("sandfs", &spec, &bundle)?;

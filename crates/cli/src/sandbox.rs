@@ -87,6 +87,12 @@ pub struct Params {
     pub sysctl: Vec<(String, String)>,
     /// Whether the sandbox has its own network namespace (loopback brought up).
     pub own_network: bool,
+    /// Existing namespaces to join first (OCI type name, path).
+    pub join: Vec<(String, PathBuf)>,
+    /// Which namespaces to make new besides the user namespace (OCI type names).
+    pub new_ns: Vec<String>,
+    /// Time namespace offsets (clock name, seconds, nanoseconds), if one is made.
+    pub time_offsets: Vec<(String, i64, u32)>,
     /// Whether the program gets the runtime's pty (its stdio) as its terminal.
     pub tty: bool,
     /// The seccomp profile (OCI JSON), if any.
@@ -400,6 +406,12 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
     // are owned here and closed after it.
     let (mut ready, mut go) =
         unsafe { (std::fs::File::from_raw_fd(p.userns_sync.0), std::fs::File::from_raw_fd(p.userns_sync.1)) };
+    // Joined first, while this process holds the runtime's privileges over them.
+    for (typ, path) in &p.join {
+        let f = std::fs::File::open(path).with_context(|| format!("linux.namespaces {typ} path {}", path.display()))?;
+        rustix::thread::move_into_link_name_space(f.as_fd(), None)
+            .with_context(|| format!("join the {typ} namespace {}", path.display()))?;
+    }
     // SAFETY: this process was just exec'd and has started no thread, as unshare of
     // a user namespace requires; no descriptor table is shared.
     unsafe { rustix::thread::unshare_unsafe(U::NEWUSER) }.context("make a user namespace")?;
@@ -418,12 +430,26 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
     let u = rustix::process::Uid::ROOT;
     rustix::thread::set_thread_res_uid(u, u, u).context("become root of the namespace")?;
     die_with_parent(parent)?;
-    let mut ns = U::NEWNS | U::NEWPID | U::NEWIPC | U::NEWUTS | U::NEWCGROUP;
-    if p.own_network {
-        ns |= U::NEWNET;
+    let mut ns = U::empty();
+    for t in &p.new_ns {
+        ns |= match t.as_str() {
+            "mount" => U::NEWNS,
+            "pid" => U::NEWPID,
+            "ipc" => U::NEWIPC,
+            "uts" => U::NEWUTS,
+            "cgroup" => U::NEWCGROUP,
+            "network" => U::NEWNET,
+            "time" => U::NEWTIME,
+            other => bail!("linux.namespaces: unknown type {other:?}"),
+        };
     }
     // SAFETY: still single-threaded, as above.
     unsafe { rustix::thread::unshare_unsafe(ns) }.context("make the sandbox's namespaces")?;
+    if !p.time_offsets.is_empty() {
+        // Written before the first process enters the time namespace (pid 1).
+        let text: String = p.time_offsets.iter().map(|(c, s, n)| format!("{c} {s} {n}\n")).collect();
+        std::fs::write("/proc/self/timens_offsets", text).context("linux.timeOffsets")?;
+    }
     Ok(dev)
 }
 
