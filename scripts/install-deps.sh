@@ -6,8 +6,10 @@ set -eu
 
 # util-linux/mount: setpriv, umount; fuse3: the FUSE tools (fusermount3, for
 # comparisons; sandfs itself mounts without them); stress-ng and busybox-static:
-# external suites and real programs in the FUSE tests.
-PACKAGES="util-linux mount fuse3 stress-ng busybox-static"
+# external suites and real programs in the FUSE tests; runc: the reference OCI
+# runtime the bundle tests compare with; uidmap: newuidmap/newgidmap for rootless
+# runs with subordinate ids; iproute2: ip, for the network escape probes.
+PACKAGES="util-linux mount fuse3 stress-ng busybox-static runc uidmap iproute2"
 
 missing=""
 for p in $PACKAGES; do

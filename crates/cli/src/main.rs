@@ -5,6 +5,7 @@ mod export;
 mod fdpass;
 mod gofer;
 mod host;
+mod info;
 mod limits;
 mod mount;
 mod run;
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Show what this build of sandfs provides.
+    /// Show what this build of sandfs provides and what this host allows.
     Info,
     /// Serve host directories to a sandbox (started by the runtime, not by users).
     #[command(hide = true)]
@@ -64,10 +65,6 @@ fn main() -> Result<()> {
             let code = sandbox::run(&params)?;
             std::process::exit(code)
         }
-        Some(Command::Info) | None => {
-            println!("sandfs {}", env!("CARGO_PKG_VERSION"));
-            println!("layers: vfs, tmpfs, gofer, overlay, container setup, FUSE; commands: run, mount");
-            Ok(())
-        }
+        Some(Command::Info) | None => info::run(),
     }
 }

@@ -321,11 +321,14 @@ fn bundle_map(spec: &oci_spec::runtime::Spec) -> Result<Option<IdMap>> {
         }
         return Ok(None);
     };
-    let conv = |v: &Vec<oci_spec::runtime::LinuxIdMapping>, field: &str| -> Result<Vec<sandfs_vfs::IdRange>> {
+    let conv = |v: &Vec<oci_spec::runtime::LinuxIdMapping>,
+                field: &str|
+     -> Result<Vec<sandfs_vfs::IdRange>> {
         v.iter()
             .enumerate()
             .map(|(i, m)| {
-                let r = sandfs_vfs::IdRange { inside: m.container_id(), outside: m.host_id(), count: m.size() };
+                let r =
+                    sandfs_vfs::IdRange { inside: m.container_id(), outside: m.host_id(), count: m.size() };
                 if r.count == 0 {
                     bail!("{field}[{i}]: size 0");
                 }
@@ -488,6 +491,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
             sandfs_fuse::CachePolicy::Exclusive
         },
         ids: Some(map.clone()),
+        // Handing the kernel backing files needs CAP_SYS_ADMIN: not rootless.
+        passthrough: rustix::process::geteuid().is_root(),
         ..sandfs_fuse::Options::default()
     };
     let server = sandfs_fuse::Server::from_fd(container.ns.clone(), fuse_fd, &params.root, &opts)
@@ -557,7 +562,10 @@ fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Opti
     let cg = match Cgroup::create(path.as_deref(), &id) {
         Ok(cg) => cg,
         Err(e) if !wanted => {
-            eprintln!("sandfs: warning: the sandbox has no cgroup of its own ({e})");
+            // Expected rootless (no delegated cgroup); worth a word when root.
+            if rustix::process::geteuid().is_root() {
+                eprintln!("sandfs: warning: the sandbox has no cgroup of its own ({e})");
+            }
             return Ok(None);
         }
         Err(e) => return Err(anyhow::Error::from(e).context("make the sandbox's cgroup")),

@@ -408,7 +408,8 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
         unsafe { (std::fs::File::from_raw_fd(p.userns_sync.0), std::fs::File::from_raw_fd(p.userns_sync.1)) };
     // Joined first, while this process holds the runtime's privileges over them.
     for (typ, path) in &p.join {
-        let f = std::fs::File::open(path).with_context(|| format!("linux.namespaces {typ} path {}", path.display()))?;
+        let f = std::fs::File::open(path)
+            .with_context(|| format!("linux.namespaces {typ} path {}", path.display()))?;
         rustix::thread::move_into_link_name_space(f.as_fd(), None)
             .with_context(|| format!("join the {typ} namespace {}", path.display()))?;
     }

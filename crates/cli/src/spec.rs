@@ -31,6 +31,12 @@ pub fn starter(readonly: bool) -> serde_json::Value {
             "args": ["sh"],
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm", "HOME=/root"],
             "cwd": "/",
+            "capabilities": {
+                "bounding": sandfs_confine::caps::DEFAULT,
+                "effective": sandfs_confine::caps::DEFAULT,
+                "permitted": sandfs_confine::caps::DEFAULT
+            },
+            "noNewPrivileges": true,
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
         },
         "root": {"path": "rootfs", "readonly": readonly},
@@ -42,7 +48,11 @@ pub fn starter(readonly: bool) -> serde_json::Value {
             {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
         ],
-        "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]}
+        "linux": {
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "maskedPaths": sandfs_confine::paths::DEFAULT_MASKED,
+            "readonlyPaths": sandfs_confine::paths::DEFAULT_READONLY
+        }
     })
 }
 

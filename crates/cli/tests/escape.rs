@@ -25,30 +25,93 @@ fn me() -> PathBuf {
 struct Suite {
     rows: Vec<(String, String, bool)>,
     filter: Option<String>,
+    mode: Mode,
+}
+
+/// How sandfs is started: by root, or (rootless) by `nobody` through setpriv, with
+/// copies of the binaries that user can reach.
+struct Mode {
+    label: &'static str,
+    prefix: Vec<String>,
+    sandfs: PathBuf,
+    probe: PathBuf,
+    map: sandfs_vfs::IdMap,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Mode {
+    fn root() -> Mode {
+        Mode {
+            label: "root",
+            prefix: Vec::new(),
+            sandfs: sandfs().into(),
+            probe: me(),
+            map: sandfs_confine::userns::for_caller().0,
+            _dir: None,
+        }
+    }
+
+    /// Rootless as `nobody`: /dev/fuse made usable by users first, as distributions
+    /// ship it.
+    fn rootless() -> Option<Mode> {
+        if !Path::new("/usr/bin/setpriv").exists() && !Path::new("/bin/setpriv").exists() {
+            println!("SKIP rootless escape suite: no setpriv");
+            return None;
+        }
+        std::fs::set_permissions("/dev/fuse", std::os::unix::fs::PermissionsExt::from_mode(0o666)).ok()?;
+        let dir = tempfile::Builder::new().prefix("sandfs-rootless-").tempdir().ok()?;
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
+        let (s, p) = (dir.path().join("sandfs"), dir.path().join("probe"));
+        std::fs::copy(sandfs(), &s).ok()?;
+        std::fs::copy(me(), &p).ok()?;
+        let prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"];
+        Some(Mode {
+            label: "rootless",
+            prefix: prefix.iter().map(|x| x.to_string()).collect(),
+            sandfs: s,
+            probe: p,
+            map: sandfs_confine::userns::rootless_map(65534, 65534, None),
+            _dir: Some(dir),
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = match self.prefix.split_first() {
+            Some((p, rest)) => {
+                let mut c = Command::new(p);
+                c.args(rest).arg(&self.sandfs);
+                c
+            }
+            None => Command::new(&self.sandfs),
+        };
+        cmd.current_dir("/");
+        cmd
+    }
 }
 
 impl Suite {
     fn check(&mut self, name: &str, outcome: String, ok: bool) {
-        println!("{:<44} {:<32} {}", name, outcome, if ok { "pass" } else { "FAILED" });
-        self.rows.push((name.to_string(), outcome, ok));
+        let name = format!("[{}] {name}", self.mode.label);
+        println!("{:<54} {:<32} {}", name, outcome, if ok { "pass" } else { "FAILED" });
+        self.rows.push((name, outcome, ok));
+    }
+
+    /// Run probe `what` inside `sandfs run FLAGS`; its printed outcome (or the failure).
+    fn inside(&self, flags: &[&str], what: &str, args: &[&str], setup: impl FnOnce(&mut Command)) -> String {
+        let mut cmd = self.mode.command();
+        cmd.arg("run").args(flags).arg("--").arg(&self.mode.probe).arg("__probe").arg(what).args(args);
+        cmd.stdin(Stdio::null());
+        setup(&mut cmd);
+        let out = cmd.output().expect("run sandfs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match stdout.lines().last() {
+            Some(l) if out.status.success() => l.to_string(),
+            _ => format!("run failed: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+        }
     }
 
     fn wants(&self, name: &str) -> bool {
         self.filter.as_ref().is_none_or(|f| name.contains(f.as_str()))
-    }
-}
-
-/// Run probe `what` inside `sandfs run FLAGS`; its printed outcome (or the failure).
-fn inside(flags: &[&str], what: &str, args: &[&str], setup: impl FnOnce(&mut Command)) -> String {
-    let mut cmd = Command::new(sandfs());
-    cmd.arg("run").args(flags).arg("--").arg(me()).arg("__probe").arg(what).args(args);
-    cmd.stdin(Stdio::null());
-    setup(&mut cmd);
-    let out = cmd.output().expect("run sandfs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    match stdout.lines().last() {
-        Some(l) if out.status.success() => l.to_string(),
-        _ => format!("run failed: {} {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
     }
 }
 
@@ -73,36 +136,52 @@ fn main() {
         return;
     }
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
-    let mut s = Suite { rows: Vec::new(), filter };
-    println!("{:<44} {:<32} verdict", "probe", "outcome");
+    let mut rows = Vec::new();
+    for mode in [Some(Mode::root()), Mode::rootless()].into_iter().flatten() {
+        let mut s = Suite { rows: Vec::new(), filter: filter.clone(), mode };
+        suite(&mut s);
+        rows.append(&mut s.rows);
+    }
+    let failed: Vec<_> = rows.iter().filter(|r| !r.2).collect();
+    println!("\n{} probes, {} failed", rows.len(), failed.len());
+    if !failed.is_empty() {
+        for f in failed {
+            eprintln!("FAILED: {} -> {}", f.0, f.1);
+        }
+        std::process::exit(1);
+    }
+}
+
+fn suite(s: &mut Suite) {
+    println!("{:<54} {:<32} verdict", "probe", "outcome");
 
     if s.wants("core_pattern") {
         let before = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
-        let o = inside(&[], "write-back", &["/proc/sys/kernel/core_pattern"], |_| {});
+        let o = s.inside(&[], "write-back", &["/proc/sys/kernel/core_pattern"], |_| {});
         let after = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
         s.check("write /proc/sys/kernel/core_pattern", o.clone(), refused(&o) && before == after);
     }
     if s.wants("mount") {
-        let o = inside(&[], "mount-tmpfs", &["/tmp"], |_| {});
+        let o = s.inside(&[], "mount-tmpfs", &["/tmp"], |_| {});
         s.check("mount a tmpfs", o.clone(), o == "EPERM");
-        let o = inside(&[], "remount-rw", &["/sys"], |_| {});
+        let o = s.inside(&[], "remount-rw", &["/sys"], |_| {});
         s.check("remount /sys read-write", o.clone(), o == "EPERM");
-        let o = inside(&[], "remount-rw", &["/proc/sys"], |_| {});
+        let o = s.inside(&[], "remount-rw", &["/proc/sys"], |_| {});
         s.check("remount /proc/sys read-write", o.clone(), o == "EPERM");
     }
     if s.wants("mknod") {
         // The host's root disk, by its device number.
         let st = rustix::fs::stat("/").unwrap();
         let (maj, min) = (rustix::fs::major(st.st_dev).to_string(), rustix::fs::minor(st.st_dev).to_string());
-        let o = inside(&[], "mknod-mount", &["/tmp/disk", &maj, &min, "ext4"], |_| {});
+        let o = s.inside(&[], "mknod-mount", &["/tmp/disk", &maj, &min, "ext4"], |_| {});
         s.check("mknod the host disk and mount it", o.clone(), refused(&o) && o.starts_with("EPERM"));
     }
     if s.wants("release_agent") {
-        let o = inside(&[], "release-agent", &[], |_| {});
+        let o = s.inside(&[], "release-agent", &[], |_| {});
         s.check("mount cgroup v1, write release_agent", o.clone(), refused(&o));
     }
     if s.wants("handle") {
-        let o = inside(&[], "open-by-handle", &[], |_| {});
+        let o = s.inside(&[], "open-by-handle", &[], |_| {});
         let control = on_host("open-by-handle", &[]);
         s.check(
             "open_by_handle_at",
@@ -120,16 +199,18 @@ fn main() {
         if !s.wants(probe) {
             continue;
         }
-        let o = inside(&[], probe, &[], |_| {});
+        let o = s.inside(&[], probe, &[], |_| {});
         // On the host the kernel answers (ok, or a format error): never EPERM from
         // root, so EPERM inside is the sandbox's refusal.
         let control = if probe == "unshare-user" { "ok".to_string() } else { on_host(probe, &[]) };
         s.check(label, format!("{o} (host: {control})"), o == "EPERM" && control != "EPERM");
     }
     if s.wants("network") {
-        let o = inside(&[], "lo-down", &[], |_| {});
+        let o = s.inside(&[], "lo-down", &[], |_| {});
         s.check("take the loopback down (net admin)", o.clone(), o == "EPERM");
-        let dummy = Command::new(sandfs())
+        let dummy = s
+            .mode
+            .command()
             .args(["run", "--", "ip", "link", "add", "sandfs-esc0", "type", "dummy"])
             .stdin(Stdio::null())
             .output()
@@ -142,8 +223,8 @@ fn main() {
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port().to_string();
-        let o = inside(&[], "connect", &[&port], |_| {});
-        let control = inside(&["--network", "host"], "connect", &[&port], |_| {});
+        let o = s.inside(&[], "connect", &[&port], |_| {});
+        let control = s.inside(&["--network", "host"], "connect", &[&port], |_| {});
         s.check(
             "connect to a host loopback port",
             format!("{o} (--network host: {control})"),
@@ -156,7 +237,7 @@ fn main() {
         std::fs::write(&path, "host\n").unwrap();
         let f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         let raw = f.as_raw_fd();
-        let o = inside(&[], "write-fd", &["5"], |cmd| {
+        let o = s.inside(&[], "write-fd", &["5"], |cmd| {
             // SAFETY: dup2 in the child before exec: async-signal-safe, and fd 5 is
             // meant to be inherited (no close-on-exec), as a careless caller leaves it.
             unsafe {
@@ -180,7 +261,7 @@ fn main() {
         rustix::pty::unlockpt(&master).unwrap();
         let name = rustix::pty::ptsname(&master, Vec::new()).unwrap();
         let slave = std::fs::OpenOptions::new().read(true).write(true).open(name.to_str().unwrap()).unwrap();
-        let o = inside(&[], "tiocsti", &["0"], |cmd| {
+        let o = s.inside(&[], "tiocsti", &["0"], |cmd| {
             cmd.stdin(Stdio::from(slave.try_clone().unwrap()));
         });
         // Whatever was pushed would now be input waiting on the terminal.
@@ -196,20 +277,26 @@ fn main() {
     if s.wants("bind") {
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        // The volume belongs to whoever runs sandfs (a rootless user binds their own
+        // directories; the kernel refuses writes to a directory whose owner has no
+        // id inside the user namespace).
+        if let Some(host) = s.mode.map.uid_to_host(0) {
+            std::os::unix::fs::chown(dir.path(), Some(host), s.mode.map.gid_to_host(0)).unwrap();
+        }
         let bind = format!("{}:/vol", dir.path().display());
-        let o = inside(&["--bind", &bind], "mknod-char", &["/vol/null"], |_| {});
+        let o = s.inside(&["--bind", &bind], "mknod-char", &["/vol/null"], |_| {});
         s.check(
             "mknod a device on a writable bind",
             o.clone(),
             o == "EPERM" && !dir.path().join("null").exists(),
         );
-        let o = inside(&["--bind", &bind], "mkfifo", &["/vol/fifo"], |_| {});
+        let o = s.inside(&["--bind", &bind], "mkfifo", &["/vol/fifo"], |_| {});
         s.check("(control) mkfifo on a writable bind works", o.clone(), o == "ok");
-        let o = inside(&["--bind", &bind], "setuid-file", &["/vol/suid", "0"], |_| {});
-        let o5 = inside(&["--bind", &bind], "setuid-file", &["/vol/suid5", "5"], |_| {});
+        let o = s.inside(&["--bind", &bind], "setuid-file", &["/vol/suid", "0"], |_| {});
+        let o5 = s.inside(&["--bind", &bind], "setuid-file", &["/vol/suid5", "5"], |_| {});
         // From the host: nothing in the volume is a device, nothing is setuid or
         // setgid to an id outside the sandbox's range, nothing belongs to host root.
-        let map = sandfs_confine::userns::for_caller().0;
+        let map = s.mode.map.clone();
         let mut bad = Vec::new();
         for e in std::fs::read_dir(dir.path()).unwrap() {
             let e = e.unwrap();
@@ -229,17 +316,9 @@ fn main() {
             bad.is_empty() && host_owner == map.uid_to_host(0),
         );
     }
-    if s.wants("setuid_helper") {
-        setuid_helper(&mut s);
-    }
-
-    let failed: Vec<_> = s.rows.iter().filter(|r| !r.2).collect();
-    println!("\n{} probes, {} failed", s.rows.len(), failed.len());
-    if !failed.is_empty() {
-        for f in failed {
-            eprintln!("FAILED: {} -> {}", f.0, f.1);
-        }
-        std::process::exit(1);
+    // Rootless without subordinate ids has only container id 0: no uid 1000.
+    if s.wants("setuid_helper") && s.mode.prefix.is_empty() {
+        setuid_helper(s);
     }
 }
 
