@@ -11,6 +11,7 @@ mod mount;
 mod run;
 mod sandbox;
 mod spec;
+mod tty;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -59,7 +59,8 @@ pub struct RunArgs {
     /// After exit, write the upper layer's changes as an OCI image layer tar.
     #[arg(long, value_name = "FILE")]
     pub export_upper: Option<PathBuf>,
-    /// Give the program the terminal (it inherits this process's terminal).
+    /// Give the program a terminal of its own: a new pty that sandfs relays to and
+    /// from this one (the program never holds the caller's terminal).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// The program's network: none (its own namespace, loopback only), host, or
@@ -426,6 +427,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut sigs = SigSet::empty();
     sigs.add(Signal::SIGINT);
     sigs.add(Signal::SIGTERM);
+    sigs.add(Signal::SIGWINCH);
     sigs.thread_block().context("block signals")?;
     let nofile = crate::limits::raise_nofile();
     let export = match &args.export_upper {
@@ -471,6 +473,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         noexec: true,
     });
     params.mounts.extend(container.kernel.iter().map(kmount));
+    params.tty = args.tty
+        || (args.fs.bundle.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
+    let mut saved = crate::tty::Saved(if params.tty { crate::tty::Relay::prepare()? } else { None });
     let started = start_sandbox(&mut params, &map, &how)?;
     let mut child = started.child;
     let fuse_fd = match crate::fdpass::recv_fd(&started.fuse) {
@@ -498,13 +503,38 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let server = sandfs_fuse::Server::from_fd(container.ns.clone(), fuse_fd, &params.root, &opts)
         .context("serve the FUSE view")?;
     let fuse = server.spawn().context("serve the FUSE view")?;
+    // With -t the sandbox sends the master of the program's terminal next.
+    let (relay, output) = if params.tty {
+        let master = match crate::fdpass::recv_fd(&started.fuse) {
+            Ok(Some(fd)) => fd,
+            other => {
+                let st = child.wait().context("wait for the sandbox")?;
+                bail!("the sandbox could not make the program's terminal ({st}) {other:?}");
+            }
+        };
+        let relay = crate::tty::Relay::new(master, saved.0.take());
+        let out = relay.start()?;
+        (Some(relay), Some(out))
+    } else {
+        (None, None)
+    };
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let resize = relay.as_ref().map(|r| r.resizer()).transpose()?;
     std::thread::spawn(move || {
         while let Ok(sig) = sigs.wait() {
-            let _ = nix::sys::signal::kill(pid, sig);
+            match (&resize, sig) {
+                (Some(r), nix::sys::signal::Signal::SIGWINCH) => crate::tty::resize(r),
+                (None, nix::sys::signal::Signal::SIGWINCH) => {}
+                _ => {
+                    let _ = nix::sys::signal::kill(pid, sig);
+                }
+            }
         }
     });
     let status = child.wait().context("wait for the sandbox")?;
+    if let (Some(r), Some(out)) = (relay, output) {
+        r.finish(out);
+    }
     let code = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,

@@ -307,11 +307,19 @@ fn exec_failure(prog: &str, err: &std::io::Error) -> (String, i32) {
 
 /// In the program's process: session, limits, umask, identity, descriptors,
 /// seccomp, exec. Returns only on failure, with the exit status to use.
-fn exec_program(p: &Params, filter: Option<&Filter>) -> (String, i32) {
+fn exec_program(p: &Params, filter: Option<&Filter>, term: Option<OwnedFd>) -> (String, i32) {
     let setup = (|| -> Result<()> {
-        if p.tty {
+        if let Some(t) = term {
             rustix::process::setsid().context("setsid")?;
-            // The runtime's pty is our stdin: make it the controlling terminal.
+            for n in 0..3 {
+                // SAFETY: 0, 1 and 2 are this process's standard streams, replaced
+                // here by the terminal; the borrowed OwnedFd is forgotten, not closed.
+                let mut std_fd = unsafe { OwnedFd::from_raw_fd(n) };
+                let r = rustix::io::dup2(&t, &mut std_fd);
+                std::mem::forget(std_fd);
+                r.context("give the program its terminal")?;
+            }
+            drop(t);
             rustix::process::ioctl_tiocsctty(std::io::stdin().as_fd()).context("take the terminal")?;
         } else {
             // No controlling terminal: nothing written reaches the caller's terminal
@@ -456,7 +464,7 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
 
 /// Mount the FUSE view at `p.root` on a scratch tmpfs of this mount namespace and
 /// send the /dev/fuse descriptor to the runtime.
-fn mount_view(p: &Params, dev: OwnedFd) -> Result<()> {
+fn mount_view(p: &Params, dev: OwnedFd) -> Result<OwnedFd> {
     rustix::mount::mount_change(
         "/",
         rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
@@ -470,11 +478,30 @@ fn mount_view(p: &Params, dev: OwnedFd) -> Result<()> {
     let data = std::ffi::CString::new(data).context("fuse mount data")?;
     mount("sandfs", &p.root, "fuse.sandfs", MountFlags::empty(), data.as_c_str())
         .context("mount the FUSE view inside the user namespace")?;
-    // SAFETY: the runtime passed this connected socket for this one message; it is
-    // owned here and closed after sending.
+    // SAFETY: the runtime passed this connected socket for the FUSE descriptor (and,
+    // with a terminal, its master next); it is owned here.
     let chan = unsafe { OwnedFd::from_raw_fd(p.fuse_channel) };
     crate::fdpass::send_fd(&chan, dev.as_fd()).context("hand the FUSE descriptor to the runtime")?;
-    Ok(())
+    Ok(chan)
+}
+
+/// In pid 1, after the view is entered: a pty of the container's own devpts for
+/// the program; the master goes to the runtime, the terminal is returned.
+fn make_terminal(chan: &OwnedFd) -> Result<OwnedFd> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master =
+        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
+    grantpt(&master).context("grantpt")?;
+    unlockpt(&master).context("unlockpt")?;
+    let name = ptsname(&master, Vec::new()).context("ptsname")?;
+    let term = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .context("open the program's terminal")?;
+    crate::fdpass::send_fd(chan, master.as_fd()).context("hand the terminal to the runtime")?;
+    Ok(term)
 }
 
 /// The run's seccomp filter: the spec's profile, or the default one.
@@ -502,7 +529,7 @@ pub fn run(params_json: &str) -> Result<i32> {
     sigs.thread_block().context("block signals")?;
     let runtime = rustix::process::getppid();
     let dev = enter_namespaces(&p, runtime)?;
-    mount_view(&p, dev)?;
+    let chan = mount_view(&p, dev)?;
     // Built before any fork: allocation and name resolution happen here, the child
     // only installs it.
     let filter = compile_filter(&p)?;
@@ -513,6 +540,8 @@ pub fn run(params_json: &str) -> Result<i32> {
             let code = (|| -> Result<i32> {
                 rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
                 enter_view(&p)?;
+                let term = if p.tty { Some(make_terminal(&chan)?) } else { None };
+                drop(chan);
                 match fork_or_die()? {
                     ForkResult::Parent { child } => {
                         // Its parent is outside the pid namespace: getppid says 0.
@@ -521,7 +550,7 @@ pub fn run(params_json: &str) -> Result<i32> {
                     }
                     ForkResult::Child => {
                         let _ = sigs.thread_unblock();
-                        let (why, code) = exec_program(&p, filter.as_ref());
+                        let (why, code) = exec_program(&p, filter.as_ref(), term);
                         eprintln!("sandfs: {why}");
                         std::process::exit(code);
                     }

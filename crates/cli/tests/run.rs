@@ -291,3 +291,43 @@ print(len(fds))'";
         .expect("run sandfs");
     assert_eq!(text(&out.stdout), "256\n500\n", "stderr: {}", text(&out.stderr));
 }
+
+/// `-t`: the program gets a terminal of the container's own devpts (never the
+/// caller's), keys typed reach it through the relay and its output comes back; the
+/// caller's terminal gets nothing pushed into it.
+#[test]
+fn a_terminal_of_its_own() {
+    if !root() {
+        return;
+    }
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new().read(true).write(true).open(name.to_str().unwrap()).unwrap();
+    let mut child = Command::new(sandfs())
+        .args(["run", "-t", "--", "sh"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .spawn()
+        .unwrap();
+    drop(slave);
+    let script = "echo typed-$((6*7)); readlink /proc/self/fd/0; exit 4\n";
+    rustix::io::write(&master, script.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // The caller's terminal closes (EIO) once sandfs, its last holder, exits.
+    while let Ok(n) = rustix::io::read(&master, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().unwrap();
+    let out = text(&out);
+    assert!(out.contains("typed-42"), "{out}");
+    assert!(out.contains("\n/dev/pts/0") || out.contains("\r\n/dev/pts/0"), "the container's own pty: {out}");
+    assert_eq!(status.code(), Some(4), "{out}");
+}
