@@ -103,6 +103,7 @@ impl FsArgs {
         let (mut spec, bundle) = match &self.bundle {
             Some(b) => {
                 let b = std::fs::canonicalize(b).with_context(|| format!("--bundle {}", b.display()))?;
+                precheck(&b.join("config.json"))?;
                 (sandfs_container::setup::load_spec(&b.join("config.json"))?, b)
             }
             None => {
@@ -146,6 +147,28 @@ impl FsArgs {
         spec.set_mounts(Some(mounts));
         Ok((spec, bundle))
     }
+}
+
+/// The security fields of a config.json checked on its raw JSON first, so that an
+/// unknown capability or seccomp action is an error naming its field (the typed
+/// parse would only say which value it did not know).
+fn precheck(config: &std::path::Path) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(config) else { return Ok(()) };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(()) };
+    if let Some(caps) = v.pointer("/process/capabilities").and_then(|c| c.as_object()) {
+        for (set, names) in caps {
+            let names: Vec<String> = names
+                .as_array()
+                .map(|a| a.iter().map(|n| n.as_str().unwrap_or("").to_string()).collect())
+                .unwrap_or_default();
+            sandfs_confine::caps::mask(&names, &format!("process.capabilities.{set}"))
+                .map_err(anyhow::Error::msg)?;
+        }
+    }
+    if let Some(sc) = v.pointer("/linux/seccomp") {
+        sandfs_confine::seccomp::compile_json(sc)?;
+    }
+    Ok(())
 }
 
 /// /dev belongs to the sandbox process (a minimal one, with real device nodes):
@@ -198,6 +221,7 @@ fn process(
         caps: Sets::default_container(),
         no_new_privs: true,
         umask: None,
+        oom_score_adj: None,
         masked: paths::DEFAULT_MASKED.iter().map(|s| s.to_string()).collect(),
         readonly: paths::DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
         sysctl: Vec::new(),
@@ -229,6 +253,7 @@ fn process(
             }
             p.caps = Sets::from_oci(proc_.capabilities().as_ref()).map_err(anyhow::Error::msg)?;
             p.no_new_privs = proc_.no_new_privileges().unwrap_or(false);
+            p.oom_score_adj = proc_.oom_score_adj();
         } else {
             p.caps = Sets::default();
             p.no_new_privs = false;
@@ -400,6 +425,11 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer) -> Resu
             bail!(
                 "the sandbox process could not make a user namespace (are user namespaces allowed? see `sandfs info`)"
             );
+        }
+        if let Some(adj) = params.oom_score_adj {
+            // Written by the runtime, with its privileges (lowering it needs them).
+            std::fs::write(format!("/proc/{}/oom_score_adj", child.id()), adj.to_string())
+                .with_context(|| format!("process.oomScoreAdj {adj}"))?;
         }
         userns::write_maps(child.id() as i32, map, how).map_err(anyhow::Error::msg)?;
         go_w.write_all(&[1]).context("release the sandbox process")?;

@@ -79,6 +79,8 @@ pub struct Params {
     pub no_new_privs: bool,
     /// The program's umask, if set.
     pub umask: Option<u32>,
+    /// The sandbox's oom_score_adj, if set (written by the runtime).
+    pub oom_score_adj: Option<i32>,
     /// Paths to hide.
     pub masked: Vec<String>,
     /// Paths to make read-only.
