@@ -50,6 +50,7 @@ pub fn starter(readonly: bool) -> serde_json::Value {
         ],
         "linux": {
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "seccomp": sandfs_confine::seccomp::default_profile(),
             "maskedPaths": sandfs_confine::paths::DEFAULT_MASKED,
             "readonlyPaths": sandfs_confine::paths::DEFAULT_READONLY
         }

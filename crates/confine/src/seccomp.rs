@@ -221,7 +221,13 @@ pub fn compile_json(seccomp: &serde_json::Value) -> Result<Compiled, SeccompErro
 /// Compiles sandfs's default profile (see the module docs) for the native arch and
 /// its compat arches.
 pub fn default_filter() -> Result<Compiled, SeccompError> {
-    compile_json(&default_profile_json(ScmpArch::native()))
+    compile_json(&default_profile())
+}
+
+/// sandfs's default profile for this machine's arch, as an OCI `linux.seccomp`
+/// object (what `sandfs spec` writes into a starter bundle).
+pub fn default_profile() -> serde_json::Value {
+    default_profile_json(ScmpArch::native())
 }
 
 /// Turns a checked profile into a BPF program with libseccomp.
