@@ -168,7 +168,88 @@ fn precheck(config: &std::path::Path) -> Result<()> {
     if let Some(sc) = v.pointer("/linux/seccomp") {
         sandfs_confine::seccomp::compile_json(sc)?;
     }
+    refuse_unsupported(&v)
+}
+
+/// Fields sandfs does not apply are refused, never ignored: a spec that asks for an
+/// AppArmor profile, an SELinux label or a hook and silently runs without it would
+/// run less confined (or less set up) than asked.
+fn refuse_unsupported(v: &serde_json::Value) -> Result<()> {
+    let present = |ptr: &str| {
+        v.pointer(ptr).is_some_and(|x| match x {
+            serde_json::Value::Null => false,
+            serde_json::Value::String(s) => !s.is_empty(),
+            serde_json::Value::Array(a) => !a.is_empty(),
+            serde_json::Value::Object(o) => !o.is_empty(),
+            _ => true,
+        })
+    };
+    for (ptr, field, why) in [
+        ("/hooks", "hooks", "hooks are not run by sandfs"),
+        ("/process/apparmorProfile", "process.apparmorProfile", "sandfs applies no AppArmor profile"),
+        ("/process/selinuxLabel", "process.selinuxLabel", "sandfs applies no SELinux label"),
+        ("/linux/mountLabel", "linux.mountLabel", "sandfs applies no SELinux label"),
+        ("/linux/intelRdt", "linux.intelRdt", "not supported"),
+        ("/linux/memoryPolicy", "linux.memoryPolicy", "not supported"),
+        ("/linux/netDevices", "linux.netDevices", "not supported"),
+        ("/process/ioPriority", "process.ioPriority", "not supported"),
+        ("/process/scheduler", "process.scheduler", "not supported"),
+        ("/process/execCPUAffinity", "process.execCPUAffinity", "not supported"),
+    ] {
+        if present(ptr) {
+            bail!("{field}: {why}; remove it from config.json to run without it");
+        }
+    }
+    if let Some(p) = v.pointer("/linux/personality/domain").and_then(|d| d.as_str())
+        && p != "LINUX"
+    {
+        bail!("linux.personality.domain {p:?}: only LINUX is supported");
+    }
+    if let Some(p) = v.pointer("/linux/rootfsPropagation").and_then(|d| d.as_str())
+        && p.contains("shared")
+    {
+        bail!("linux.rootfsPropagation {p:?}: shared propagation out of the sandbox is refused");
+    }
     Ok(())
+}
+
+/// A bundle's `linux.devices`: each must be a device node of the host at the same
+/// path with the same type and numbers (a user namespace cannot make device nodes;
+/// the host's is bound into the container's /dev, as rootless runtimes do).
+fn devices(spec: &oci_spec::runtime::Spec) -> Result<Vec<PathBuf>> {
+    use oci_spec::runtime::LinuxDeviceType as D;
+    let list = spec.linux().as_ref().and_then(|l| l.devices().clone()).unwrap_or_default();
+    let mut out = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let field = format!("linux.devices[{i}]");
+        let path = d.path();
+        if !path.starts_with("/dev/") || path.components().any(|c| c == std::path::Component::ParentDir) {
+            bail!("{field}: {} is not a path under /dev", path.display());
+        }
+        let st = rustix::fs::stat(path)
+            .with_context(|| format!("{field}: {} is not a device of this host", path.display()))?;
+        let kind = match st.st_mode & 0o170000 {
+            0o020000 => "c",
+            0o060000 => "b",
+            _ => bail!("{field}: {} on the host is not a device node", path.display()),
+        };
+        let want = match d.typ() {
+            D::C | D::U => "c",
+            D::B => "b",
+            other => bail!("{field}: type {other:?} cannot be bound from the host"),
+        };
+        let (maj, min) = (rustix::fs::major(st.st_rdev) as i64, rustix::fs::minor(st.st_rdev) as i64);
+        if kind != want || maj != d.major() || min != d.minor() {
+            bail!(
+                "{field}: {} is {kind} {maj}:{min} on the host, the spec wants {want} {}:{}",
+                path.display(),
+                d.major(),
+                d.minor()
+            );
+        }
+        out.push(path.clone());
+    }
+    Ok(out)
 }
 
 /// /dev belongs to the sandbox process (a minimal one, with real device nodes):
@@ -222,6 +303,7 @@ fn process(
         no_new_privs: true,
         umask: None,
         oom_score_adj: None,
+        devices: Vec::new(),
         masked: paths::DEFAULT_MASKED.iter().map(|s| s.to_string()).collect(),
         readonly: paths::DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
         sysctl: Vec::new(),
@@ -503,6 +585,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         noexec: true,
     });
     params.mounts.extend(container.kernel.iter().map(kmount));
+    params.devices = devices(&spec)?;
     params.tty = args.tty
         || (args.fs.bundle.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
     let mut saved = crate::tty::Saved(if params.tty { crate::tty::Relay::prepare()? } else { None });
@@ -597,22 +680,33 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let _ = fuse.unmount();
     drop(container);
     drop(sb);
-    if let Some(cg) = cgroup {
-        if let Some(n) = cg.memory_events_oom().filter(|&n| n > 0) {
-            eprintln!("sandfs: the sandbox hit its memory limit ({n} times)");
-        }
-        if let Err(e) = cg.leave().map_err(anyhow::Error::from).and_then(|()| Ok(cg.destroy()?)) {
+    if let Some(n) = cgroup.0.as_ref().and_then(|cg| cg.memory_events_oom()).filter(|&n| n > 0) {
+        eprintln!("sandfs: the sandbox hit its memory limit ({n} times)");
+    }
+    drop(cgroup);
+    Ok(code)
+}
+
+/// The sandbox's cgroup while this process is in it: on every way out (errors
+/// included) this process leaves it first, then it is destroyed (whatever is left
+/// in it is killed).
+struct Joined(Option<Cgroup>);
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take()
+            && let Err(e) = cg.leave().map_err(anyhow::Error::from).and_then(|()| Ok(cg.destroy()?))
+        {
             eprintln!("sandfs: warning: removing the sandbox's cgroup: {e}");
         }
     }
-    Ok(code)
 }
 
 /// The sandbox's cgroup, joined by this process so that everything it starts
 /// (gofers, the sandbox, the program) is in it, with the limits of the flags and
 /// the bundle's `linux.resources`. Without limits asked for, a host that gives no
 /// cgroup (rootless on cgroup v1) only gets a warning; with limits it is an error.
-fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Option<Cgroup>> {
+fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Joined> {
     let from_flags = args.memory.is_some() || args.pids_limit.is_some() || args.cpus.is_some();
     let linux = spec.linux().as_ref();
     let resources = linux.and_then(|l| l.resources().clone());
@@ -626,7 +720,7 @@ fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Opti
             if rustix::process::geteuid().is_root() {
                 eprintln!("sandfs: warning: the sandbox has no cgroup of its own ({e})");
             }
-            return Ok(None);
+            return Ok(Joined(None));
         }
         Err(e) => return Err(anyhow::Error::from(e).context("make the sandbox's cgroup")),
     };
@@ -647,5 +741,5 @@ fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Opti
         }
     }
     cg.add_pid(std::process::id() as i32).context("join the sandbox's cgroup")?;
-    Ok(Some(cg))
+    Ok(Joined(Some(cg)))
 }

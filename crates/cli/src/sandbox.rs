@@ -81,6 +81,8 @@ pub struct Params {
     pub umask: Option<u32>,
     /// The sandbox's oom_score_adj, if set (written by the runtime).
     pub oom_score_adj: Option<i32>,
+    /// Host device nodes to bind at the same path in the container's /dev.
+    pub devices: Vec<PathBuf>,
     /// Paths to hide.
     pub masked: Vec<String>,
     /// Paths to make read-only.
@@ -220,6 +222,16 @@ fn bind_host_read_only(src: &str, dest: &Path) -> Result<()> {
 fn enter_view(p: &Params) -> Result<()> {
     for m in &p.mounts {
         kernel_mount(p, m)?;
+    }
+    for d in &p.devices {
+        let dest = at(&p.root, d);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("linux.devices {}", d.display()))?;
+        }
+        if !dest.exists() {
+            std::fs::File::create(&dest).with_context(|| format!("linux.devices {}", d.display()))?;
+        }
+        mount_bind(d, &dest).with_context(|| format!("linux.devices: bind {}", d.display()))?;
     }
     for (k, v) in &p.sysctl {
         let path = at(&p.root, Path::new("/proc/sys")).join(k.replace('.', "/"));

@@ -331,3 +331,55 @@ fn a_terminal_of_its_own() {
     assert!(out.contains("\n/dev/pts/0") || out.contains("\r\n/dev/pts/0"), "the container's own pty: {out}");
     assert_eq!(status.code(), Some(4), "{out}");
 }
+
+/// Fields sandfs does not apply are refused with the field named, never ignored;
+/// `linux.devices` are bound from the host when the host has them as given.
+#[test]
+fn unsupported_fields_are_refused_and_devices_are_bound() {
+    if !root() {
+        return;
+    }
+    let Some(b) = busybox_bundle(false) else { return };
+    let config = b.path().join("config.json");
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    let run_with = |edit: &dyn Fn(&mut serde_json::Value), cmd: &[&str]| {
+        let mut c = base.clone();
+        edit(&mut c);
+        std::fs::write(&config, c.to_string()).unwrap();
+        let mut args = vec!["--bundle", b.path().to_str().unwrap(), "--"];
+        args.extend_from_slice(cmd);
+        run(&args)
+    };
+    for (field, value) in [
+        ("hooks", serde_json::json!({"prestart": [{"path": "/bin/true"}]})),
+        ("apparmorProfile", serde_json::json!("docker-default")),
+        ("selinuxLabel", serde_json::json!("system_u:system_r:container_t:s0")),
+    ] {
+        let out = run_with(
+            &|c| {
+                if field == "hooks" {
+                    c["hooks"] = value.clone();
+                } else {
+                    c["process"][field] = value.clone();
+                }
+            },
+            &["true"],
+        );
+        assert!(!out.status.success(), "{field} was accepted");
+        assert!(text(&out.stderr).contains(field), "{field}: {}", text(&out.stderr));
+    }
+    let zero = rustix::fs::stat("/dev/zero").unwrap();
+    let (maj, min) = (rustix::fs::major(zero.st_rdev), rustix::fs::minor(zero.st_rdev));
+    let dev = |minor: u32| {
+        move |c: &mut serde_json::Value| {
+            c["linux"]["devices"] =
+                serde_json::json!([{"path": "/dev/zero", "type": "c", "major": maj, "minor": minor}]);
+        }
+    };
+    let out = run_with(&dev(min), &["head", "-c", "3", "/dev/zero"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout, vec![0u8; 3]);
+    let out = run_with(&dev(min + 100), &["true"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("linux.devices[0]"), "{}", text(&out.stderr));
+}
