@@ -104,7 +104,18 @@ impl FsArgs {
             Some(b) => {
                 let b = std::fs::canonicalize(b).with_context(|| format!("--bundle {}", b.display()))?;
                 precheck(&b.join("config.json"))?;
-                (sandfs_container::setup::load_spec(&b.join("config.json"))?, b)
+                let config = b.join("config.json");
+                let spec = sandfs_container::setup::load_spec(&config).map_err(|e| {
+                    // serde names the bad value, not where it is: add its JSON path.
+                    let text = std::fs::read_to_string(&config).unwrap_or_default();
+                    match serde_json::from_str::<oci_spec::runtime::Spec>(&text) {
+                        Err(j) if j.line() > 0 => {
+                            anyhow::anyhow!("{}: {e}", json_path_at(&text, j.line(), j.column()))
+                        }
+                        _ => anyhow::Error::from(e),
+                    }
+                })?;
+                (spec, b)
             }
             None => {
                 let root = self.rootfs.clone().unwrap_or_else(|| PathBuf::from("/"));
@@ -250,6 +261,58 @@ fn devices(spec: &oci_spec::runtime::Spec) -> Result<Vec<PathBuf>> {
         out.push(path.clone());
     }
     Ok(out)
+
+/// The JSON path (`process.capabilities.bounding[2]`) of the value being read at
+/// `line`:`column` (serde_json's 1-based position of an error) in `text`.
+fn json_path_at(text: &str, line: usize, column: usize) -> String {
+    enum Frame {
+        Obj(Option<String>, bool),
+        Arr(usize),
+    }
+    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let end = (start + column).min(text.len());
+    let b = text.as_bytes();
+    let mut stack = Vec::new();
+    let mut i = 0;
+    while i < end {
+        match b[i] {
+            b'{' => stack.push(Frame::Obj(None, true)),
+            b'[' => stack.push(Frame::Arr(0)),
+            b'}' | b']' => drop(stack.pop()),
+            b',' => match stack.last_mut() {
+                Some(Frame::Obj(key, want_key)) => (*key, *want_key) = (None, true),
+                Some(Frame::Arr(n)) => *n += 1,
+                None => {}
+            },
+            b':' => {
+                if let Some(Frame::Obj(_, want_key)) = stack.last_mut() {
+                    *want_key = false;
+                }
+            }
+            b'"' => {
+                let s = i + 1;
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Frame::Obj(key, true)) = stack.last_mut() {
+                    *key = text.get(s..i.min(b.len())).map(String::from);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for f in &stack {
+        match f {
+            Frame::Obj(Some(k), _) if path.is_empty() => path.push_str(k),
+            Frame::Obj(Some(k), _) => path.push_str(&format!(".{k}")),
+            Frame::Obj(None, _) => {}
+            Frame::Arr(n) => path.push_str(&format!("[{n}]")),
+        }
+    }
+    path
 }
 
 /// /dev belongs to the sandbox process (a minimal one, with real device nodes):

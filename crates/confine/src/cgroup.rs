@@ -582,6 +582,12 @@ impl Cgroup {
 
     fn teardown(&mut self) -> Result<(), CgroupError> {
         self.destroyed = true;
+        // A caller still inside (a runtime that joined its sandbox's cgroup and then
+        // failed) leaves first: cgroup.kill below would kill it too.
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        if self.pids().is_ok_and(|p| p.contains(&me)) {
+            let _ = self.leave();
+        }
         let deadline = Instant::now() + SETTLE;
         let killed = self.kill_all(deadline);
         let removed = self.remove_dirs(deadline);
@@ -594,6 +600,11 @@ impl Cgroup {
         if live.is_empty() {
             return Ok(());
         }
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        if let Some(d) = live.iter().find(|d| read_pids(&d.path).is_ok_and(|p| p.contains(&me))) {
+            // Never cgroup.kill ourselves.
+            return Err(CgroupError::Busy { path: d.path.clone(), pids: vec![me] });
+        }
         for d in &live {
             // Frozen tasks die only once thawed; cgroup.kill (v2, Linux 5.14)
             // kills everything at once, forks included. Both best effort: the
@@ -605,7 +616,6 @@ impl Cgroup {
                 let _ = write_file(&d.path.join("freezer.state"), "THAWED");
             }
         }
-        let me = rustix::process::getpid().as_raw_nonzero().get();
         let mut nap = Duration::from_millis(1);
         loop {
             let mut pids = BTreeSet::new();
