@@ -261,6 +261,7 @@ fn devices(spec: &oci_spec::runtime::Spec) -> Result<Vec<PathBuf>> {
         out.push(path.clone());
     }
     Ok(out)
+}
 
 /// The JSON path (`process.capabilities.bounding[2]`) of the value being read at
 /// `line`:`column` (serde_json's 1-based position of an error) in `text`.
@@ -416,7 +417,9 @@ fn process(
                 p.seccomp = Some(serde_json::to_value(sc).context("linux.seccomp")?);
             }
             for (k, v) in linux.sysctl().clone().unwrap_or_default() {
-                sandfs_confine::sysctl::check(&k, p.own_network).map_err(anyhow::Error::msg)?;
+                let own: Vec<&str> =
+                    p.new_ns.iter().map(String::as_str).chain(p.join.iter().map(|j| j.0.as_str())).collect();
+                sandfs_confine::sysctl::check(&k, &own).map_err(anyhow::Error::msg)?;
                 p.sysctl.push((k, v));
             }
         }

@@ -2,9 +2,10 @@
 //! (ipc, uts, network when the container has its own), as runc allows. Anything
 //! else would change the host and is refused before the run starts.
 
-/// Whether sysctl `key` may be written inside the sandbox's namespaces;
-/// `own_network`: the sandbox has its own network namespace.
-pub fn check(key: &str, own_network: bool) -> Result<(), String> {
+/// Whether sysctl `key` may be written inside the sandbox's namespaces; `own`
+/// lists the namespaces (OCI type names) the sandbox does not share with the host.
+pub fn check(key: &str, own: &[&str]) -> Result<(), String> {
+    let has = |t: &str| own.contains(&t);
     const IPC: &[&str] = &[
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -18,19 +19,19 @@ pub fn check(key: &str, own_network: bool) -> Result<(), String> {
     if key.contains("..") || key.contains('/') || key.is_empty() {
         return Err(format!("linux.sysctl {key:?}: not a sysctl name"));
     }
-    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+    let needs = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        "ipc"
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        "uts"
+    } else if key.starts_with("net.") {
+        "network"
+    } else {
+        return Err(format!("linux.sysctl {key:?}: not namespaced; setting it would change the host"));
+    };
+    if has(needs) {
         return Ok(());
     }
-    if key == "kernel.hostname" || key == "kernel.domainname" {
-        return Ok(());
-    }
-    if key.starts_with("net.") {
-        if own_network {
-            return Ok(());
-        }
-        return Err(format!("linux.sysctl {key:?}: the container shares the host's network namespace"));
-    }
-    Err(format!("linux.sysctl {key:?}: not namespaced; setting it would change the host"))
+    Err(format!("linux.sysctl {key:?}: the container shares the host's {needs} namespace"))
 }
 
 #[cfg(test)]
@@ -39,12 +40,15 @@ mod tests {
 
     #[test]
     fn only_namespaced_sysctls_pass() {
-        assert!(check("kernel.shmmax", false).is_ok());
-        assert!(check("fs.mqueue.msg_max", false).is_ok());
-        assert!(check("net.ipv4.ip_forward", true).is_ok());
-        assert!(check("net.ipv4.ip_forward", false).unwrap_err().contains("host's network"));
-        assert!(check("kernel.core_pattern", true).unwrap_err().contains("not namespaced"));
-        assert!(check("vm.overcommit_memory", true).is_err());
-        assert!(check("net/../kernel/x", true).is_err());
+        let all = ["ipc", "uts", "network"];
+        assert!(check("kernel.shmmax", &["ipc"]).is_ok());
+        assert!(check("kernel.shmmax", &["network"]).unwrap_err().contains("host's ipc"));
+        assert!(check("fs.mqueue.msg_max", &["ipc"]).is_ok());
+        assert!(check("net.ipv4.ip_forward", &["network"]).is_ok());
+        assert!(check("net.ipv4.ip_forward", &["ipc"]).unwrap_err().contains("host's network"));
+        assert!(check("kernel.hostname", &["uts"]).is_ok());
+        assert!(check("kernel.core_pattern", &all).unwrap_err().contains("not namespaced"));
+        assert!(check("vm.overcommit_memory", &all).is_err());
+        assert!(check("net/../kernel/x", &all).is_err());
     }
 }
