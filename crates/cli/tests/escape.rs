@@ -154,6 +154,10 @@ fn main() {
 
 fn suite(s: &mut Suite) {
     println!("{:<54} {:<32} verdict", "probe", "outcome");
+    if s.wants("whoami") {
+        let o = s.inside(&[], "whoami", &[], |_| {});
+        s.check("(control) the program is uid 0 inside", o.clone(), o == "0 0");
+    }
 
     if s.wants("core_pattern") {
         let before = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();

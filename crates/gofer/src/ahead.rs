@@ -64,15 +64,29 @@ pub struct Ahead {
     credit: u32,
     /// Take jobs from the back: the client asked for the newest ones first.
     from_back: bool,
+    /// What time it is: [`Instant::now`], or a clock a test moves by hand (the
+    /// expiry must not depend on how fast the machine runs the test).
+    clock: fn() -> Instant,
 }
 
 impl Default for Ahead {
     fn default() -> Ahead {
-        Ahead { ready: HashMap::new(), todo: VecDeque::new(), credit: START_CREDIT, from_back: false }
+        Ahead {
+            ready: HashMap::new(),
+            todo: VecDeque::new(),
+            credit: START_CREDIT,
+            from_back: false,
+            clock: Instant::now,
+        }
     }
 }
 
 impl Ahead {
+    /// Whether a listing made at `at` is too old to hand out.
+    fn expired(&self, at: Instant) -> bool {
+        (self.clock)().saturating_duration_since(at) > TTL
+    }
+
     /// Entries held in the listings made, all together.
     fn held(&self) -> usize {
         self.ready.values().map(|m| m.entries.len()).sum()
@@ -85,7 +99,7 @@ impl Ahead {
     pub fn take(&mut self, dev: u64, ino: u64, name: &[u8]) -> Option<Made> {
         let key: Key = (dev, ino, name.into());
         if let Some(m) = self.ready.remove(&key) {
-            if m.at.elapsed() > TTL {
+            if self.expired(m.at) {
                 return None;
             }
             self.earn(2);
@@ -139,7 +153,8 @@ impl Ahead {
             return;
         }
         // Expired listings are refused by `take` anyway; here they free room.
-        self.ready.retain(|_, m| m.at.elapsed() <= TTL);
+        let now = (self.clock)();
+        self.ready.retain(|_, m| now.saturating_duration_since(m.at) <= TTL);
         while self.credit > 0 && self.ready.len() < MAX_READY && self.held() < MAX_READY_ENTRIES {
             if self.todo.is_empty() || busy() {
                 return;
@@ -148,7 +163,7 @@ impl Ahead {
             let Some(job) = job else { return };
             self.credit -= 1;
             let Ok((fd, attr, entries, eof)) = list(job.parent.as_fd(), &job.key.2) else { continue };
-            let made = Made { fd, parent: job.parent, attr, entries, eof, at: Instant::now() };
+            let made = Made { fd, parent: job.parent, attr, entries, eof, at: (self.clock)() };
             self.ready.insert(job.key, made);
         }
     }
@@ -229,10 +244,46 @@ mod tests {
         assert_eq!(asked[..2], ["e", "d"]);
     }
 
+    thread_local! {
+        /// The time a test's stopped clock shows (each test runs on its own thread).
+        static NOW: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// A clock that moves only when the test says so.
+    fn stopped() -> Instant {
+        NOW.with(|n| match n.get() {
+            Some(t) => t,
+            None => {
+                let t = Instant::now();
+                n.set(Some(t));
+                t
+            }
+        })
+    }
+
+    fn advance(by: Duration) {
+        NOW.with(|n| n.set(Some(stopped() + by)));
+    }
+
+    #[test]
+    fn listings_expire_by_the_clock_not_by_the_machine() {
+        let dir = Arc::new(fd());
+        let mut a = Ahead { clock: stopped, ..Ahead::default() };
+        a.queue(&dir, 1, 2, &dents(&["d0", "d1"], FileType::Directory));
+        let mut asked = Vec::new();
+        a.work(&|| false, &mut lister(&mut asked, 1));
+        assert_eq!(asked.len(), 2);
+        advance(TTL);
+        assert!(a.take(1, 2, b"d0").is_some(), "still fresh at TTL");
+        assert_eq!(a.held(), 1, "d1 is held");
+        advance(Duration::from_millis(1));
+        assert!(a.take(1, 2, b"d1").is_none(), "expired after TTL");
+    }
+
     #[test]
     fn held_entries_are_bounded() {
         let dir = Arc::new(fd());
-        let mut a = Ahead::default();
+        let mut a = Ahead { clock: stopped, ..Ahead::default() };
         let names: Vec<String> = (0..40).map(|i| format!("d{i}")).collect();
         let names: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
         a.queue(&dir, 1, 2, &dents(&names, FileType::Directory));
