@@ -6,8 +6,9 @@ set -eu
 
 # util-linux/mount: setpriv, umount; fuse3: the FUSE tools (fusermount3, for
 # comparisons; sandfs itself mounts without them); stress-ng and busybox-static:
-# external suites and real programs in the FUSE tests.
-PACKAGES="util-linux mount fuse3 stress-ng busybox-static"
+# external suites and real programs in the FUSE tests; passt: pasta, for
+# --network pasta.
+PACKAGES="util-linux mount fuse3 stress-ng busybox-static passt"
 
 missing=""
 for p in $PACKAGES; do
