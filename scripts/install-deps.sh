@@ -8,8 +8,9 @@ set -eu
 # comparisons; sandfs itself mounts without them); stress-ng and busybox-static:
 # external suites and real programs in the FUSE tests; runc: the reference OCI
 # runtime the bundle tests compare with; uidmap: newuidmap/newgidmap for rootless
-# runs with subordinate ids; iproute2: ip, for the network escape probes.
-PACKAGES="util-linux mount fuse3 stress-ng busybox-static runc uidmap iproute2"
+# runs with subordinate ids; iproute2: ip, for the network escape probes; passt:
+# pasta, for --network pasta.
+PACKAGES="util-linux mount fuse3 stress-ng busybox-static runc uidmap iproute2 passt"
 
 missing=""
 for p in $PACKAGES; do

@@ -11,6 +11,7 @@ pub mod caps;
 pub mod cgroup;
 pub mod fds;
 pub mod net;
+pub mod pasta;
 pub mod paths;
 pub mod seccomp;
 pub mod sysctl;
