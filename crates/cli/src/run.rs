@@ -532,13 +532,15 @@ pub enum Network {
 struct Started {
     child: std::process::Child,
     fuse: std::os::unix::net::UnixStream,
+    /// pasta, attached to the sandbox's network namespace (`--network pasta`).
+    _pasta: Option<sandfs_confine::pasta::Pasta>,
 }
 
 /// Start `sandfs __sandbox`, which makes a new user namespace (container 0 =
 /// `map`'s first id, written here when it says it is ready), then new mount, pid,
 /// ipc, uts, cgroup and, unless `own_network` is false, network namespaces owned by
 /// it.
-fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer) -> Result<Started> {
+fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer, pasta: bool) -> Result<Started> {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().context("socketpair")?;
@@ -568,6 +570,7 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer) -> Resu
     drop(go_r);
     drop(theirs);
     let mut b = [0u8; 1];
+    let mut attached = None;
     let mapped = (|| -> Result<()> {
         if ready_r.read(&mut b).context("wait for the user namespace")? != 1 {
             bail!(
@@ -581,6 +584,21 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer) -> Resu
         }
         userns::write_maps(child.id() as i32, map, how).map_err(anyhow::Error::msg)?;
         go_w.write_all(&[1]).context("release the sandbox process")?;
+        if ready_r.read(&mut b).context("wait for the sandbox's namespaces")? != 1 {
+            bail!("the sandbox process could not make its namespaces");
+        }
+        if pasta {
+            let pid = child.id() as i32;
+            let (net, user) = (format!("/proc/{pid}/ns/net"), format!("/proc/{pid}/ns/user"));
+            let p = sandfs_confine::pasta::attach(
+                pid,
+                std::path::Path::new(&net),
+                Some(std::path::Path::new(&user)),
+            )
+            .map_err(anyhow::Error::msg)?;
+            attached = Some(p);
+        }
+        go_w.write_all(&[1]).context("release the sandbox process")?;
         Ok(())
     })();
     if let Err(e) = mapped {
@@ -588,7 +606,7 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer) -> Resu
         let _ = child.wait();
         return Err(e);
     }
-    Ok(Started { child, fuse: ours })
+    Ok(Started { child, fuse: ours, _pasta: attached })
 }
 
 /// Mark every descriptor this process inherited close-on-exec: the gofers, the
@@ -612,8 +630,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("--export-upper {}", p.display()))?),
         None => None,
     };
-    if args.network == Network::Pasta {
-        bail!("--network pasta: not supported yet");
+    if args.network == Network::Pasta && sandfs_confine::pasta::available().is_none() {
+        bail!("--network pasta: pasta is not installed (install the `passt` package)");
     }
     let cfg = args.fs.config()?;
     let (mut spec, bundle) = args.fs.spec()?;
@@ -655,7 +673,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
     params.tty = args.tty
         || (args.fs.bundle.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
     let mut saved = crate::tty::Saved(if params.tty { crate::tty::Relay::prepare()? } else { None });
-    let started = start_sandbox(&mut params, &map, &how)?;
+    let pasta = args.network == Network::Pasta;
+    if pasta && !params.own_network {
+        bail!("--network pasta: the bundle lists no network namespace of its own (it shares the host's)");
+    }
+    let started = start_sandbox(&mut params, &map, &how, pasta)?;
     let mut child = started.child;
     let fuse_fd = match crate::fdpass::recv_fd(&started.fuse) {
         Ok(Some(fd)) => fd,

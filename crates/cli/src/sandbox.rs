@@ -441,7 +441,6 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
     let dev = rustix::fs::open("/dev/fuse", rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
         .context("open /dev/fuse (rootless mode needs it usable by the user: chmod 0666 /dev/fuse, as distributions ship it)")?;
     ready.write_all(&[1]).context("tell the runtime")?;
-    drop(ready);
     let mut b = [0u8; 1];
     if go.read(&mut b).context("wait for the id maps")? != 1 {
         bail!("the runtime did not map the user namespace");
@@ -468,6 +467,12 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
     }
     // SAFETY: still single-threaded, as above.
     unsafe { rustix::thread::unshare_unsafe(ns) }.context("make the sandbox's namespaces")?;
+    // The runtime may attach to them now (pasta's network) and says when done.
+    ready.write_all(&[2]).context("tell the runtime")?;
+    drop(ready);
+    if go.read(&mut b).context("wait for the runtime")? != 1 {
+        bail!("the runtime did not finish setting up the namespaces");
+    }
     if !p.time_offsets.is_empty() {
         // Written before the first process enters the time namespace (pid 1).
         let text: String = p.time_offsets.iter().map(|(c, s, n)| format!("{c} {s} {n}\n")).collect();

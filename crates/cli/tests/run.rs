@@ -383,3 +383,45 @@ fn unsupported_fields_are_refused_and_devices_are_bound() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("linux.devices[0]"), "{}", text(&out.stderr));
 }
+
+/// `--network pasta`: the program reaches a service on the host's own (non-loopback)
+/// address through pasta, never a service bound to the host's loopback (neither by
+/// the gateway address nor by its own 127.0.0.1), and the host's interfaces stay as
+/// they were.
+#[test]
+fn pasta_gives_outbound_access_but_not_the_host_loopback() {
+    if !root() || which("pasta").is_none() || which("bash").is_none() {
+        eprintln!("SKIP: pasta or bash missing");
+        return;
+    }
+    let route = Command::new("ip").args(["-4", "route", "get", "192.0.2.1"]).output().unwrap();
+    let route = text(&route.stdout);
+    let Some(addr) = route.split_whitespace().skip_while(|w| *w != "src").nth(1).map(str::to_string) else {
+        eprintln!("SKIP: no IPv4 default route");
+        return;
+    };
+    let nets_before: Vec<_> =
+        std::fs::read_dir("/sys/class/net").unwrap().map(|e| e.unwrap().file_name()).collect();
+    let outside = std::net::TcpListener::bind((addr.as_str(), 0)).unwrap();
+    let loopback = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    loopback.set_nonblocking(true).unwrap();
+    let (po, pl) = (outside.local_addr().unwrap().port(), loopback.local_addr().unwrap().port());
+    let script = format!(
+        "(exec 3<>/dev/tcp/{addr}/{po} && echo out-ok >&3) 2>/dev/null; \
+         timeout 5 bash -c 'exec 3<>/dev/tcp/10.0.2.2/{pl} && echo gw >&3' 2>/dev/null; \
+         timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{pl} && echo lo >&3' 2>/dev/null; true"
+    );
+    let child = std::thread::spawn(move || run(&["--network", "pasta", "--", "bash", "-c", &script]));
+    // (The timeouts only bound attempts that must fail; the verdict is what the
+    // listeners received.)
+    let (mut conn, _) = outside.accept().unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut got).unwrap();
+    let out = child.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(got, "out-ok\n");
+    assert!(loopback.accept().is_err(), "a connection reached the host's loopback");
+    let nets_after: Vec<_> =
+        std::fs::read_dir("/sys/class/net").unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(nets_before.len(), nets_after.len());
+}

@@ -188,6 +188,12 @@ pub fn attach(pid: i32, netns: &Path, userns: Option<&Path>) -> Result<Pasta, St
     // file is this pipe, so the first line read is the readiness signal, and EOF
     // (every write end closed) means pasta died first.
     let (reader, writer) = std::io::pipe().map_err(|e| format!("pipe for pasta: {e}"))?;
+    if root {
+        // pasta reopens it by /proc/self/fd as the sandbox's root, not host root:
+        // the pipe (reachable only through this descriptor) must let it.
+        rustix::fs::fchmod(&writer, rustix::fs::Mode::from_raw_mode(0o666))
+            .map_err(|e| format!("pipe for pasta: {e}"))?;
+    }
     let user_for_pasta = if root { None } else { user.as_ref().map(|u| u.as_raw_fd()) };
     let a =
         args(net.as_raw_fd(), user_for_pasta, writer.as_raw_fd(), default_route(false), default_route(true));
@@ -209,6 +215,31 @@ pub fn attach(pid: i32, netns: &Path, userns: Option<&Path>) -> Result<Pasta, St
                 // Host root's supplementary groups go first, while this process may
                 // still drop them (the namespace may deny setgroups).
                 rustix::thread::set_thread_groups(&[])?;
+                // pasta opens /dev/net/tun by path once it is the sandbox's root, which
+                // is not host root: the host's node (root's, 0600) would refuse it. In a
+                // mount namespace of its own, a node of the same device open to all
+                // stands at that path (the device checks CAP_NET_ADMIN in the network
+                // namespace's owner, which pasta has there, and nothing else).
+                rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS)?;
+                rustix::mount::mount_change(
+                    c"/",
+                    rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+                )?;
+                rustix::mount::mount(
+                    c"tun",
+                    c"/dev/net",
+                    c"tmpfs",
+                    rustix::mount::MountFlags::NOSUID,
+                    c"mode=755",
+                )?;
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    c"/dev/net/tun",
+                    rustix::fs::FileType::CharacterDevice,
+                    rustix::fs::Mode::from_raw_mode(0o666),
+                    rustix::fs::makedev(10, 200),
+                )?;
+                rustix::fs::chmod(c"/dev/net/tun", rustix::fs::Mode::from_raw_mode(0o666))?;
                 rustix::thread::move_into_link_name_space(
                     user,
                     Some(rustix::thread::LinkNameSpaceType::User),
