@@ -41,8 +41,9 @@ enum Command {
     /// The container process (started by `sandfs run`, not by users).
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
-        /// Parameters, as JSON.
-        params: String,
+        /// The descriptor to read the parameters from (JSON): never the command
+        /// line, which any user can read (`ps`), and the environment is in them.
+        params_fd: i32,
     },
 }
 
@@ -62,8 +63,8 @@ fn main() -> Result<()> {
             std::process::exit(code)
         }
         Some(Command::Spec(args)) => spec::run(args),
-        Some(Command::Sandbox { params }) => {
-            let code = sandbox::run(&params)?;
+        Some(Command::Sandbox { params_fd }) => {
+            let code = sandbox::run(params_fd)?;
             std::process::exit(code)
         }
         Some(Command::Info) | None => info::run(),

@@ -548,13 +548,14 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer, pasta: 
     let (mut ready_r, ready_w) = std::io::pipe().context("pipe")?;
     let (go_r, mut go_w) = std::io::pipe().context("pipe")?;
     params.userns_sync = (ready_w.as_raw_fd(), go_r.as_raw_fd());
-    let json = serde_json::to_string(&params)?;
+    let json = serde_json::to_vec(&params)?;
+    let (params_r, mut params_w) = std::io::pipe().context("pipe")?;
     // By /proc/self/exe: the binary's own path may not be reachable by name.
     let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg("__sandbox").arg(json);
-    let inherit = [theirs.as_raw_fd(), ready_w.as_raw_fd(), go_r.as_raw_fd()];
+    cmd.arg("__sandbox").arg(params_r.as_raw_fd().to_string());
+    let inherit = [theirs.as_raw_fd(), ready_w.as_raw_fd(), go_r.as_raw_fd(), params_r.as_raw_fd()];
     // SAFETY: the closure runs in the child between fork and exec and only clears
-    // close-on-exec on three descriptors the parent keeps open until spawn returns
+    // close-on-exec on four descriptors the parent keeps open until spawn returns
     // (fcntl is async-signal-safe).
     unsafe {
         cmd.pre_exec(move || {
@@ -566,6 +567,15 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer, pasta: 
         });
     }
     let mut child = cmd.spawn().context("start the sandbox process")?;
+    drop(params_r);
+    // Through a pipe, not the command line: the environment may hold secrets.
+    let sent = params_w.write_all(&json);
+    drop(params_w);
+    if let Err(e) = sent {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(anyhow::Error::from(e).context("hand the sandbox its parameters"));
+    }
     drop(ready_w);
     drop(go_r);
     drop(theirs);

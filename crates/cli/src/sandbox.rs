@@ -533,13 +533,23 @@ pub fn compile_filter(p: &Params) -> Result<Option<Filter>> {
     Ok(Some(compiled.filter))
 }
 
-/// `sandfs __sandbox PARAMS_JSON`: runs in the new namespaces, in the runtime's pid
+/// `sandfs __sandbox PARAMS_FD`: runs in the new namespaces, in the runtime's pid
 /// namespace; its child is pid 1 of the container (an init that mounts, pivots and
 /// supervises), whose child execs the program. Each level dies with its parent.
-pub fn run(params_json: &str) -> Result<i32> {
+pub fn run(params_fd: i32) -> Result<i32> {
     use nix::sys::signal::{SigSet, Signal};
     use nix::unistd::ForkResult;
-    let p: Params = serde_json::from_str(params_json).context("sandbox parameters")?;
+    use std::io::Read;
+    if params_fd < 3 {
+        bail!("descriptor {params_fd} is a standard stream, not the parameters");
+    }
+    // SAFETY: the runtime passed this pipe's read end for this one read; it is owned
+    // here and closed after it.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(params_fd) };
+    let mut json = Vec::new();
+    pipe.read_to_end(&mut json).context("read the sandbox parameters")?;
+    drop(pipe);
+    let p: Params = serde_json::from_slice(&json).context("sandbox parameters")?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
     let mut sigs = SigSet::empty();
     for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {

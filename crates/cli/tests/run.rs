@@ -425,3 +425,35 @@ fn pasta_gives_outbound_access_but_not_the_host_loopback() {
         std::fs::read_dir("/sys/class/net").unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(nets_before.len(), nets_after.len());
 }
+
+/// The program's environment never appears on a command line: any user can read
+/// those (`ps`), and secrets live in environments.
+#[test]
+fn the_environment_is_not_on_any_command_line() {
+    if !root() {
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let secret = format!("sandfs-secret-{}", std::process::id());
+    let mut child = Command::new(sandfs())
+        .args(["run", "--", "sh", "-c", "echo started; read x"])
+        .env("MY_API_TOKEN", &secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    let mut seen = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(&secret)
+        {
+            seen.push(e.file_name());
+        }
+    }
+    child.stdin.as_mut().unwrap().write_all(b"\n").unwrap();
+    child.wait().unwrap();
+    assert!(seen.is_empty(), "the secret is on the command line of {seen:?}");
+}
