@@ -627,14 +627,9 @@ fn seal_inherited() {
 
 /// Run `sandfs run`; returns the exit status to exit with.
 pub fn run(args: RunArgs) -> Result<i32> {
-    use nix::sys::signal::{SigSet, Signal};
     seal_inherited();
     // Signals to forward are blocked before any thread exists; one thread waits.
-    let mut sigs = SigSet::empty();
-    sigs.add(Signal::SIGINT);
-    sigs.add(Signal::SIGTERM);
-    sigs.add(Signal::SIGWINCH);
-    sigs.thread_block().context("block signals")?;
+    let sigs = crate::sandbox::take_signals(&[])?;
     let nofile = crate::limits::raise_nofile();
     let export = match &args.export_upper {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("--export-upper {}", p.display()))?),
@@ -734,8 +729,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     std::thread::spawn(move || {
         while let Ok(sig) = sigs.wait() {
             match (&resize, sig) {
+                // With -t the program's terminal follows the caller's (the kernel
+                // then signals the program's foreground group itself).
                 (Some(r), nix::sys::signal::Signal::SIGWINCH) => crate::tty::resize(r),
-                (None, nix::sys::signal::Signal::SIGWINCH) => {}
                 _ => {
                     let _ = nix::sys::signal::kill(pid, sig);
                 }

@@ -386,8 +386,30 @@ fn exec_program(p: &Params, filter: Option<&Filter>, term: Option<OwnedFd>) -> (
     exec_failure(prog, &err)
 }
 
-/// Wait for `child`, forwarding SIGINT and SIGTERM (blocked in `sigs`); its exit
-/// status, or 128+N for a signal.
+/// The signals passed on to the program: those a user or a supervisor sends to
+/// ask something of it (sandfs itself is never their target).
+pub const FORWARDED: &[nix::sys::signal::Signal] = {
+    use nix::sys::signal::Signal as S;
+    &[S::SIGINT, S::SIGTERM, S::SIGHUP, S::SIGQUIT, S::SIGUSR1, S::SIGUSR2, S::SIGWINCH]
+};
+
+/// Take the [`FORWARDED`] signals (and `extra`) synchronously: default disposition
+/// (a caller may have left them ignored, as shells do for background jobs, and an
+/// ignored signal is dropped before it could be forwarded), then blocked.
+pub fn take_signals(extra: &[nix::sys::signal::Signal]) -> Result<nix::sys::signal::SigSet> {
+    use nix::sys::signal::{SigHandler, SigSet, signal};
+    let mut set = SigSet::empty();
+    for &s in FORWARDED.iter().chain(extra) {
+        // SAFETY: resetting to the default disposition installs no handler code.
+        unsafe { signal(s, SigHandler::SigDfl) }.context("reset a signal's disposition")?;
+        set.add(s);
+    }
+    set.thread_block().context("block signals")?;
+    Ok(set)
+}
+
+/// Wait for `child`, forwarding the [`FORWARDED`] signals (blocked in `sigs`); its
+/// exit status, or 128+N for a signal.
 fn supervise(child: nix::unistd::Pid, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
     use nix::sys::signal::Signal;
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -551,11 +573,7 @@ pub fn run(params_fd: i32) -> Result<i32> {
     drop(pipe);
     let p: Params = serde_json::from_slice(&json).context("sandbox parameters")?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-    let mut sigs = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
-        sigs.add(s);
-    }
-    sigs.thread_block().context("block signals")?;
+    let sigs: SigSet = take_signals(&[Signal::SIGCHLD])?;
     let runtime = rustix::process::getppid();
     let dev = enter_namespaces(&p, runtime)?;
     let chan = mount_view(&p, dev)?;

@@ -457,3 +457,46 @@ fn the_environment_is_not_on_any_command_line() {
     child.wait().unwrap();
     assert!(seen.is_empty(), "the secret is on the command line of {seen:?}");
 }
+
+/// `kill -SIG <sandfs run>` reaches the program for SIGINT, SIGTERM, SIGHUP,
+/// SIGQUIT, SIGUSR1 and SIGUSR2, also when sandfs was started with them ignored (as
+/// a shell starts a background job): the program dies of the signal and sandfs
+/// exits with 128+N.
+#[test]
+fn signals_are_forwarded_even_when_the_caller_ignored_them() {
+    if !root() {
+        return;
+    }
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    for (sig, n) in [("INT", 2), ("TERM", 15), ("HUP", 1), ("QUIT", 3), ("USR1", 10), ("USR2", 12)] {
+        let mut cmd = Command::new(sandfs());
+        cmd.args(["run", "--", "sh", "-c", "echo started; exec sleep 60"]).stdout(Stdio::piped());
+        // SAFETY: only sigaction(SIG_IGN) between fork and exec (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(|| {
+                // SIGINT and SIGQUIT, as a shell leaves them for a background job.
+                for s in [2, 3] {
+                    let _ = nix_ignore(s);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line, "started\n");
+        nix_kill(child.id(), n);
+        let st = child.wait().unwrap();
+        assert_eq!(st.code(), Some(128 + n), "SIG{sig}");
+    }
+}
+
+/// Ignore signal `n` in this process (rustix's raw sigaction is not public).
+fn nix_ignore(n: i32) -> std::io::Result<()> {
+    let sig = nix::sys::signal::Signal::try_from(n).map_err(std::io::Error::other)?;
+    // SAFETY: SIG_IGN installs no handler code.
+    unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigIgn) }
+        .map(|_| ())
+        .map_err(std::io::Error::other)
+}
