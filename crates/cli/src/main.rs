@@ -20,6 +20,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "sandfs", version, about, long_about = None)]
 struct Cli {
+    /// Print errors with their full chain and backtrace (RUST_BACKTRACE alone does not).
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -47,14 +50,28 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+fn main() {
+    let cli = Cli::parse();
+    let debug = cli.debug;
+    // User errors are one line (the chain of contexts); the backtrace anyhow keeps
+    // when RUST_BACKTRACE is set is printed only with --debug.
+    if let Err(e) = run(cli) {
+        if debug {
+            eprintln!("sandfs: {e:?}");
+        } else {
+            eprintln!("sandfs: {e:#}");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SANDFS_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     match cli.command {
         Some(Command::Gofer(args)) => gofer::run(args),
         Some(Command::Mount(args)) => mount::run(args),
@@ -67,6 +84,11 @@ fn main() -> Result<()> {
             let code = sandbox::run(params_fd)?;
             std::process::exit(code)
         }
-        Some(Command::Info) | None => info::run(),
+        Some(Command::Info) => info::run(),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(())
+        }
     }
 }

@@ -93,6 +93,12 @@ impl Extra {
 
 /// Run `sandfs mount`.
 pub fn run(args: MountArgs) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "sandfs mount needs root: it mounts FUSE in the caller's mount namespace and starts \
+             privileged gofers (an ordinary user can use `sandfs run`, which runs rootless)"
+        );
+    }
     if args.daemon {
         return daemonize();
     }

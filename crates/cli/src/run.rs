@@ -77,8 +77,9 @@ pub struct RunArgs {
     /// CPU time, in CPUs (1.5 = one and a half CPUs' worth per period).
     #[arg(long, value_name = "CPUS")]
     pub cpus: Option<String>,
-    /// The program and its arguments (default: the bundle's process, or $SHELL).
-    #[arg(last = true)]
+    /// The program and its arguments (default: the bundle's process, or $SHELL); the
+    /// first word that is not a flag starts it (`sandfs run ls -l`), or after `--`.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = false)]
     pub cmd: Vec<String>,
 }
 
@@ -144,13 +145,19 @@ impl FsArgs {
                 Some("rw") | None => {}
                 Some(o) => bail!("--bind {b:?}: unknown option {o:?}"),
             }
-            let src = std::fs::canonicalize(src).with_context(|| format!("--bind {b:?}: source"))?;
+            if !dst.starts_with('/') {
+                bail!("--bind {b}: the destination must be an absolute path");
+            }
+            let src = std::fs::canonicalize(src).with_context(|| format!("--bind {b}: source {src}"))?;
             let m =
                 serde_json::json!({"destination": dst, "type": "bind", "source": src, "options": options});
             mounts.push(serde_json::from_value(m)?);
         }
         for t in &self.tmpfs {
             let (dst, opts) = t.split_once(':').unwrap_or((t.as_str(), ""));
+            if !dst.starts_with('/') {
+                bail!("--tmpfs {t}: the destination must be an absolute path");
+            }
             let options: Vec<&str> = opts.split(',').filter(|o| !o.is_empty()).collect();
             let m = serde_json::json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options});
             mounts.push(serde_json::from_value(m)?);
@@ -355,6 +362,7 @@ fn process(
         userns_sync: (-1, -1),
         mounts: Vec::new(),
         cwd: std::env::current_dir().unwrap_or_else(|_| "/".into()),
+        cwd_fallback: !from_bundle,
         env: std::env::vars().map(|(k, v)| format!("{k}={v}")).collect(),
         args: cmd.to_vec(),
         uid: 0,
@@ -384,8 +392,14 @@ fn process(
         default_seccomp: true,
     };
     if from_bundle {
+        if spec.root().is_none() {
+            bail!("root: missing (the bundle names no root filesystem)");
+        }
         if let Some(proc_) = spec.process() {
             p.cwd = proc_.cwd().clone();
+            if !p.cwd.is_absolute() {
+                bail!("process.cwd {:?}: must be an absolute path", p.cwd.display().to_string());
+            }
             p.env = proc_.env().clone().unwrap_or_default();
             if p.args.is_empty() {
                 p.args = proc_.args().clone().unwrap_or_default();

@@ -57,6 +57,9 @@ pub struct Params {
     pub mounts: Vec<KMount>,
     /// Working directory inside the container.
     pub cwd: PathBuf,
+    /// When `cwd` is missing in the view, start in `/` (the caller's own directory,
+    /// not a bundle's `process.cwd`), saying so.
+    pub cwd_fallback: bool,
     /// Environment, as NAME=VALUE.
     pub env: Vec<String>,
     /// Program and arguments.
@@ -360,7 +363,14 @@ fn exec_program(p: &Params, filter: Option<&Filter>, term: Option<OwnedFd>) -> (
             f.load().map_err(|e| anyhow::anyhow!("install the seccomp filter: {e}"))?;
         }
         take_identity(p)?;
-        rustix::process::chdir(&p.cwd).with_context(|| format!("working directory {}", p.cwd.display()))?;
+        match rustix::process::chdir(&p.cwd) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOENT) if p.cwd_fallback => {
+                eprintln!("sandfs: {} does not exist in the sandbox; starting in /", p.cwd.display());
+                rustix::process::chdir("/").context("working directory /")?;
+            }
+            Err(e) => bail!("working directory {}: {e}", p.cwd.display()),
+        }
         // Only stdin, stdout and stderr reach the program.
         sandfs_confine::fds::cloexec_from(3).map_err(anyhow::Error::msg)?;
         Ok(())

@@ -500,3 +500,96 @@ fn nix_ignore(n: i32) -> std::io::Result<()> {
         .map(|_| ())
         .map_err(std::io::Error::other)
 }
+
+/// `--rootfs DIR` from a directory that DIR lacks starts in `/` and says so; exec
+/// failures name the part that failed and exit as shells do (127 missing, 126 not
+/// executable, 127 for a missing interpreter); a bundle's relative `cwd` and a
+/// missing `root` are errors naming the field.
+#[test]
+fn working_directory_and_exec_failures() {
+    if !root() {
+        return;
+    }
+    let Some(b) = busybox_bundle(false) else { return };
+    let rootfs = b.path().join("rootfs");
+    std::fs::write(rootfs.join("script"), "#!/nonexistent/interp\n").unwrap();
+    std::fs::set_permissions(rootfs.join("script"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let here = tempfile::tempdir().unwrap();
+    let go = |prog: &str| {
+        Command::new(sandfs())
+            .args(["run", "--rootfs"])
+            .arg(&rootfs)
+            .args(["--", prog])
+            .current_dir(here.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = Command::new(sandfs())
+        .args(["run", "--rootfs"])
+        .arg(&rootfs)
+        .args(["--", "/bin/sh", "-c", "echo ran; pwd"])
+        .current_dir(here.path())
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout), "ran\n/\n", "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not exist in the sandbox; starting in /"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = go("/nonexistent");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).contains("exec /nonexistent"), "{}", text(&out.stderr));
+    let out = go("/etc/passwd");
+    assert_eq!(out.status.code(), Some(126));
+    let out = go("/script");
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).contains("interpreter"), "{}", text(&out.stderr));
+
+    let config = b.path().join("config.json");
+    let base: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    for (edit, field) in [
+        (
+            Box::new(|c: &mut serde_json::Value| c["process"]["cwd"] = "relative".into())
+                as Box<dyn Fn(&mut serde_json::Value)>,
+            "process.cwd",
+        ),
+        (Box::new(|c: &mut serde_json::Value| c["process"]["args"] = serde_json::json!([])), "process.args"),
+        (Box::new(|c: &mut serde_json::Value| drop(c.as_object_mut().unwrap().remove("root"))), "root"),
+    ] {
+        let mut c = base.clone();
+        edit(&mut c);
+        std::fs::write(&config, c.to_string()).unwrap();
+        let out = run(&["--bundle", b.path().to_str().unwrap()]);
+        assert!(!out.status.success(), "{field} accepted");
+        assert!(text(&out.stderr).contains(field), "{field}: {}", text(&out.stderr));
+    }
+}
+
+/// User errors are one line in the user's words (no backtrace even with
+/// RUST_BACKTRACE set), `sandfs` alone prints the help, `sandfs run PROG ARGS` needs
+/// no `--`, and the --file-access error names safe choices.
+#[test]
+fn errors_and_arguments_in_the_users_words() {
+    let out = Command::new(sandfs())
+        .args(["run", "--bind", "/tmp:relative", "--", "true"])
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--bind /tmp:relative: the destination must be an absolute path"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let out = Command::new(sandfs()).output().unwrap();
+    assert!(text(&out.stdout).contains("Usage:"), "{}", text(&out.stdout));
+    let out = Command::new(sandfs()).args(["run", "--file-access", "shared", "true"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(err.contains("--file-access") && !err.contains("--overlay2 none"), "{err}");
+    if !root() {
+        return;
+    }
+    let out = Command::new(sandfs()).args(["run", "echo", "-n", "no-dashes"]).output().unwrap();
+    assert_eq!(text(&out.stdout), "no-dashes", "{}", text(&out.stderr));
+}

@@ -123,7 +123,10 @@ impl RuntimeConfig {
             return Err(SetupError::Flag {
                 flag: "--file-access",
                 value: "shared".into(),
-                why: "the root overlay (--overlay2) needs exclusive file access; use --overlay2 none".into(),
+                why: "an overlaid root (--overlay2 root:... or all:...) needs exclusive file access: keep \
+                      --file-access exclusive (the default), or bind the host paths that change during \
+                      the run with --bind (binds default to shared access)"
+                    .into(),
             });
         }
         Ok(())
