@@ -16,6 +16,8 @@ struct Entry {
     whiteout: bool,
     opaque: bool,
     in_lower: bool,
+    /// The same name in the topmost lower layer that has it.
+    lower: Option<NodeRef>,
 }
 
 /// A directory being listed: the names still to visit (sorted, last first), the
@@ -84,11 +86,12 @@ impl Walk {
             let attr = node.attr()?;
             let lowers: Vec<NodeRef> = top.lowers.iter().filter_map(|l| l.lookup(&name).ok()).collect();
             let in_lower = !lowers.is_empty();
+            let lower = lowers.first().cloned();
             if attr.kind == FileType::Directory {
                 self.descend = Some((node.clone(), lowers));
             }
             let (whiteout, opaque) = (is_whiteout(&node), is_opaque(&node));
-            return Ok(Some(Entry { node, attr, whiteout, opaque, in_lower }));
+            return Ok(Some(Entry { node, attr, whiteout, opaque, in_lower, lower }));
         }
     }
 
@@ -140,30 +143,131 @@ impl Walk {
     }
 }
 
-/// Print the changes, one `X path` line each.
-pub fn print_diff(ov: &Overlay) -> Result<()> {
-    write_diff(ov, &mut std::io::stdout().lock())
+/// How `--diff` writes the changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// One `X /path` line each, like `git status --short`.
+    Text,
+    /// A JSON array of `{"change": "A"|"M"|"D", "path": ..., "kind": ...}`.
+    Json,
 }
 
-/// Write the changes to `out`, one `X path` line each (A added, M changed, D
-/// deleted; directories end in `/`).
-fn write_diff(ov: &Overlay, out: &mut impl Write) -> Result<()> {
+/// Write the changes to `out`: A added, M changed (content or metadata differ from
+/// the lower layer: a copy-up alone is not a change), D deleted; directories end in
+/// `/`; control characters and backslashes in names are escaped (`\n`, `\x1b`).
+pub fn write_diff(ov: &Overlay, out: &mut impl Write, format: DiffFormat) -> Result<()> {
     let mut walk = Walk::new(ov)?;
+    let mut first = true;
+    if format == DiffFormat::Json {
+        write!(out, "[")?;
+    }
     while let Some(e) = walk.next()? {
         let dir = if e.attr.kind == FileType::Directory { "/" } else { "" };
         let code = if e.whiteout {
             'D'
         } else if !e.in_lower {
             'A'
-        } else if e.attr.kind == FileType::Directory && !e.opaque {
-            continue; // a directory copied up because something inside changed
+        } else if e.opaque {
+            'M' // replaced: what the lower layer had under it is hidden
         } else {
-            'M'
+            match &e.lower {
+                Some(l) if !differs(&e.node, &e.attr, l)? => continue,
+                _ => 'M',
+            }
         };
-        writeln!(out, "{code} /{}{dir}", walk.path())?;
+        let path = format!("/{}{dir}", walk.path());
+        match format {
+            DiffFormat::Text => writeln!(out, "{code} {}", escape(&path))?,
+            DiffFormat::Json => {
+                let kind = if e.whiteout { "deleted" } else { kind_name(e.attr.kind) };
+                let v = serde_json::json!({"change": code.to_string(), "path": path, "kind": kind});
+                write!(out, "{}\n{v}", if first { "" } else { "," })?;
+            }
+        }
+        first = false;
+    }
+    if format == DiffFormat::Json {
+        writeln!(out, "{}]", if first { "" } else { "\n" })?;
     }
     out.flush()?;
     Ok(())
+}
+
+fn kind_name(k: FileType) -> &'static str {
+    match k {
+        FileType::Directory => "directory",
+        FileType::Regular => "file",
+        FileType::Symlink => "symlink",
+        _ => "special",
+    }
+}
+
+/// `path` with control characters and backslashes escaped, one entry per line.
+fn escape(path: &str) -> String {
+    let mut s = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            '\t' => s.push_str("\\t"),
+            c if c.is_control() => s.push_str(&format!("\\x{:02x}", c as u32)),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// Whether the upper copy `node` (with `attr`) differs from `lower` in content or
+/// metadata (kind, mode, owner, size and mtime of non-directories, symlink target,
+/// xattrs, file bytes).
+fn differs(node: &NodeRef, attr: &Attr, lower: &NodeRef) -> Result<bool> {
+    let la = lower.attr()?;
+    // A directory's mtime and size move when a child is copied up into it: only
+    // its mode, owner and xattrs are its own changes.
+    let dir = attr.kind == FileType::Directory;
+    if la.kind != attr.kind
+        || la.mode != attr.mode
+        || la.uid != attr.uid
+        || la.gid != attr.gid
+        || (!dir && (la.mtime != attr.mtime || la.size != attr.size))
+    {
+        return Ok(true);
+    }
+    let xattrs = |n: &NodeRef| -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut v = Vec::new();
+        for name in n.listxattr().unwrap_or_default() {
+            if is_private_xattr(&name) {
+                continue;
+            }
+            let value = n.getxattr(&name).unwrap_or_default();
+            v.push((name, value));
+        }
+        v.sort();
+        Ok(v)
+    };
+    if xattrs(node)? != xattrs(lower)? {
+        return Ok(true);
+    }
+    match attr.kind {
+        FileType::Symlink => Ok(node.readlink()? != lower.readlink()?),
+        FileType::Regular => {
+            let (a, b) = (node.clone().open(OpenFlags::READ)?, lower.clone().open(OpenFlags::READ)?);
+            let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+            let mut off = 0u64;
+            loop {
+                let n = a.read_at(&mut x, off)?;
+                let m = b.read_at(&mut y, off)?;
+                if n != m || x[..n] != y[..m] {
+                    return Ok(true);
+                }
+                if n == 0 {
+                    return Ok(false);
+                }
+                off += n as u64;
+            }
+        }
+        _ => Ok(false),
+    }
 }
 
 // ----- a small PAX tar writer -----
@@ -472,7 +576,7 @@ mod tests {
         let ov = deep(DEPTH);
         let (out, peak) = counted_peak(|| {
             let mut out = Lines::default();
-            write_diff(&ov, &mut out).map(|()| out)
+            write_diff(&ov, &mut out, DiffFormat::Text).map(|()| out)
         });
         let out = out.unwrap();
         // One `A /d/.../d/` line per level: level i is "A /" + 2i-1 + "/\n".
@@ -532,7 +636,7 @@ mod tests {
             ]
         );
         let mut diff = Vec::new();
-        write_diff(&ov, &mut diff).unwrap();
+        write_diff(&ov, &mut diff, DiffFormat::Text).unwrap();
         assert_eq!(
             String::from_utf8(diff).unwrap(),
             "A /a/\nA /a/b/\nA /a/b/f\nA /a/g\nA /c/\nA /c/e\nA /z\n"

@@ -53,9 +53,13 @@ pub struct FsArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub fs: FsArgs,
-    /// After exit, print the paths added (A), changed (M) and deleted (D).
-    #[arg(long)]
-    pub diff: bool,
+    /// After exit, list the paths added (A), changed (M) and deleted (D): to stderr,
+    /// or to FILE with --diff=FILE.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "-")]
+    pub diff: Option<PathBuf>,
+    /// How --diff writes: text (`X /path` lines) or json.
+    #[arg(long, value_enum, default_value = "text")]
+    pub diff_format: crate::export::DiffFormat,
     /// After exit, write the upper layer's changes as an OCI image layer tar.
     #[arg(long, value_name = "FILE")]
     pub export_upper: Option<PathBuf>,
@@ -645,6 +649,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
     // Signals to forward are blocked before any thread exists; one thread waits.
     let sigs = crate::sandbox::take_signals(&[])?;
     let nofile = crate::limits::raise_nofile();
+    // Opened now: the path is the caller's, and a bad one should fail before the run.
+    let diff_out: Option<Option<std::fs::File>> = match &args.diff {
+        Some(p) if p.as_os_str() == "-" => Some(None),
+        Some(p) => Some(Some(std::fs::File::create(p).with_context(|| format!("--diff={}", p.display()))?)),
+        None => None,
+    };
     let export = match &args.export_upper {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("--export-upper {}", p.display()))?),
         None => None,
@@ -770,11 +780,15 @@ pub fn run(args: RunArgs) -> Result<i32> {
             code = 1;
         }
     }
-    if args.diff || export.is_some() {
+    if args.diff.is_some() || export.is_some() {
         match &container.root_overlay {
             Some(ov) => {
-                if args.diff {
-                    crate::export::print_diff(ov)?;
+                match diff_out {
+                    Some(Some(mut f)) => crate::export::write_diff(ov, &mut f, args.diff_format)?,
+                    Some(None) => {
+                        crate::export::write_diff(ov, &mut std::io::stderr().lock(), args.diff_format)?
+                    }
+                    None => {}
                 }
                 if let Some(file) = export {
                     crate::export::write_layer(ov, file)?;

@@ -171,13 +171,34 @@ fn diff_and_export_upper() {
         "--",
         "sh",
         "-c",
-        "echo new > /added; echo changed >> /etc/passwd; rm /etc/group; rm -r /home; mkdir /home; echo h > /home/x",
+        "echo new > /added; echo changed >> /etc/passwd; rm /etc/group; rm -r /home; mkdir /home; echo h > /home/x; \
+         exec 3>>/etc/hostname; exec 3>&-; echo x > \"/root/a$(printf '\\nb')\"; echo out",
     ]);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let diff = text(&out.stdout);
-    for line in ["A /added", "M /etc/passwd", "D /etc/group", "M /home/"] {
+    // The program's output alone on stdout; the diff on stderr.
+    assert_eq!(text(&out.stdout), "out\n");
+    let diff = text(&out.stderr);
+    for line in ["A /added", "M /etc/passwd", "D /etc/group", "M /home/", "A /root/a\\nb"] {
         assert!(diff.lines().any(|l| l == line), "{line:?} missing from diff:\n{diff}");
     }
+    // Opened for append and closed unchanged (a copy-up), and the directories
+    // copied up for their children: no change to report.
+    assert!(!diff.contains("/etc/hostname") && !diff.contains("M /etc/\n"), "{diff}");
+    let json = bundle.path().join("diff.json");
+    let out = run(&[
+        "--bundle",
+        &b,
+        &format!("--diff={}", json.display()),
+        "--diff-format",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        "echo new > /added",
+    ]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(v, serde_json::json!([{"change": "A", "path": "/added", "kind": "file"}]));
     let tar = Command::new("tar").arg("-tvf").arg(&layer).output().unwrap();
     assert!(tar.status.success());
     let listing = text(&tar.stdout);
