@@ -603,6 +603,14 @@ pub fn run(params_fd: i32) -> Result<i32> {
                     ForkResult::Parent { child } => {
                         // Its parent is outside the pid namespace: getppid says 0.
                         drop_all_caps(None)?;
+                        // pid 1 runs without the program's seccomp filter: the program
+                        // must not be able to ptrace it (or read its memory) to make
+                        // system calls the filter refuses. Not dumpable: attaching
+                        // then needs CAP_SYS_PTRACE, which the default set lacks.
+                        rustix::process::set_dumpable_behavior(
+                            rustix::process::DumpableBehavior::NotDumpable,
+                        )
+                        .context("make pid 1 not dumpable")?;
                         supervise(child, &sigs)
                     }
                     ForkResult::Child => {
@@ -623,5 +631,7 @@ pub fn run(params_fd: i32) -> Result<i32> {
         }
     };
     drop_all_caps(runtime)?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("make the sandbox process not dumpable")?;
     supervise(init, &sigs)
 }

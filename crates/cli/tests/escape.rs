@@ -209,6 +209,10 @@ fn suite(s: &mut Suite) {
         let control = if probe == "unshare-user" { "ok".to_string() } else { on_host(probe, &[]) };
         s.check(label, format!("{o} (host: {control})"), o == "EPERM" && control != "EPERM");
     }
+    if s.wants("ptrace") {
+        let o = s.inside(&[], "ptrace-init", &[], |_| {});
+        s.check("ptrace pid 1 (sandfs's unfiltered init)", o.clone(), o == "EPERM");
+    }
     if s.wants("network") {
         let o = s.inside(&[], "lo-down", &[], |_| {});
         s.check("take the loopback down (net admin)", o.clone(), o == "EPERM");
