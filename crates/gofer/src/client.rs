@@ -902,7 +902,7 @@ impl Node for GNode {
         if !flags.contains(OpenFlags::APPEND) {
             let spare = self.spare.lock().take();
             if let Some(fd) = spare {
-                return Ok(Arc::new(GHandle { fd, node: self }));
+                return Ok(self.opened(fd));
             }
         }
         // A file first seen in a listing has no fid yet: walk to it and open it in
@@ -916,7 +916,7 @@ impl Node for GNode {
             },
         )?;
         if let Some(fd) = opened {
-            return Ok(Arc::new(GHandle { fd, node: self }));
+            return Ok(self.opened(fd));
         }
         let fd = want(
             self.inner.call(&Request::Open { fid: self.fid()?.id(), flags: f.bits() }),
@@ -925,7 +925,7 @@ impl Node for GNode {
                 _ => None,
             },
         )?;
-        Ok(Arc::new(GHandle { fd, node: self }))
+        Ok(self.opened(fd))
     }
 
     fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
@@ -965,6 +965,23 @@ impl Node for GNode {
 }
 
 impl GNode {
+    /// An open of this file on `fd`. Its size and times, read from `fd` (no
+    /// message), become the node's: an open sees the file's content as it is when
+    /// opened, size and data of one state, though the host changed it after the
+    /// attributes were cached (`exclusive` mode included). Owner and mode stay as
+    /// the gofer told them (it translates ids; the descriptor shows host ones).
+    fn opened(self: Arc<Self>, fd: OwnedFd) -> Arc<dyn Handle> {
+        match crate::server::stat_fd(fd.as_fd()) {
+            Ok(a) if self.inner.ino(a.dev, a.ino) == self.ino => {
+                let mut cached = self.attr.lock();
+                let c = &mut cached.0;
+                (c.size, c.blocks, c.atime, c.mtime, c.ctime) = (a.size, a.blocks, a.atime, a.mtime, a.ctime);
+            }
+            _ => self.stale(),
+        }
+        Arc::new(GHandle { fd, node: self })
+    }
+
     fn remove(&self, name: &[u8], rmdir: bool) -> Result<()> {
         self.inner.call(&Request::Unlink { dir: self.fid()?.id(), name: name.to_vec(), rmdir })?;
         if let Some((n, _)) = self.children.lock().remove(name) {
