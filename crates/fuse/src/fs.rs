@@ -2,12 +2,12 @@
 //! mount namespace's location-level operations, with the caller's credentials.
 
 use crate::creds::request_creds;
-use crate::nodes::Nodes;
+use crate::nodes::{Nodes, Stamp};
 use crate::{CachePolicy, Options, Status};
 use fuser::{
     AccessFlags, BackingId, FileAttr, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    LockOwner, Notifier, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use sandfs_vfs::ops::Make;
@@ -22,7 +22,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Entry and attribute lifetime when sandfs is the only writer.
@@ -61,6 +61,8 @@ pub(crate) struct SandFs {
     next_fh: AtomicU64,
     opts: Options,
     status: Arc<Status>,
+    /// Tells the kernel its cache of a node is stale (set once the session exists).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 fn err(e: Errno) -> fuser::Errno {
@@ -221,7 +223,12 @@ macro_rules! tri {
 }
 
 impl SandFs {
-    pub(crate) fn new(ns: Arc<MountNamespace>, opts: Options, status: Arc<Status>) -> SandFs {
+    pub(crate) fn new(
+        ns: Arc<MountNamespace>,
+        opts: Options,
+        status: Arc<Status>,
+        notifier: Arc<OnceLock<Notifier>>,
+    ) -> SandFs {
         let nodes = Arc::new(Nodes::new(ns.root()));
         let _ = status.nodes.set(nodes.clone());
         SandFs {
@@ -232,6 +239,7 @@ impl SandFs {
             next_fh: AtomicU64::new(1),
             opts,
             status,
+            notifier,
         }
     }
 
@@ -270,6 +278,7 @@ impl SandFs {
     fn entry(&self, loc: &Location) -> sandfs_vfs::Result<(u64, FileAttr)> {
         let a = loc.node.attr()?;
         let id = self.nodes.remember(loc);
+        self.nodes.told(id, Some(&a));
         Ok((id, fattr(id, &a)))
     }
 
@@ -352,6 +361,41 @@ impl SandFs {
         (FileHandle(fh), flags, backing)
     }
 
+    /// Whether the host may change `file` behind sandfs (gofer-backed data).
+    fn host_backed(file: &OpenFile) -> bool {
+        file.handle().is_some_and(|h| h.host_fd().is_some())
+    }
+
+    /// At an open of `nodeid`: whether the kernel's cache of it (attributes and
+    /// pages) may be of another state of the file than the one just opened (the
+    /// host changed a gofer-backed file since the kernel was told of it). If so the
+    /// kernel's attributes are dropped now, before the open is answered, so the
+    /// opener's reads and fstat ask again and get the size of the state it reads;
+    /// the caller drops the pages (no FOPEN_KEEP_CACHE). Pages are not dropped
+    /// here: that would wait on a page another request of this server is filling.
+    fn revalidate(&self, nodeid: u64, file: &OpenFile) -> bool {
+        if !Self::host_backed(file) {
+            return false;
+        }
+        let now = file.stat().ok().map(|a| Stamp::of(&a));
+        let told = self.nodes.told_of(nodeid);
+        if now.is_some() && told == now {
+            return false;
+        }
+        if told.is_some() {
+            self.nodes.told(nodeid, None);
+            match self.notifier.get() {
+                Some(n) => {
+                    if let Err(e) = n.inval_inode(INodeNo(nodeid), -1, 0) {
+                        tracing::warn!("dropping the kernel's attributes of node {nodeid}: {e}");
+                    }
+                }
+                None => tracing::warn!("no notifier to drop the kernel's attributes of node {nodeid}"),
+            }
+        }
+        true
+    }
+
     fn io_release(&self, open: &Open) {
         let mut io = self.io.lock();
         if let Some(st) = io.get_mut(&open.nodeid) {
@@ -431,6 +475,7 @@ impl fuser::Filesystem for SandFs {
             }
         };
         let a = tri!(attr, reply);
+        self.nodes.told(ino.0, Some(&a));
         reply.attr(&self.attr_ttl(), &fattr(ino.0, &a));
     }
 
@@ -480,6 +525,7 @@ impl fuser::Filesystem for SandFs {
         }
         let r = if set.is_empty() { self.ns.getattr(&loc) } else { self.ns.setattr(&creds, &loc, &set) };
         let a = tri!(r, reply);
+        self.nodes.told(ino.0, Some(&a));
         reply.attr(&self.attr_ttl(), &fattr(ino.0, &a));
     }
 
@@ -585,8 +631,11 @@ impl fuser::Filesystem for SandFs {
         }
         let of = OpenFlags::from_linux(flags.0) - OpenFlags::CREAT - OpenFlags::EXCL;
         let file = tri!(self.ns.open(&creds, &loc, of), reply);
+        let changed = self.revalidate(ino.0, &file);
         match self.opened(ino.0, file, |fd| reply.open_backing(fd)) {
             (fh, flags, Some(b)) => reply.opened_passthrough(fh, flags, &b),
+            // Not FOPEN_KEEP_CACHE: the kernel drops the pages it holds of another state.
+            (fh, flags, None) if changed => reply.opened(fh, flags - FopenFlags::FOPEN_KEEP_CACHE),
             (fh, flags, None) => reply.opened(fh, flags),
         }
     }
@@ -637,6 +686,11 @@ impl fuser::Filesystem for SandFs {
     ) {
         let f = open_file!(self, fh, reply);
         let n = tri!(f.file.write_at(data, offset), reply);
+        if Self::host_backed(&f.file) {
+            // The kernel's page cache holds what was written, and it refetches the
+            // attributes a write changes: its cache is of this state.
+            self.nodes.told(f.nodeid, f.file.stat().ok().as_ref());
+        }
         reply.written(n.min(u32::MAX as usize) as u32);
     }
 
@@ -734,6 +788,7 @@ impl fuser::Filesystem for SandFs {
                 _ => match self.ns.lookup(&creds, &dir, e.name).and_then(|l| Ok((l.node.attr()?, l))) {
                     Ok((a, loc)) => {
                         let id = self.nodes.remember(&loc);
+                        self.nodes.told(id, Some(&a));
                         if reply.add(INodeNo(id), e.offset, name, &ttl, &fattr(id, &a), zero) {
                             self.nodes.forget(id, 1);
                             return false;

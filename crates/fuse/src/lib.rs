@@ -163,7 +163,8 @@ impl Server {
     /// so the mount is live; requests are served once [`Server::run`] is called).
     pub fn mount(ns: Arc<MountNamespace>, mountpoint: &Path, opts: &Options) -> io::Result<Server> {
         let status = Arc::new(Status::default());
-        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
+        let notifier = Arc::new(OnceLock::new());
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone(), notifier.clone());
         let mut config = Config::default();
         let mut mo = vec![
             MountOption::FSName(opts.fsname.clone()),
@@ -179,6 +180,7 @@ impl Server {
         config.clone_fd = true;
         let mountpoint = mountpoint.canonicalize()?;
         let session = Session::new(fs, &mountpoint, &config)?;
+        let _ = notifier.set(session.notifier());
         Ok(Server { session, status, mountpoint })
     }
 
@@ -193,12 +195,14 @@ impl Server {
         opts: &Options,
     ) -> io::Result<Server> {
         let status = Arc::new(Status::default());
-        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
+        let notifier = Arc::new(OnceLock::new());
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone(), notifier.clone());
         let mut config = Config::default();
         config.acl = SessionACL::All;
         config.n_threads = Some(opts.threads.max(1));
         config.clone_fd = true;
         let session = Session::from_fd(fs, fd, SessionACL::All, config)?;
+        let _ = notifier.set(session.notifier());
         Ok(Server { session, status, mountpoint: mountpoint.to_path_buf() })
     }
 
