@@ -257,20 +257,27 @@ impl SandFs {
         fh
     }
 
-    fn attr_ttl(&self) -> Duration {
-        match self.opts.cache {
+    /// Entry and attribute lifetime of names and files on `loc`'s mount: the cache
+    /// policy's, or shorter when the mount's filesystem is shared with others (a
+    /// `shared` bind under an `exclusive` root).
+    fn attr_ttl(&self, loc: &Location) -> Duration {
+        let ttl = match self.opts.cache {
             CachePolicy::Exclusive => LONG_TTL,
             CachePolicy::Shared => SHORT_TTL,
-        }
+        };
+        loc.mount.fs().revalidate_after().map_or(ttl, |t| t.min(ttl))
     }
 
     /// Flags of a cached (not passthrough) open. Always FOPEN_NOFLUSH: sandfs holds
     /// nothing back for a close to push (writes are done when WRITE is answered), so
     /// the FLUSH the kernel would otherwise send on every close is a wasted round trip.
-    fn fopen_flags(&self) -> FopenFlags {
+    /// Pages are kept across opens only of files sandfs alone writes.
+    fn fopen_flags(&self, loc: &Location) -> FopenFlags {
         match self.opts.cache {
-            CachePolicy::Exclusive => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-            CachePolicy::Shared => FopenFlags::FOPEN_NOFLUSH,
+            CachePolicy::Exclusive if loc.mount.fs().revalidate_after().is_none() => {
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+            }
+            _ => FopenFlags::FOPEN_NOFLUSH,
         }
     }
 
@@ -285,7 +292,7 @@ impl SandFs {
     fn reply_entry(&self, r: sandfs_vfs::Result<Location>, reply: ReplyEntry) {
         let loc = tri!(r, reply);
         let (_, attr) = tri!(self.entry(&loc), reply);
-        reply.entry(&self.attr_ttl(), &attr, Generation(0));
+        reply.entry(&self.attr_ttl(&loc), &attr, Generation(0));
     }
 
     /// The node id of `..` of a directory location (for readdir).
@@ -356,7 +363,8 @@ impl SandFs {
         // The kernel refuses (EIO) passthrough opens with any flag outside
         // PASSTHROUGH | DIRECT_IO | PARALLEL_DIRECT_WRITES | NOFLUSH: no KEEP_CACHE
         // (the page cache is the backing file's anyway).
-        let flags = if backing.is_some() { FopenFlags::FOPEN_NOFLUSH } else { self.fopen_flags() };
+        let flags =
+            if backing.is_some() { FopenFlags::FOPEN_NOFLUSH } else { self.fopen_flags(file.location()) };
         let fh = self.insert(Open { file, nodeid, backing: backing.clone() });
         (FileHandle(fh), flags, backing)
     }
@@ -448,7 +456,7 @@ impl fuser::Filesystem for SandFs {
         let creds = self.creds(req);
         match self.ns.lookup(&creds, &dir, bytes(name)) {
             Err(e) if e == Errno::NOENT => {
-                let ttl = self.attr_ttl();
+                let ttl = self.attr_ttl(&dir);
                 if ttl.is_zero() {
                     reply.error(fuser::Errno::ENOENT)
                 } else {
@@ -467,16 +475,16 @@ impl fuser::Filesystem for SandFs {
     // nameable outside fuser).
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let attr = match fh.and_then(|fh| self.file(fh)) {
-            Some(f) => f.file.stat(),
+        let (attr, ttl) = match fh.and_then(|fh| self.file(fh)) {
+            Some(f) => (f.file.stat(), self.attr_ttl(f.file.location())),
             None => {
                 let loc = node!(self, ino, reply);
-                self.ns.getattr(&loc)
+                (self.ns.getattr(&loc), self.attr_ttl(&loc))
             }
         };
         let a = tri!(attr, reply);
         self.nodes.told(ino.0, Some(&a));
-        reply.attr(&self.attr_ttl(), &fattr(ino.0, &a));
+        reply.attr(&ttl, &fattr(ino.0, &a));
     }
 
     fn setattr(
@@ -526,7 +534,7 @@ impl fuser::Filesystem for SandFs {
         let r = if set.is_empty() { self.ns.getattr(&loc) } else { self.ns.setattr(&creds, &loc, &set) };
         let a = tri!(r, reply);
         self.nodes.told(ino.0, Some(&a));
-        reply.attr(&self.attr_ttl(), &fattr(ino.0, &a));
+        reply.attr(&self.attr_ttl(&loc), &fattr(ino.0, &a));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -774,7 +782,6 @@ impl fuser::Filesystem for SandFs {
         let f = open_dir!(self, ino, fh, reply);
         let creds = self.creds(req);
         let dir = f.file.location().clone();
-        let ttl = self.attr_ttl();
         let zero = Generation(0);
         let r = f.file.readdir_at(offset, &mut |e| {
             let name = OsStr::from_bytes(e.name);
@@ -789,6 +796,7 @@ impl fuser::Filesystem for SandFs {
                     Ok((a, loc)) => {
                         let id = self.nodes.remember(&loc);
                         self.nodes.told(id, Some(&a));
+                        let ttl = self.attr_ttl(&loc);
                         if reply.add(INodeNo(id), e.offset, name, &ttl, &fattr(id, &a), zero) {
                             self.nodes.forget(id, 1);
                             return false;
@@ -930,7 +938,7 @@ impl fuser::Filesystem for SandFs {
         };
         let loc = file.location().clone();
         let (id, attr) = tri!(self.entry(&loc), reply);
-        let ttl = self.attr_ttl();
+        let ttl = self.attr_ttl(&loc);
         match self.opened(id, file, |fd| reply.open_backing(fd)) {
             (fh, flags, Some(b)) => reply.created_passthrough(&ttl, &attr, Generation(0), fh, flags, &b),
             (fh, flags, None) => reply.created(&ttl, &attr, Generation(0), fh, flags),

@@ -38,10 +38,13 @@ impl Mnt {
     }
 
     fn with_flags(fs: Arc<dyn Filesystem>, cache: CachePolicy, flags: MountFlags) -> Mnt {
+        Mnt::of(MountNamespace::new(fs, flags), cache)
+    }
+
+    fn of(ns: Arc<MountNamespace>, cache: CachePolicy) -> Mnt {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).expect("mkdir mnt");
-        let ns = MountNamespace::new(fs, flags);
         let opts = Options { cache, ..Options::default() };
         let bg = Server::mount(ns, &path, &opts).expect("mount").spawn().expect("spawn");
         Mnt { bg: Some(bg), path, _dir: dir }
@@ -504,16 +507,7 @@ fn external_umount_ends_the_server() {
 /// (`overlay`), or the gofer mount itself, read-only (its read-only opens are then
 /// passed through when the kernel offers it).
 fn host_view(host: &Path, cache: CachePolicy, overlay: bool) -> Mnt {
-    use sandfs_gofer::client::{FileAccess, GoferFs};
-    let (client, server_end) = sandfs_gofer::transport::Conn::pair().expect("socketpair");
-    let source = sandfs_gofer::server::Source::open(host, !overlay).expect("source");
-    let server = sandfs_gofer::server::Server::new(source).expect("gofer server");
-    std::thread::spawn(move || server.serve(server_end));
-    let access = match cache {
-        CachePolicy::Exclusive => FileAccess::Exclusive,
-        CachePolicy::Shared => FileAccess::Shared,
-    };
-    let lower = GoferFs::attach(client, access).expect("attach");
+    let lower = gofer(host, cache, !overlay);
     if overlay {
         let ov =
             sandfs_overlay::Overlay::new(sandfs_tmpfs::Tmpfs::new_default(), vec![lower]).expect("overlay");
@@ -521,6 +515,20 @@ fn host_view(host: &Path, cache: CachePolicy, overlay: bool) -> Mnt {
     } else {
         Mnt::with_flags(lower, cache, MountFlags::RDONLY)
     }
+}
+
+/// A gofer client of `host` in `cache` mode, served from this process.
+fn gofer(host: &Path, cache: CachePolicy, readonly: bool) -> Arc<sandfs_gofer::client::GoferFs> {
+    use sandfs_gofer::client::{FileAccess, GoferFs};
+    let (client, server_end) = sandfs_gofer::transport::Conn::pair().expect("socketpair");
+    let source = sandfs_gofer::server::Source::open(host, readonly).expect("source");
+    let server = sandfs_gofer::server::Server::new(source).expect("gofer server");
+    std::thread::spawn(move || server.serve(server_end));
+    let access = match cache {
+        CachePolicy::Exclusive => FileAccess::Exclusive,
+        CachePolicy::Shared => FileAccess::Shared,
+    };
+    GoferFs::attach(client, access).expect("attach")
 }
 
 /// Rewrite a host file in place (same inode: truncate, then write), as `echo > f`.
@@ -625,4 +633,45 @@ fn host_changes_are_seen_whole() {
         }
     }
     assert!(mixes.is_empty(), "mixed views:\n{}", mixes.join("\n"));
+}
+
+/// A `shared` host volume under an `exclusive` root (`--file-access-mounts shared`):
+/// the kernel keeps the volume's names and attributes 100 ms, not the root's hour,
+/// so a stat without an open sees a host change, and a host file made after a
+/// lookup missed it appears; an open after a change sees one state, as on the root. Polled up to a deadline: only revalidation ends it.
+#[test]
+fn a_shared_volume_under_an_exclusive_root_revalidates() {
+    if skip("a_shared_volume_under_an_exclusive_root_revalidates") {
+        return;
+    }
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("f"), b"v1\n").expect("write");
+    std::fs::write(host.path().join("h"), b"v1\n").expect("write");
+    let root = sandfs_tmpfs::Tmpfs::new_default();
+    let ns = MountNamespace::new(root, MountFlags::empty());
+    let creds = sandfs_vfs::Creds::root();
+    let at = ns.mkdir(&creds, None, "/vol", 0o755).expect("mkdir /vol");
+    ns.mount(gofer(host.path(), CachePolicy::Shared, false), &at, MountFlags::empty()).expect("mount /vol");
+    let m = Mnt::of(ns, CachePolicy::Exclusive);
+
+    assert_eq!(std::fs::metadata(m.p("vol/f")).expect("stat").len(), 3);
+    assert_eq!(std::fs::metadata(m.p("vol/h")).expect("stat").len(), 3);
+    assert!(std::fs::metadata(m.p("vol/g")).is_err(), "g before the host made it");
+    let new = b"NEWCONTENT-much-longer\n";
+    rewrite_in_place(&host.path().join("f"), new);
+    rewrite_in_place(&host.path().join("h"), new);
+    std::fs::write(host.path().join("g"), b"g\n").expect("write g");
+    let (data, size) = read_with_size(&m.p("vol/f"));
+    assert!(data == b"v1\n" || data == new, "read {:?}", String::from_utf8_lossy(&data));
+    assert_eq!(size, data.len() as u64, "fstat disagrees with the data");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let seen = |p: &str| std::fs::metadata(m.p(p)).map(|md| md.len()).ok();
+    let size = Some(new.len() as u64);
+    while (seen("vol/h") != size || seen("vol/g").is_none()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(seen("vol/f"), size, "the size an open saw is not kept");
+    assert_eq!(seen("vol/h"), size, "the new size of a file not opened is never seen");
+    assert_eq!(seen("vol/g"), Some(2), "a host file made after a missed lookup never appears");
 }

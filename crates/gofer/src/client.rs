@@ -329,6 +329,9 @@ impl Filesystem for GoferFs {
     fn name(&self) -> &str {
         "gofer"
     }
+    fn revalidate_after(&self) -> Option<Duration> {
+        (self.inner.access == FileAccess::Shared).then_some(SHARED_TTL)
+    }
 }
 
 /// A directory and a name in it (the name shared with the directory's cache key).
