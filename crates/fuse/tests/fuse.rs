@@ -582,7 +582,23 @@ fn host_changes_are_seen_whole() {
             std::fs::write(host.path().join("grow"), b"v1\n").expect("write");
             std::fs::write(host.path().join("shrink"), vec![b'x'; 3000]).expect("write");
             std::fs::write(host.path().join("big"), &old_big).expect("write");
+            std::fs::write(host.path().join("swap"), b"v1\n").expect("write");
             let m = host_view(host.path(), cache, overlay);
+
+            // Replaced (renamed over) after a listing: sandfs knows the old file by
+            // name only, and finds it gone. Not yet through an overlay: it keeps the
+            // old lower node and the open stays ESTALE (left for the overlay).
+            assert!(std::fs::read_dir(&m.path).expect("list").count() >= 4, "{what}");
+            std::fs::write(host.path().join("swap.new"), b"NEWCONTENT-much-longer\n").expect("write");
+            std::fs::rename(host.path().join("swap.new"), host.path().join("swap")).expect("rename");
+            match std::fs::read(m.p("swap")) {
+                _ if overlay => {}
+                Ok(d) => check(
+                    d == b"v1\n" || d == b"NEWCONTENT-much-longer\n",
+                    format!("{what}: swap read {:?}", String::from_utf8_lossy(&d)),
+                ),
+                Err(e) => check(false, format!("{what}: swap: {e}")),
+            }
 
             // Grows after a stat: the kernel holds the old size.
             assert_eq!(std::fs::metadata(m.p("grow")).expect("stat").len(), 3, "{what}");

@@ -439,7 +439,10 @@ impl GNode {
     fn install(&self, fid: Fid, attr: &Attr, use_it: bool) -> Result<Fid> {
         if self.inner.ino(attr.dev, attr.ino) != self.ino {
             // The name now refers to another file: this one is gone from the host.
+            // Its directory forgets it under that name, so the kernel's retry of the
+            // walk (it walks again once after ESTALE) finds the new file.
             self.inner.closing.lock().push(fid);
+            self.forget_name();
             return Err(Errno::STALE);
         }
         let (id, fresh) = {
@@ -462,6 +465,16 @@ impl GNode {
             self.inner.track(&me);
         }
         Ok(id)
+    }
+
+    /// Drop this node from its directory's cache, if it is still there under its name.
+    fn forget_name(&self) {
+        let Some((parent, name)) = self.origin.lock().clone() else { return };
+        let Some(parent) = parent.upgrade() else { return };
+        let mut ch = parent.children.lock();
+        if ch.get(&name).is_some_and(|(n, _)| std::ptr::eq(Arc::as_ptr(n), self)) {
+            ch.remove(&name);
+        }
     }
 
     /// Directory entries after cookie `off`, whether they are the last, and whether
