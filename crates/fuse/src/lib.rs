@@ -17,8 +17,12 @@
 //!   kernel hour-long entry and attribute lifetimes, keeps page cache across opens
 //!   (FOPEN_KEEP_CACHE), caches directory listings and symlink targets, and answers
 //!   no OPENDIR (the kernel then skips OPENDIR/RELEASEDIR); `shared` gives 100 ms
-//!   lifetimes and drops page cache on open. No open is FLUSHed (nothing is held
-//!   back for a close to push).
+//!   lifetimes and drops page cache on open; a mount whose filesystem says others
+//!   write it (`Filesystem::revalidate_after`) gets the shorter lifetime and no kept
+//!   pages whatever the policy. An open of a host-backed file whose kernel cache
+//!   (size, mtime, ctime last told) is of another state drops that cache before it
+//!   is answered: an open never reads one state under another's size. No open is
+//!   FLUSHed (nothing is held back for a close to push).
 //! - **Passthrough** (FUSE_PASSTHROUGH, FUSE_DEV_IOC_BACKING_OPEN): reads and writes
 //!   of a file never come here when the kernel is handed a descriptor for it: a
 //!   tmpfs file's memfd (an overlay's upper files included; writable opens too), or
