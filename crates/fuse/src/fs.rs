@@ -2,12 +2,12 @@
 //! mount namespace's location-level operations, with the caller's credentials.
 
 use crate::creds::request_creds;
-use crate::nodes::Nodes;
+use crate::nodes::{Nodes, Stamp};
 use crate::{CachePolicy, Options, Status};
 use fuser::{
     AccessFlags, BackingId, FileAttr, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    LockOwner, Notifier, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use sandfs_vfs::ops::Make;
@@ -22,7 +22,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Entry and attribute lifetime when sandfs is the only writer.
@@ -61,6 +61,8 @@ pub(crate) struct SandFs {
     next_fh: AtomicU64,
     opts: Options,
     status: Arc<Status>,
+    /// Tells the kernel its cache of a node is stale (set once the session exists).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 fn err(e: Errno) -> fuser::Errno {
@@ -221,7 +223,12 @@ macro_rules! tri {
 }
 
 impl SandFs {
-    pub(crate) fn new(ns: Arc<MountNamespace>, opts: Options, status: Arc<Status>) -> SandFs {
+    pub(crate) fn new(
+        ns: Arc<MountNamespace>,
+        opts: Options,
+        status: Arc<Status>,
+        notifier: Arc<OnceLock<Notifier>>,
+    ) -> SandFs {
         let nodes = Arc::new(Nodes::new(ns.root()));
         let _ = status.nodes.set(nodes.clone());
         SandFs {
@@ -232,6 +239,7 @@ impl SandFs {
             next_fh: AtomicU64::new(1),
             opts,
             status,
+            notifier,
         }
     }
 
@@ -249,20 +257,27 @@ impl SandFs {
         fh
     }
 
-    fn attr_ttl(&self) -> Duration {
-        match self.opts.cache {
+    /// Entry and attribute lifetime of names and files on `loc`'s mount: the cache
+    /// policy's, or shorter when the mount's filesystem is shared with others (a
+    /// `shared` bind under an `exclusive` root).
+    fn attr_ttl(&self, loc: &Location) -> Duration {
+        let ttl = match self.opts.cache {
             CachePolicy::Exclusive => LONG_TTL,
             CachePolicy::Shared => SHORT_TTL,
-        }
+        };
+        loc.mount.fs().revalidate_after().map_or(ttl, |t| t.min(ttl))
     }
 
     /// Flags of a cached (not passthrough) open. Always FOPEN_NOFLUSH: sandfs holds
     /// nothing back for a close to push (writes are done when WRITE is answered), so
     /// the FLUSH the kernel would otherwise send on every close is a wasted round trip.
-    fn fopen_flags(&self) -> FopenFlags {
+    /// Pages are kept across opens only of files sandfs alone writes.
+    fn fopen_flags(&self, loc: &Location) -> FopenFlags {
         match self.opts.cache {
-            CachePolicy::Exclusive => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH,
-            CachePolicy::Shared => FopenFlags::FOPEN_NOFLUSH,
+            CachePolicy::Exclusive if loc.mount.fs().revalidate_after().is_none() => {
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+            }
+            _ => FopenFlags::FOPEN_NOFLUSH,
         }
     }
 
@@ -270,13 +285,14 @@ impl SandFs {
     fn entry(&self, loc: &Location) -> sandfs_vfs::Result<(u64, FileAttr)> {
         let a = loc.node.attr()?;
         let id = self.nodes.remember(loc);
+        self.nodes.told(id, Some(&a));
         Ok((id, fattr(id, &a)))
     }
 
     fn reply_entry(&self, r: sandfs_vfs::Result<Location>, reply: ReplyEntry) {
         let loc = tri!(r, reply);
         let (_, attr) = tri!(self.entry(&loc), reply);
-        reply.entry(&self.attr_ttl(), &attr, Generation(0));
+        reply.entry(&self.attr_ttl(&loc), &attr, Generation(0));
     }
 
     /// The node id of `..` of a directory location (for readdir).
@@ -347,9 +363,45 @@ impl SandFs {
         // The kernel refuses (EIO) passthrough opens with any flag outside
         // PASSTHROUGH | DIRECT_IO | PARALLEL_DIRECT_WRITES | NOFLUSH: no KEEP_CACHE
         // (the page cache is the backing file's anyway).
-        let flags = if backing.is_some() { FopenFlags::FOPEN_NOFLUSH } else { self.fopen_flags() };
+        let flags =
+            if backing.is_some() { FopenFlags::FOPEN_NOFLUSH } else { self.fopen_flags(file.location()) };
         let fh = self.insert(Open { file, nodeid, backing: backing.clone() });
         (FileHandle(fh), flags, backing)
+    }
+
+    /// Whether the host may change `file` behind sandfs (gofer-backed data).
+    fn host_backed(file: &OpenFile) -> bool {
+        file.handle().is_some_and(|h| h.host_fd().is_some())
+    }
+
+    /// At an open of `nodeid`: whether the kernel's cache of it (attributes and
+    /// pages) may be of another state of the file than the one just opened (the
+    /// host changed a gofer-backed file since the kernel was told of it). If so the
+    /// kernel's attributes are dropped now, before the open is answered, so the
+    /// opener's reads and fstat ask again and get the size of the state it reads;
+    /// the caller drops the pages (no FOPEN_KEEP_CACHE). Pages are not dropped
+    /// here: that would wait on a page another request of this server is filling.
+    fn revalidate(&self, nodeid: u64, file: &OpenFile) -> bool {
+        if !Self::host_backed(file) {
+            return false;
+        }
+        let now = file.stat().ok().map(|a| Stamp::of(&a));
+        let told = self.nodes.told_of(nodeid);
+        if now.is_some() && told == now {
+            return false;
+        }
+        if told.is_some() {
+            self.nodes.told(nodeid, None);
+            match self.notifier.get() {
+                Some(n) => {
+                    if let Err(e) = n.inval_inode(INodeNo(nodeid), -1, 0) {
+                        tracing::warn!("dropping the kernel's attributes of node {nodeid}: {e}");
+                    }
+                }
+                None => tracing::warn!("no notifier to drop the kernel's attributes of node {nodeid}"),
+            }
+        }
+        true
     }
 
     fn io_release(&self, open: &Open) {
@@ -404,7 +456,7 @@ impl fuser::Filesystem for SandFs {
         let creds = self.creds(req);
         match self.ns.lookup(&creds, &dir, bytes(name)) {
             Err(e) if e == Errno::NOENT => {
-                let ttl = self.attr_ttl();
+                let ttl = self.attr_ttl(&dir);
                 if ttl.is_zero() {
                     reply.error(fuser::Errno::ENOENT)
                 } else {
@@ -423,15 +475,16 @@ impl fuser::Filesystem for SandFs {
     // nameable outside fuser).
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let attr = match fh.and_then(|fh| self.file(fh)) {
-            Some(f) => f.file.stat(),
+        let (attr, ttl) = match fh.and_then(|fh| self.file(fh)) {
+            Some(f) => (f.file.stat(), self.attr_ttl(f.file.location())),
             None => {
                 let loc = node!(self, ino, reply);
-                self.ns.getattr(&loc)
+                (self.ns.getattr(&loc), self.attr_ttl(&loc))
             }
         };
         let a = tri!(attr, reply);
-        reply.attr(&self.attr_ttl(), &fattr(ino.0, &a));
+        self.nodes.told(ino.0, Some(&a));
+        reply.attr(&ttl, &fattr(ino.0, &a));
     }
 
     fn setattr(
@@ -480,7 +533,8 @@ impl fuser::Filesystem for SandFs {
         }
         let r = if set.is_empty() { self.ns.getattr(&loc) } else { self.ns.setattr(&creds, &loc, &set) };
         let a = tri!(r, reply);
-        reply.attr(&self.attr_ttl(), &fattr(ino.0, &a));
+        self.nodes.told(ino.0, Some(&a));
+        reply.attr(&self.attr_ttl(&loc), &fattr(ino.0, &a));
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -585,8 +639,11 @@ impl fuser::Filesystem for SandFs {
         }
         let of = OpenFlags::from_linux(flags.0) - OpenFlags::CREAT - OpenFlags::EXCL;
         let file = tri!(self.ns.open(&creds, &loc, of), reply);
+        let changed = self.revalidate(ino.0, &file);
         match self.opened(ino.0, file, |fd| reply.open_backing(fd)) {
             (fh, flags, Some(b)) => reply.opened_passthrough(fh, flags, &b),
+            // Not FOPEN_KEEP_CACHE: the kernel drops the pages it holds of another state.
+            (fh, flags, None) if changed => reply.opened(fh, flags - FopenFlags::FOPEN_KEEP_CACHE),
             (fh, flags, None) => reply.opened(fh, flags),
         }
     }
@@ -637,6 +694,11 @@ impl fuser::Filesystem for SandFs {
     ) {
         let f = open_file!(self, fh, reply);
         let n = tri!(f.file.write_at(data, offset), reply);
+        if Self::host_backed(&f.file) {
+            // The kernel's page cache holds what was written, and it refetches the
+            // attributes a write changes: its cache is of this state.
+            self.nodes.told(f.nodeid, f.file.stat().ok().as_ref());
+        }
         reply.written(n.min(u32::MAX as usize) as u32);
     }
 
@@ -720,7 +782,6 @@ impl fuser::Filesystem for SandFs {
         let f = open_dir!(self, ino, fh, reply);
         let creds = self.creds(req);
         let dir = f.file.location().clone();
-        let ttl = self.attr_ttl();
         let zero = Generation(0);
         let r = f.file.readdir_at(offset, &mut |e| {
             let name = OsStr::from_bytes(e.name);
@@ -734,6 +795,8 @@ impl fuser::Filesystem for SandFs {
                 _ => match self.ns.lookup(&creds, &dir, e.name).and_then(|l| Ok((l.node.attr()?, l))) {
                     Ok((a, loc)) => {
                         let id = self.nodes.remember(&loc);
+                        self.nodes.told(id, Some(&a));
+                        let ttl = self.attr_ttl(&loc);
                         if reply.add(INodeNo(id), e.offset, name, &ttl, &fattr(id, &a), zero) {
                             self.nodes.forget(id, 1);
                             return false;
@@ -875,7 +938,7 @@ impl fuser::Filesystem for SandFs {
         };
         let loc = file.location().clone();
         let (id, attr) = tri!(self.entry(&loc), reply);
-        let ttl = self.attr_ttl();
+        let ttl = self.attr_ttl(&loc);
         match self.opened(id, file, |fd| reply.open_backing(fd)) {
             (fh, flags, Some(b)) => reply.created_passthrough(&ttl, &attr, Generation(0), fh, flags, &b),
             (fh, flags, None) => reply.created(&ttl, &attr, Generation(0), fh, flags),

@@ -17,8 +17,12 @@
 //!   kernel hour-long entry and attribute lifetimes, keeps page cache across opens
 //!   (FOPEN_KEEP_CACHE), caches directory listings and symlink targets, and answers
 //!   no OPENDIR (the kernel then skips OPENDIR/RELEASEDIR); `shared` gives 100 ms
-//!   lifetimes and drops page cache on open. No open is FLUSHed (nothing is held
-//!   back for a close to push).
+//!   lifetimes and drops page cache on open; a mount whose filesystem says others
+//!   write it (`Filesystem::revalidate_after`) gets the shorter lifetime and no kept
+//!   pages whatever the policy. An open of a host-backed file whose kernel cache
+//!   (size, mtime, ctime last told) is of another state drops that cache before it
+//!   is answered: an open never reads one state under another's size. No open is
+//!   FLUSHed (nothing is held back for a close to push).
 //! - **Passthrough** (FUSE_PASSTHROUGH, FUSE_DEV_IOC_BACKING_OPEN): reads and writes
 //!   of a file never come here when the kernel is handed a descriptor for it: a
 //!   tmpfs file's memfd (an overlay's upper files included; writable opens too), or
@@ -163,7 +167,8 @@ impl Server {
     /// so the mount is live; requests are served once [`Server::run`] is called).
     pub fn mount(ns: Arc<MountNamespace>, mountpoint: &Path, opts: &Options) -> io::Result<Server> {
         let status = Arc::new(Status::default());
-        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
+        let notifier = Arc::new(OnceLock::new());
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone(), notifier.clone());
         let mut config = Config::default();
         let mut mo = vec![
             MountOption::FSName(opts.fsname.clone()),
@@ -179,6 +184,7 @@ impl Server {
         config.clone_fd = true;
         let mountpoint = mountpoint.canonicalize()?;
         let session = Session::new(fs, &mountpoint, &config)?;
+        let _ = notifier.set(session.notifier());
         Ok(Server { session, status, mountpoint })
     }
 
@@ -193,12 +199,14 @@ impl Server {
         opts: &Options,
     ) -> io::Result<Server> {
         let status = Arc::new(Status::default());
-        let fs = fs::SandFs::new(ns, opts.clone(), status.clone());
+        let notifier = Arc::new(OnceLock::new());
+        let fs = fs::SandFs::new(ns, opts.clone(), status.clone(), notifier.clone());
         let mut config = Config::default();
         config.acl = SessionACL::All;
         config.n_threads = Some(opts.threads.max(1));
         config.clone_fd = true;
         let session = Session::from_fd(fs, fd, SessionACL::All, config)?;
+        let _ = notifier.set(session.notifier());
         Ok(Server { session, status, mountpoint: mountpoint.to_path_buf() })
     }
 

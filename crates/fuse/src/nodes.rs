@@ -9,13 +9,17 @@
 //! taken by another location gets a private number from a reserved range instead
 //! (for as long as the kernel remembers it).
 //!
+//! Each entry also keeps the [`Stamp`] of the attributes the kernel was last given
+//! (size, mtime, ctime), so an open can tell whether the kernel's cache of the file
+//! is of another state than the file it opens.
+//!
 //! Each entry counts the lookups the kernel holds on it (every reply that hands the
 //! kernel an entry counts one: lookup, mknod, mkdir, symlink, link, create and each
 //! readdirplus entry); `forget` subtracts and drops the entry at zero. The root is
 //! never dropped.
 
 use parking_lot::Mutex;
-use sandfs_vfs::{Location, MountId};
+use sandfs_vfs::{Attr, Location, MountId, Timespec};
 use std::collections::HashMap;
 
 /// FUSE_ROOT_ID.
@@ -27,6 +31,24 @@ const FALLBACK_BASE: u64 = 0xffff_ff00_0000_0000;
 struct Entry {
     loc: Location,
     nlookup: u64,
+    /// What the kernel was last told of the file's content; `None` when unknown.
+    told: Option<Stamp>,
+}
+
+/// What the kernel caches of a file's content: its size, modification and change
+/// times. An open that finds another one tells the kernel its cache is stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    size: u64,
+    mtime: Timespec,
+    ctime: Timespec,
+}
+
+impl Stamp {
+    /// The stamp of `a`.
+    pub fn of(a: &Attr) -> Stamp {
+        Stamp { size: a.size, mtime: a.mtime, ctime: a.ctime }
+    }
 }
 
 impl Entry {
@@ -74,7 +96,7 @@ impl Nodes {
         let mut by_id = HashMap::new();
         let mut fallback = HashMap::new();
         fallback.insert(key, ROOT_ID);
-        by_id.insert(ROOT_ID, Entry { loc: root.clone(), nlookup: 1 });
+        by_id.insert(ROOT_ID, Entry { loc: root.clone(), nlookup: 1, told: None });
         Nodes {
             root_mount: root.mount.id(),
             table: Mutex::new(Table { by_id, fallback, next_fallback: FALLBACK_BASE }),
@@ -111,13 +133,26 @@ impl Nodes {
             t.next_fallback += 1;
             t.fallback.insert(key, id);
         }
-        t.by_id.insert(id, Entry { loc: loc.clone(), nlookup: 1 });
+        t.by_id.insert(id, Entry { loc: loc.clone(), nlookup: 1, told: None });
         id
     }
 
     /// The location of a node id the kernel holds.
     pub fn get(&self, id: u64) -> Option<Location> {
         self.table.lock().by_id.get(&id).map(|e| e.loc.clone())
+    }
+
+    /// The kernel was given the attributes `a` of `id` (or, with `None`, told to
+    /// drop them).
+    pub fn told(&self, id: u64, a: Option<&Attr>) {
+        if let Some(e) = self.table.lock().by_id.get_mut(&id) {
+            e.told = a.map(Stamp::of);
+        }
+    }
+
+    /// What the kernel was last told of `id`'s content.
+    pub fn told_of(&self, id: u64) -> Option<Stamp> {
+        self.table.lock().by_id.get(&id).and_then(|e| e.told)
     }
 
     /// FORGET: the kernel dropped `n` lookups of `id`.

@@ -34,10 +34,17 @@ struct Mnt {
 
 impl Mnt {
     fn new(fs: Arc<dyn Filesystem>, cache: CachePolicy) -> Mnt {
+        Mnt::with_flags(fs, cache, MountFlags::empty())
+    }
+
+    fn with_flags(fs: Arc<dyn Filesystem>, cache: CachePolicy, flags: MountFlags) -> Mnt {
+        Mnt::of(MountNamespace::new(fs, flags), cache)
+    }
+
+    fn of(ns: Arc<MountNamespace>, cache: CachePolicy) -> Mnt {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).expect("mkdir mnt");
-        let ns = MountNamespace::new(fs, MountFlags::empty());
         let opts = Options { cache, ..Options::default() };
         let bg = Server::mount(ns, &path, &opts).expect("mount").spawn().expect("spawn");
         Mnt { bg: Some(bg), path, _dir: dir }
@@ -493,4 +500,194 @@ fn external_umount_ends_the_server() {
     }
     assert!(bg.is_finished(), "server still running after umount");
     bg.join().expect("server ended cleanly");
+}
+
+/// The host directory `host` served by a gofer in `cache` mode (the gofer client
+/// and the kernel both), as `sandfs run` serves the root: a memory overlay over it
+/// (`overlay`), or the gofer mount itself, read-only (its read-only opens are then
+/// passed through when the kernel offers it).
+fn host_view(host: &Path, cache: CachePolicy, overlay: bool) -> Mnt {
+    let lower = gofer(host, cache, !overlay);
+    if overlay {
+        let ov =
+            sandfs_overlay::Overlay::new(sandfs_tmpfs::Tmpfs::new_default(), vec![lower]).expect("overlay");
+        Mnt::new(ov, cache)
+    } else {
+        Mnt::with_flags(lower, cache, MountFlags::RDONLY)
+    }
+}
+
+/// A gofer client of `host` in `cache` mode, served from this process.
+fn gofer(host: &Path, cache: CachePolicy, readonly: bool) -> Arc<sandfs_gofer::client::GoferFs> {
+    use sandfs_gofer::client::{FileAccess, GoferFs};
+    let (client, server_end) = sandfs_gofer::transport::Conn::pair().expect("socketpair");
+    let source = sandfs_gofer::server::Source::open(host, readonly).expect("source");
+    let server = sandfs_gofer::server::Server::new(source).expect("gofer server");
+    std::thread::spawn(move || server.serve(server_end));
+    let access = match cache {
+        CachePolicy::Exclusive => FileAccess::Exclusive,
+        CachePolicy::Shared => FileAccess::Shared,
+    };
+    GoferFs::attach(client, access).expect("attach")
+}
+
+/// Rewrite a host file in place (same inode: truncate, then write), as `echo > f`.
+fn rewrite_in_place(path: &Path, data: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).truncate(true).open(path).expect("open host file");
+    f.write_all(data).expect("write host file");
+}
+
+/// Open `path` and read it whole with plain read(2)s (std's read_to_end asks statx
+/// for a size hint first, which may refresh the kernel's attributes by itself); then
+/// its size as fstat(2) of that open tells it.
+fn read_with_size(path: &Path) -> (Vec<u8>, u64) {
+    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).expect("open");
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match rustix::io::read(&fd, &mut buf).expect("read") {
+            0 => break,
+            n => data.extend_from_slice(&buf[..n]),
+        }
+    }
+    let size = rustix::fs::fstat(&fd).expect("fstat").st_size as u64;
+    (data, size)
+}
+
+/// Issue 13: a host file changed while sandfs serves it. An open made after the
+/// change shows the complete old content or the complete new content, with the size
+/// of the same state, never a mix (new data cut to the old size, or old cached
+/// pages beside new ones): in both modes, through an overlay and passed through. The
+/// order is explicit: each host change happens after the sandbox's stat or read
+/// returned and before its next open.
+#[test]
+fn host_changes_are_seen_whole() {
+    if skip("host_changes_are_seen_whole") {
+        return;
+    }
+    // Every mix seen, not just the first.
+    let mut mixes = Vec::new();
+    let mut check = |ok: bool, why: String| {
+        if !ok {
+            mixes.push(why);
+        }
+    };
+    for cache in [CachePolicy::Exclusive, CachePolicy::Shared] {
+        for overlay in [true, false] {
+            let what = format!("{cache:?}, {}", if overlay { "overlay" } else { "read-only gofer mount" });
+            let host = tempfile::tempdir().expect("tempdir");
+            let old_big = vec![b'a'; 4 << 20];
+            let new_big = vec![b'b'; 4 << 20];
+            std::fs::write(host.path().join("grow"), b"v1\n").expect("write");
+            std::fs::write(host.path().join("shrink"), vec![b'x'; 3000]).expect("write");
+            std::fs::write(host.path().join("big"), &old_big).expect("write");
+            std::fs::write(host.path().join("swap"), b"v1\n").expect("write");
+            let m = host_view(host.path(), cache, overlay);
+
+            // Replaced (renamed over) after a listing: sandfs knows the old file by
+            // name only, and finds it gone. Not yet through an overlay: it keeps the
+            // old lower node and the open stays ESTALE (left for the overlay).
+            assert!(std::fs::read_dir(&m.path).expect("list").count() >= 4, "{what}");
+            std::fs::write(host.path().join("swap.new"), b"NEWCONTENT-much-longer\n").expect("write");
+            std::fs::rename(host.path().join("swap.new"), host.path().join("swap")).expect("rename");
+            match std::fs::read(m.p("swap")) {
+                _ if overlay => {}
+                Ok(d) => check(
+                    d == b"v1\n" || d == b"NEWCONTENT-much-longer\n",
+                    format!("{what}: swap read {:?}", String::from_utf8_lossy(&d)),
+                ),
+                Err(e) => check(false, format!("{what}: swap: {e}")),
+            }
+
+            // Grows after a stat: the kernel holds the old size.
+            assert_eq!(std::fs::metadata(m.p("grow")).expect("stat").len(), 3, "{what}");
+            let new = b"NEWCONTENT-much-longer\n";
+            rewrite_in_place(&host.path().join("grow"), new);
+            let (data, size) = read_with_size(&m.p("grow"));
+            check(
+                data == b"v1\n" || data == new,
+                format!("{what}: grow read {:?}", String::from_utf8_lossy(&data)),
+            );
+            check(size == data.len() as u64, format!("{what}: grow: fstat says {size}, read {}", data.len()));
+
+            // Shrinks after a whole read: old pages and size are cached.
+            assert_eq!(std::fs::read(m.p("shrink")).expect("read"), vec![b'x'; 3000], "{what}");
+            rewrite_in_place(&host.path().join("shrink"), b"short\n");
+            let (data, size) = read_with_size(&m.p("shrink"));
+            check(
+                data == vec![b'x'; 3000] || data == b"short\n",
+                format!(
+                    "{what}: shrink read {} bytes: {:?}",
+                    data.len(),
+                    String::from_utf8_lossy(&data[..data.len().min(40)])
+                ),
+            );
+            check(
+                size == data.len() as u64,
+                format!("{what}: shrink: fstat says {size}, read {}", data.len()),
+            );
+
+            // Same size, new bytes, after a read of its start only: some old pages
+            // are cached, the rest are not.
+            {
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::File::open(m.p("big")).expect("open big");
+                let mut head = [0u8; 4096];
+                f.read_exact_at(&mut head, 0).expect("read head");
+                assert!(head.iter().all(|&b| b == b'a'), "{what}");
+            }
+            rewrite_in_place(&host.path().join("big"), &new_big);
+            let (data, size) = read_with_size(&m.p("big"));
+            let olds = data.iter().filter(|&&b| b == b'a').count();
+            check(
+                data == old_big || data == new_big,
+                format!("{what}: big read {} bytes, {olds} of them old", data.len()),
+            );
+            check(size == data.len() as u64, format!("{what}: big: fstat says {size}, read {}", data.len()));
+            drop(m);
+        }
+    }
+    assert!(mixes.is_empty(), "mixed views:\n{}", mixes.join("\n"));
+}
+
+/// A `shared` host volume under an `exclusive` root (`--file-access-mounts shared`):
+/// the kernel keeps the volume's names and attributes 100 ms, not the root's hour,
+/// so a stat without an open sees a host change, and a host file made after a
+/// lookup missed it appears; an open after a change sees one state, as on the root. Polled up to a deadline: only revalidation ends it.
+#[test]
+fn a_shared_volume_under_an_exclusive_root_revalidates() {
+    if skip("a_shared_volume_under_an_exclusive_root_revalidates") {
+        return;
+    }
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("f"), b"v1\n").expect("write");
+    std::fs::write(host.path().join("h"), b"v1\n").expect("write");
+    let root = sandfs_tmpfs::Tmpfs::new_default();
+    let ns = MountNamespace::new(root, MountFlags::empty());
+    let creds = sandfs_vfs::Creds::root();
+    let at = ns.mkdir(&creds, None, "/vol", 0o755).expect("mkdir /vol");
+    ns.mount(gofer(host.path(), CachePolicy::Shared, false), &at, MountFlags::empty()).expect("mount /vol");
+    let m = Mnt::of(ns, CachePolicy::Exclusive);
+
+    assert_eq!(std::fs::metadata(m.p("vol/f")).expect("stat").len(), 3);
+    assert_eq!(std::fs::metadata(m.p("vol/h")).expect("stat").len(), 3);
+    assert!(std::fs::metadata(m.p("vol/g")).is_err(), "g before the host made it");
+    let new = b"NEWCONTENT-much-longer\n";
+    rewrite_in_place(&host.path().join("f"), new);
+    rewrite_in_place(&host.path().join("h"), new);
+    std::fs::write(host.path().join("g"), b"g\n").expect("write g");
+    let (data, size) = read_with_size(&m.p("vol/f"));
+    assert!(data == b"v1\n" || data == new, "read {:?}", String::from_utf8_lossy(&data));
+    assert_eq!(size, data.len() as u64, "fstat disagrees with the data");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let seen = |p: &str| std::fs::metadata(m.p(p)).map(|md| md.len()).ok();
+    let size = Some(new.len() as u64);
+    while (seen("vol/h") != size || seen("vol/g").is_none()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(seen("vol/f"), size, "the size an open saw is not kept");
+    assert_eq!(seen("vol/h"), size, "the new size of a file not opened is never seen");
+    assert_eq!(seen("vol/g"), Some(2), "a host file made after a missed lookup never appears");
 }

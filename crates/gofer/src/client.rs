@@ -329,6 +329,9 @@ impl Filesystem for GoferFs {
     fn name(&self) -> &str {
         "gofer"
     }
+    fn revalidate_after(&self) -> Option<Duration> {
+        (self.inner.access == FileAccess::Shared).then_some(SHARED_TTL)
+    }
 }
 
 /// A directory and a name in it (the name shared with the directory's cache key).
@@ -436,7 +439,10 @@ impl GNode {
     fn install(&self, fid: Fid, attr: &Attr, use_it: bool) -> Result<Fid> {
         if self.inner.ino(attr.dev, attr.ino) != self.ino {
             // The name now refers to another file: this one is gone from the host.
+            // Its directory forgets it under that name, so the kernel's retry of the
+            // walk (it walks again once after ESTALE) finds the new file.
             self.inner.closing.lock().push(fid);
+            self.forget_name();
             return Err(Errno::STALE);
         }
         let (id, fresh) = {
@@ -459,6 +465,16 @@ impl GNode {
             self.inner.track(&me);
         }
         Ok(id)
+    }
+
+    /// Drop this node from its directory's cache, if it is still there under its name.
+    fn forget_name(&self) {
+        let Some((parent, name)) = self.origin.lock().clone() else { return };
+        let Some(parent) = parent.upgrade() else { return };
+        let mut ch = parent.children.lock();
+        if ch.get(&name).is_some_and(|(n, _)| std::ptr::eq(Arc::as_ptr(n), self)) {
+            ch.remove(&name);
+        }
     }
 
     /// Directory entries after cookie `off`, whether they are the last, and whether
@@ -902,7 +918,7 @@ impl Node for GNode {
         if !flags.contains(OpenFlags::APPEND) {
             let spare = self.spare.lock().take();
             if let Some(fd) = spare {
-                return Ok(Arc::new(GHandle { fd, node: self }));
+                return Ok(self.opened(fd));
             }
         }
         // A file first seen in a listing has no fid yet: walk to it and open it in
@@ -916,7 +932,7 @@ impl Node for GNode {
             },
         )?;
         if let Some(fd) = opened {
-            return Ok(Arc::new(GHandle { fd, node: self }));
+            return Ok(self.opened(fd));
         }
         let fd = want(
             self.inner.call(&Request::Open { fid: self.fid()?.id(), flags: f.bits() }),
@@ -925,7 +941,7 @@ impl Node for GNode {
                 _ => None,
             },
         )?;
-        Ok(Arc::new(GHandle { fd, node: self }))
+        Ok(self.opened(fd))
     }
 
     fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
@@ -965,6 +981,23 @@ impl Node for GNode {
 }
 
 impl GNode {
+    /// An open of this file on `fd`. Its size and times, read from `fd` (no
+    /// message), become the node's: an open sees the file's content as it is when
+    /// opened, size and data of one state, though the host changed it after the
+    /// attributes were cached (`exclusive` mode included). Owner and mode stay as
+    /// the gofer told them (it translates ids; the descriptor shows host ones).
+    fn opened(self: Arc<Self>, fd: OwnedFd) -> Arc<dyn Handle> {
+        match crate::server::stat_fd(fd.as_fd()) {
+            Ok(a) if self.inner.ino(a.dev, a.ino) == self.ino => {
+                let mut cached = self.attr.lock();
+                let c = &mut cached.0;
+                (c.size, c.blocks, c.atime, c.mtime, c.ctime) = (a.size, a.blocks, a.atime, a.mtime, a.ctime);
+            }
+            _ => self.stale(),
+        }
+        Arc::new(GHandle { fd, node: self })
+    }
+
     fn remove(&self, name: &[u8], rmdir: bool) -> Result<()> {
         self.inner.call(&Request::Unlink { dir: self.fid()?.id(), name: name.to_vec(), rmdir })?;
         if let Some((n, _)) = self.children.lock().remove(name) {

@@ -46,6 +46,13 @@ pub trait Filesystem: Send + Sync {
     fn generation(&self) -> Option<Arc<Generation>> {
         None
     }
+    /// How long what is known of this filesystem's files (names, attributes, data)
+    /// may be trusted before asking again, because something else may change them;
+    /// `None` (the default) when sandfs is their only writer. Front ends that cache
+    /// (the FUSE kernel cache) keep it no longer than this.
+    fn revalidate_after(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// What to create in [`Node::create`].
