@@ -97,12 +97,60 @@ impl ONode {
         if let Some(u) = self.upper() {
             return Ok(u);
         }
+        if self.key.is_some() {
+            return self.copy_up_indexed();
+        }
         let (parent, name) = self.parent.lock().clone().ok_or(Errno::STALE)?;
         let pu = parent.copy_up()?;
         let _one = self.copy_lock.lock();
         if let Some(u) = self.upper() {
             return Ok(u);
         }
+        let (u, tmp) = self.build_copy()?;
+        let work = &self.fs.work;
+        let placed = {
+            let _w = self.fs.lock.write();
+            work.clone().rename(&tmp, &pu, &name, RenameFlags::NOREPLACE)
+        };
+        if let Err(e) = placed {
+            let _ = if u.kind() == FileType::Directory { work.rmdir(&tmp) } else { work.unlink(&tmp) };
+            return Err(e);
+        }
+        *self.upper.lock() = Some(u.clone());
+        Ok(u)
+    }
+
+    /// Copy-up of a lower hard-linked file: the copy stays in the work directory
+    /// (the index entry every name shares) and is linked to the name the node was
+    /// first found by, when that name still shows it.
+    fn copy_up_indexed(&self) -> Result<NodeRef> {
+        let key = self.key.ok_or(Errno::STALE)?;
+        let u = {
+            let _one = self.copy_lock.lock();
+            if let Some(u) = self.upper() {
+                return Ok(u);
+            }
+            let (u, tmp) = self.build_copy()?;
+            let _w = self.fs.lock.write();
+            if let Some(slot) = self.fs.index.lock().get_mut(&key) {
+                slot.upper = Some(u.clone());
+                slot.work_name = Some(tmp);
+            }
+            *self.upper.lock() = Some(u.clone());
+            u
+        };
+        // The data is safe in the index now; an upper entry for the name makes the
+        // upper layer show the change too (an export).
+        let placement = self.parent.lock().clone();
+        if let Some((parent, name)) = placement {
+            parent.link_up(&name, self)?;
+        }
+        Ok(u)
+    }
+
+    /// Build this node's copy in the work directory (data, xattrs, owner, mode and
+    /// times): the copy and its name there. Nothing is left behind on failure.
+    fn build_copy(&self) -> Result<(NodeRef, Vec<u8>)> {
         let lower = self.lowers.lock().first().cloned().ok_or(Errno::STALE)?;
         let a = lower.attr()?;
         let target = if a.kind == FileType::Symlink { lower.readlink()? } else { Vec::new() };
@@ -130,16 +178,11 @@ impl ONode {
             })?;
             Ok(())
         })();
-        let placed = built.and_then(|()| {
-            let _w = self.fs.lock.write();
-            work.clone().rename(&tmp, &pu, &name, RenameFlags::NOREPLACE)
-        });
-        if let Err(e) = placed {
+        if let Err(e) = built {
             let _ = if a.kind == FileType::Directory { work.rmdir(&tmp) } else { work.unlink(&tmp) };
             return Err(e);
         }
-        *self.upper.lock() = Some(u.clone());
-        Ok(u)
+        Ok((u, tmp))
     }
 
     /// Copy up for a rename: a directory that has lower layers is copied up whole
@@ -155,7 +198,9 @@ impl ONode {
             true
         })?;
         for n in names {
-            self.child(&n)?.copy_up_for_move()?;
+            let c = self.child(&n)?;
+            c.copy_up_for_move()?;
+            self.link_up(&n, &c)?;
         }
         let _w = self.fs.lock.write();
         u.setxattr(crate::OPAQUE_XATTR, b"y", XattrFlags::empty())?;

@@ -32,6 +32,9 @@ pub struct ONode {
     pub(crate) lowers: Mutex<Vec<Lower>>,
     pub(crate) opaque: Mutex<bool>,
     pub(crate) copy_lock: Mutex<()>,
+    /// The index key of a lower hard-linked file (see [`crate::Slot`]): every name of
+    /// it is this one node.
+    pub(crate) key: Option<(u8, u64)>,
     /// Cached children and listing cookies: directories only (a file's node stays
     /// small; there are many).
     dir_state: Option<Box<Mutex<crate::dir::DirState>>>,
@@ -78,9 +81,10 @@ impl ONode {
         upper: NodeRef,
         lowers: Vec<Lower>,
     ) -> Arc<ONode> {
-        ONode::build(fs, ino, kind, None, Some(upper), lowers, false)
+        ONode::build(fs, ino, kind, None, Some(upper), lowers, false, None)
     }
 
+    #[expect(clippy::too_many_arguments, reason = "private constructor: one argument per field")]
     fn build(
         fs: &Arc<Inner>,
         ino: u64,
@@ -89,6 +93,7 @@ impl ONode {
         upper: Option<NodeRef>,
         lowers: Vec<Lower>,
         opaque: bool,
+        key: Option<(u8, u64)>,
     ) -> Arc<ONode> {
         Arc::new_cyclic(|me| ONode {
             me: me.clone(),
@@ -100,6 +105,7 @@ impl ONode {
             lowers: Mutex::new(lowers),
             opaque: Mutex::new(opaque),
             copy_lock: Mutex::new(()),
+            key,
             dir_state: (kind == FileType::Directory).then(Default::default),
         })
     }
@@ -212,6 +218,15 @@ impl ONode {
             return Ok(c.clone());
         }
         let f = self.find(name)?;
+        if f.upper.is_none()
+            && let Some(l) = f.lowers.first()
+            && l.kind() != FileType::Directory
+        {
+            let nlink = l.attr()?.nlink;
+            if nlink > 1 {
+                return self.indexed_child(name, l.clone(), nlink);
+            }
+        }
         let (kind, layer, real) = match (&f.upper, f.lowers.first()) {
             (_, Some(l)) => (l.kind(), 1 + l.layer(), l.ino()),
             (Some(u), None) => (u.kind(), 0, u.ino()),
@@ -221,12 +236,111 @@ impl ONode {
         let ino = self.fs.ino(layer, real);
         // One allocation of the name, shared by the cache key and the node.
         let key: Arc<[u8]> = name.into();
-        let node =
-            ONode::build(&self.fs, ino, kind, Some((self.arc()?, key.clone())), f.upper, f.lowers, f.opaque);
+        let node = ONode::build(
+            &self.fs,
+            ino,
+            kind,
+            Some((self.arc()?, key.clone())),
+            f.upper,
+            f.lowers,
+            f.opaque,
+            None,
+        );
         if let Some(mut d) = self.dir() {
             d.children.insert(key, node.clone());
         }
         Ok(node)
+    }
+
+    /// The node of `name`, a lower non-directory with `nlink` names: the one node
+    /// of its lower inode, from the index or made and entered there.
+    fn indexed_child(&self, name: &[u8], lower: Lower, nlink: u64) -> Result<Arc<ONode>> {
+        let key = (1 + lower.layer(), lower.ino());
+        let name: Arc<[u8]> = name.into();
+        let me = self.arc()?;
+        let node = {
+            let mut index = self.fs.index.lock();
+            let slot = index.entry(key).or_insert_with(|| crate::Slot {
+                node: Weak::new(),
+                upper: None,
+                work_name: None,
+                nlink,
+            });
+            match slot.node.upgrade() {
+                Some(n) => n,
+                None => {
+                    let kind = slot.upper.as_ref().map_or(lower.kind(), |u| u.kind());
+                    let ino = self.fs.ino(key.0, key.1);
+                    let n = ONode::build(
+                        &self.fs,
+                        ino,
+                        kind,
+                        Some((me, name.clone())),
+                        slot.upper.clone(),
+                        vec![lower],
+                        false,
+                        Some(key),
+                    );
+                    slot.node = Arc::downgrade(&n);
+                    n
+                }
+            }
+        };
+        self.cache(name, node.clone());
+        Ok(node)
+    }
+
+    /// Whether this directory's cached child `name` is `child`.
+    fn holds(&self, name: &[u8], child: &ONode) -> bool {
+        self.dir().is_some_and(|d| d.children.get(name).is_some_and(|c| std::ptr::eq(c.as_ref(), child)))
+    }
+
+    /// Give `child`, a lower hard-linked file already copied up (into the index),
+    /// an upper entry at its name `name` in this directory if it has none yet: a
+    /// link to the copy. Nothing to do for other nodes.
+    pub(crate) fn link_up(&self, name: &[u8], child: &ONode) -> Result<()> {
+        if child.key.is_none() {
+            return Ok(());
+        }
+        let Some(u) = child.upper() else { return Ok(()) };
+        let udir = self.copy_up()?;
+        let _w = self.fs.lock.write();
+        if !self.holds(name, child) {
+            return Ok(());
+        }
+        match udir.lookup(name) {
+            Ok(_) => Ok(()),
+            Err(e) if e == Errno::NOENT => udir.link(name, &u),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Add `delta` names to an indexed node's merged link count; at none left its
+    /// copy leaves the work directory.
+    fn count_links(&self, delta: i64) {
+        let Some(key) = self.key else { return };
+        let mut index = self.fs.index.lock();
+        let Some(slot) = index.get_mut(&key) else { return };
+        slot.nlink = slot.nlink.saturating_add_signed(delta);
+        if slot.nlink == 0
+            && let Some(w) = slot.work_name.take()
+        {
+            // Open files keep the data; the index no longer needs it.
+            let _ = self.fs.work.unlink(&w);
+            slot.upper = None;
+        }
+    }
+
+    /// The attributes the merged view shows, from those of the layer's node.
+    fn merged_attr(&self, mut a: Attr) -> Attr {
+        if let Some(key) = self.key
+            && let Some(slot) = self.fs.index.lock().get(&key)
+        {
+            a.nlink = slot.nlink;
+        }
+        a.ino = self.ino;
+        a.dev = self.fs.dev;
+        a
     }
 
     /// Cache `child` under `name` in this directory.
@@ -309,7 +423,7 @@ impl Node for ONode {
     }
 
     fn attr(&self) -> Result<Attr> {
-        let mut a = match self.upper() {
+        let a = match self.upper() {
             Some(u) => {
                 let mut a = u.attr()?;
                 // A merged directory's link count is unknown; like overlayfs, say 1
@@ -321,17 +435,13 @@ impl Node for ONode {
             }
             None => self.top_lower().ok_or(Errno::STALE)?.attr()?,
         };
-        a.ino = self.ino;
-        a.dev = self.fs.dev;
-        Ok(a)
+        Ok(self.merged_attr(a))
     }
 
     fn setattr(&self, set: &SetAttr) -> Result<Attr> {
         let u = self.copy_up()?;
-        let mut a = u.setattr(set)?;
-        a.ino = self.ino;
-        a.dev = self.fs.dev;
-        Ok(a)
+        let a = u.setattr(set)?;
+        Ok(self.merged_attr(a))
     }
 
     fn lookup(&self, name: &[u8]) -> Result<NodeRef> {
@@ -383,6 +493,7 @@ impl Node for ONode {
             Some(child),
             Vec::new(),
             opaque,
+            None,
         );
         self.cache(key, node.clone());
         Ok(node)
@@ -403,6 +514,7 @@ impl Node for ONode {
             }
             return Err(e);
         }
+        t.count_links(1);
         self.cache(name.into(), t);
         Ok(())
     }
@@ -447,10 +559,12 @@ impl Node for ONode {
         let ou = self.copy_up()?;
         let nu = nd.copy_up()?;
         src.copy_up_for_move()?;
+        self.link_up(name, &src)?;
         if flags.contains(RenameFlags::EXCHANGE)
             && let Some(d) = &dst
         {
             d.copy_up_for_move()?;
+            nd.link_up(new_name, d)?;
         }
         let _w = self.fs.lock.write();
         let src_in_lower = self.find(name)?.in_lower;
@@ -507,6 +621,9 @@ impl Node for ONode {
             && let Some(u) = src.upper()
         {
             src.set_opaque(&u)?;
+        }
+        if let Some(d) = &dst {
+            d.count_links(-1);
         }
         let key: Arc<[u8]> = new_name.into();
         *src.parent.lock() = Some((nd.clone(), key.clone()));
@@ -619,6 +736,9 @@ impl ONode {
         }
         if f.in_lower {
             Self::make_whiteout(&udir, name)?;
+        }
+        if !is_rmdir {
+            child.count_links(-1);
         }
         self.uncache(name);
         Ok(())
