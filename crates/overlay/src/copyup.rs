@@ -94,11 +94,15 @@ fn copy_by_kernel(from: BorrowedFd<'_>, to: &OwnedFd, src: &dyn Handle, size: u6
 impl ONode {
     /// The upper node, copying this node (and its ancestors) up first if needed.
     pub(crate) fn copy_up(&self) -> Result<NodeRef> {
+        if self.key.is_some() {
+            // Through this name: the name gets its upper entry too.
+            if let Some(u) = self.upper.lock().clone() {
+                return Ok(u);
+            }
+            return self.copy_up_indexed();
+        }
         if let Some(u) = self.upper() {
             return Ok(u);
-        }
-        if self.key.is_some() {
-            return self.copy_up_indexed();
         }
         let (parent, name) = self.parent.lock().clone().ok_or(Errno::STALE)?;
         let pu = parent.copy_up()?;
@@ -120,24 +124,38 @@ impl ONode {
         Ok(u)
     }
 
-    /// Copy-up of a lower hard-linked file: the copy stays in the work directory
-    /// (the index entry every name shares) and is linked to the name the node was
-    /// first found by, when that name still shows it.
+    /// The upper node for a change of xattrs: as [`ONode::copy_up`], except that a
+    /// name of a lower hard-linked file already copied up (through another name)
+    /// changes the copy without getting an upper entry of its own, as overlayfs.
+    pub(crate) fn copy_up_inode(&self) -> Result<NodeRef> {
+        match self.upper() {
+            Some(u) => Ok(u),
+            None => self.copy_up(),
+        }
+    }
+
+    /// Copy-up of a name of a lower hard-linked file: the copy is made once, in the
+    /// work directory (the index entry every name shares), and linked to this name
+    /// when it still shows this node.
     fn copy_up_indexed(&self) -> Result<NodeRef> {
         let key = self.key.ok_or(Errno::STALE)?;
+        let copy = self.fs.index.lock().slots.get(&key).map(|s| s.copy.clone()).ok_or(Errno::STALE)?;
         let u = {
-            let _one = self.copy_lock.lock();
-            if let Some(u) = self.upper() {
-                return Ok(u);
+            let _one = copy.lock();
+            match self.upper() {
+                Some(u) => u,
+                None => {
+                    let (u, tmp) = self.build_copy()?;
+                    let _w = self.fs.lock.write();
+                    let mut index = self.fs.index.lock();
+                    index.by_upper.insert(u.ino(), key);
+                    if let Some(slot) = index.slots.get_mut(&key) {
+                        slot.upper = Some(u.clone());
+                        slot.work_name = Some(tmp);
+                    }
+                    u
+                }
             }
-            let (u, tmp) = self.build_copy()?;
-            let _w = self.fs.lock.write();
-            if let Some(slot) = self.fs.index.lock().get_mut(&key) {
-                slot.upper = Some(u.clone());
-                slot.work_name = Some(tmp);
-            }
-            *self.upper.lock() = Some(u.clone());
-            u
         };
         // The data is safe in the index now; an upper entry for the name makes the
         // upper layer show the change too (an export).

@@ -28,12 +28,14 @@ pub struct ONode {
     pub(crate) kind: FileType,
     /// Containing directory and name (None for the root).
     pub(crate) parent: Mutex<Option<Placement>>,
+    /// The upper node. For a name of a lower hard-linked file (`key`), whose upper
+    /// node is its index entry's: the copy once this name has an upper entry.
     pub(crate) upper: Mutex<Option<NodeRef>>,
     pub(crate) lowers: Mutex<Vec<Lower>>,
     pub(crate) opaque: Mutex<bool>,
     pub(crate) copy_lock: Mutex<()>,
-    /// The index key of a lower hard-linked file (see [`crate::Slot`]): every name of
-    /// it is this one node.
+    /// The index key of a lower hard-linked file (see [`crate::Slot`], which holds the
+    /// upper node and link count of every name's node).
     pub(crate) key: Option<(u8, u64)>,
     /// Cached children and listing cookies: directories only (a file's node stays
     /// small; there are many).
@@ -130,6 +132,9 @@ impl ONode {
 
     /// The upper node, if copied up.
     pub fn upper(&self) -> Option<NodeRef> {
+        if let Some(key) = self.key {
+            return self.fs.index.lock().slots.get(&key).and_then(|s| s.upper.clone());
+        }
         self.upper.lock().clone()
     }
 
@@ -218,14 +223,22 @@ impl ONode {
             return Ok(c.clone());
         }
         let f = self.find(name)?;
-        if f.upper.is_none()
-            && let Some(l) = f.lowers.first()
-            && l.kind() != FileType::Directory
-        {
-            let nlink = l.attr()?.nlink;
-            if nlink > 1 {
-                return self.indexed_child(name, l.clone(), nlink);
+        match (&f.upper, f.lowers.first()) {
+            (None, Some(l)) if l.kind() != FileType::Directory => {
+                let nlink = l.attr()?.nlink;
+                if nlink > 1 {
+                    let key = (1 + l.layer(), l.ino());
+                    return self.indexed_child(name, Some(l.clone()), None, key, nlink);
+                }
             }
+            // A name linked to an index entry's copy.
+            (Some(u), _) if u.kind() != FileType::Directory && u.attr()?.nlink > 1 => {
+                let key = self.fs.index.lock().by_upper.get(&u.ino()).copied();
+                if let Some(key) = key {
+                    return self.indexed_child(name, None, Some(u.clone()), key, 0);
+                }
+            }
+            _ => {}
         }
         let (kind, layer, real) = match (&f.upper, f.lowers.first()) {
             (_, Some(l)) => (l.kind(), 1 + l.layer(), l.ino()),
@@ -252,42 +265,52 @@ impl ONode {
         Ok(node)
     }
 
-    /// The node of `name`, a lower non-directory with `nlink` names: the one node
-    /// of its lower inode, from the index or made and entered there.
-    fn indexed_child(&self, name: &[u8], lower: Lower, nlink: u64) -> Result<Arc<ONode>> {
-        let key = (1 + lower.layer(), lower.ino());
+    /// The node of `name`, a name of the lower hard-linked file `key` (`lower` its
+    /// lower node, or `linked` its upper entry, a link to the copy; `nlink` the lower
+    /// link count): its index entry made if new.
+    fn indexed_child(
+        &self,
+        name: &[u8],
+        lower: Option<Lower>,
+        linked: Option<NodeRef>,
+        key: (u8, u64),
+        nlink: u64,
+    ) -> Result<Arc<ONode>> {
         let name: Arc<[u8]> = name.into();
-        let me = self.arc()?;
-        let node = {
+        let kind = {
             let mut index = self.fs.index.lock();
-            let slot = index.entry(key).or_insert_with(|| crate::Slot {
-                node: Weak::new(),
+            let slot = index.slots.entry(key).or_insert_with(|| crate::Slot {
+                copy: Default::default(),
                 upper: None,
                 work_name: None,
                 nlink,
             });
-            match slot.node.upgrade() {
-                Some(n) => n,
-                None => {
-                    let kind = slot.upper.as_ref().map_or(lower.kind(), |u| u.kind());
-                    let ino = self.fs.ino(key.0, key.1);
-                    let n = ONode::build(
-                        &self.fs,
-                        ino,
-                        kind,
-                        Some((me, name.clone())),
-                        slot.upper.clone(),
-                        vec![lower],
-                        false,
-                        Some(key),
-                    );
-                    slot.node = Arc::downgrade(&n);
-                    n
-                }
+            match (&slot.upper, &lower) {
+                (Some(u), _) => u.kind(),
+                (None, Some(l)) => l.kind(),
+                (None, None) => return Err(Errno::STALE),
             }
         };
+        let ino = self.fs.ino(key.0, key.1);
+        let lowers = lower.into_iter().collect();
+        let node = ONode::build(
+            &self.fs,
+            ino,
+            kind,
+            Some((self.arc()?, name.clone())),
+            linked,
+            lowers,
+            false,
+            Some(key),
+        );
         self.cache(name, node.clone());
         Ok(node)
+    }
+
+    /// Whether `other` is this node or another name of the same lower hard-linked
+    /// file.
+    fn same_inode(&self, other: &ONode) -> bool {
+        std::ptr::eq(self, other) || (self.key.is_some() && self.key == other.key)
     }
 
     /// Whether this directory's cached child `name` is `child`.
@@ -309,10 +332,12 @@ impl ONode {
             return Ok(());
         }
         match udir.lookup(name) {
-            Ok(_) => Ok(()),
-            Err(e) if e == Errno::NOENT => udir.link(name, &u),
-            Err(e) => Err(e),
+            Ok(_) => {}
+            Err(e) if e == Errno::NOENT => udir.link(name, &u)?,
+            Err(e) => return Err(e),
         }
+        *child.upper.lock() = Some(u);
+        Ok(())
     }
 
     /// Add `delta` names to an indexed node's merged link count; at none left its
@@ -320,21 +345,21 @@ impl ONode {
     fn count_links(&self, delta: i64) {
         let Some(key) = self.key else { return };
         let mut index = self.fs.index.lock();
-        let Some(slot) = index.get_mut(&key) else { return };
+        let Some(slot) = index.slots.get_mut(&key) else { return };
         slot.nlink = slot.nlink.saturating_add_signed(delta);
         if slot.nlink == 0
             && let Some(w) = slot.work_name.take()
         {
-            // Open files keep the data; the index no longer needs it.
+            // No name left: the work directory lets go of the copy (its data lives
+            // as long as the slot, for files still open).
             let _ = self.fs.work.unlink(&w);
-            slot.upper = None;
         }
     }
 
     /// The attributes the merged view shows, from those of the layer's node.
     fn merged_attr(&self, mut a: Attr) -> Attr {
         if let Some(key) = self.key
-            && let Some(slot) = self.fs.index.lock().get(&key)
+            && let Some(slot) = self.fs.index.lock().slots.get(&key)
         {
             a.nlink = slot.nlink;
         }
@@ -541,7 +566,7 @@ impl Node for ONode {
         let src = self.child(name)?;
         let dst = nd.child(new_name).ok();
         if let Some(d) = &dst
-            && Arc::ptr_eq(d, &src)
+            && d.same_inode(&src)
         {
             return Ok(());
         }
@@ -680,7 +705,7 @@ impl Node for ONode {
         if is_private_xattr(name) {
             return Err(Errno::PERM);
         }
-        self.copy_up()?.setxattr(name, value, flags)
+        self.copy_up_inode()?.setxattr(name, value, flags)
     }
 
     fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
@@ -700,7 +725,7 @@ impl Node for ONode {
         if self.upper().is_none() {
             self.top_lower().ok_or(Errno::STALE)?.getxattr(name)?;
         }
-        self.copy_up()?.removexattr(name)
+        self.copy_up_inode()?.removexattr(name)
     }
 }
 
