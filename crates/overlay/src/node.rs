@@ -583,6 +583,14 @@ impl Node for ONode {
         // has lower layers moves whole: copied up with everything in it, then opaque.
         let ou = self.copy_up()?;
         let nu = nd.copy_up()?;
+        // A name of a lower hard-linked file replaced: copied up first, as on unlink.
+        if let Some(d) = &dst
+            && !flags.contains(RenameFlags::EXCHANGE)
+            && d.key.is_some()
+            && d.upper().is_none()
+        {
+            d.copy_up()?;
+        }
         src.copy_up_for_move()?;
         self.link_up(name, &src)?;
         if flags.contains(RenameFlags::EXCHANGE)
@@ -747,6 +755,12 @@ impl ONode {
         };
         // Refuse before copying anything up, and again once the lock is held.
         check()?;
+        // A name of a lower hard-linked file: the file is copied up first, as
+        // overlayfs makes its index entry before a whiteout changes the link count
+        // (later changes through the other names then find the copy made).
+        if child.key.is_some() && child.upper().is_none() {
+            child.copy_up()?;
+        }
         let udir = self.copy_up()?;
         let _w = self.fs.lock.write();
         let f = self.find(name)?;
