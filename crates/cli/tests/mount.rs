@@ -208,6 +208,32 @@ fn overlay_keeps_writes_off_the_host_and_sigterm_unmounts() {
     assert!(processes_mentioning(&f.tag()).is_empty(), "gofer left: {:?}", processes_mentioning(&f.tag()));
 }
 
+/// Issue 13, as reported: a host file with two names. A write through one name is
+/// kept when the other is looked up and shows through it, as do chmod and truncate;
+/// st_nlink counts the names; the host files stay as they were.
+#[test]
+fn host_hard_links_stay_one_file() {
+    if skip("host_hard_links_stay_one_file") {
+        return;
+    }
+    let mut f = Fixture::new();
+    std::fs::write(f.host.join("a"), b"linked\n").expect("write");
+    std::fs::hard_link(f.host.join("a"), f.host.join("b")).expect("ln");
+    let before = host_tree(&f.host);
+    f.start(&[]);
+    let out = f.sh("set -e
+         echo new >> a; cat a
+         ls -l b >/dev/null
+         cat a; cat b
+         [ $(stat -c %i a) = $(stat -c %i b) ] && echo same inode
+         stat -c %h a b
+         chmod 600 b; stat -c %a a
+         truncate -s 3 a; cat b; echo
+         rm a; stat -c %h b");
+    assert_eq!(out, "linked\nnew\nlinked\nnew\nlinked\nnew\nsame inode\n2\n2\n600\nlin\n1\n");
+    assert_eq!(host_tree(&f.host), before, "the host directory changed");
+}
+
 /// Copy-up of a big host file (kernel-side copy into the upper layer's memfd): the
 /// data, a hole and the size survive, the change stays off the host, and reads after
 /// the copy-up see the change.

@@ -40,6 +40,31 @@ fn writes_stay_in_the_sandbox() {
     assert!(!Path::new(&name).exists(), "the write reached the host");
 }
 
+/// Issue 13 inside a sandbox: a host file with two names (under the overlaid host
+/// root) stays one file: a write through one name survives the other's lookup and
+/// shows through it, chmod too, st_nlink counts the names; the host is unchanged.
+#[test]
+fn host_hard_links_stay_one_file_in_the_sandbox() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    std::fs::write(dir.path().join("a"), b"linked\n").expect("write");
+    std::fs::hard_link(dir.path().join("a"), dir.path().join("b")).expect("ln");
+    let d = dir.path().display();
+    let out = sh(&format!(
+        "cd {d} && echo new >> a && cat a && ls -l b >/dev/null && cat a && chmod 600 b && stat -c '%a %h' a && rm b && stat -c %h a"
+    ));
+    assert_eq!(text(&out.stdout), "linked\nnew\nlinked\nnew\n600 2\n1\n", "stderr: {}", text(&out.stderr));
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read(dir.path().join("a")).expect("host a"),
+        b"linked\n",
+        "the write reached the host"
+    );
+    assert!(dir.path().join("b").exists(), "the rm reached the host");
+}
+
 #[test]
 fn exit_codes_and_signals() {
     if !root() {

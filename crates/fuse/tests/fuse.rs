@@ -472,6 +472,53 @@ fn a_lower_file_copied_up_under_an_open_reader() {
     assert_eq!(status.passthrough_refused(), 0, "{:?}", status.passthrough_error());
 }
 
+/// An overlay over a host directory the gofer serves (as `sandfs mount --rootfs`).
+fn over_host(host: &Path) -> Mnt {
+    let (client, server_end) = sandfs_gofer::transport::Conn::pair().expect("socketpair");
+    let source = sandfs_gofer::server::Source::open(host, true).expect("source");
+    let server = sandfs_gofer::server::Server::new(source).expect("gofer server");
+    std::thread::spawn(move || server.serve(server_end));
+    let lower = sandfs_gofer::client::GoferFs::attach(client, sandfs_gofer::client::FileAccess::Exclusive)
+        .expect("attach");
+    let ov = sandfs_overlay::Overlay::new(sandfs_tmpfs::Tmpfs::new_default(), vec![lower]).expect("overlay");
+    Mnt::new(ov, CachePolicy::Exclusive)
+}
+
+/// Issue 13: a host file with two names under the overlay. A write through one name
+/// survives the other being looked up and shows through it; both names are one
+/// inode (number, mode, size); st_nlink counts the names, before and after an rm;
+/// the host files do not change.
+#[test]
+fn lower_hard_links_stay_one_file() {
+    if skip("lower_hard_links_stay_one_file") {
+        return;
+    }
+    let host = tempfile::tempdir().expect("tempdir");
+    std::fs::write(host.path().join("a"), b"linked\n").expect("write a");
+    std::fs::hard_link(host.path().join("a"), host.path().join("b")).expect("ln");
+    std::fs::write(host.path().join("c"), b"cc\n").expect("write c");
+    std::fs::hard_link(host.path().join("c"), host.path().join("d")).expect("ln");
+    let m = over_host(host.path());
+    let out = sh(&m.path, "echo new >> a; cat a; ls -l b >/dev/null; cat a; cat b");
+    assert_eq!(out, "linked\nnew\nlinked\nnew\nlinked\nnew\n");
+    let (a, b) = (std::fs::metadata(m.p("a")).expect("stat a"), std::fs::metadata(m.p("b")).expect("stat b"));
+    assert_eq!(a.ino(), b.ino(), "one inode number");
+    assert_eq!((a.nlink(), b.nlink()), (2, 2));
+    // chmod through one name, truncate through the other.
+    sh(&m.path, "chmod 600 a; truncate -s 3 b");
+    let (a, b) = (std::fs::metadata(m.p("a")).expect("stat a"), std::fs::metadata(m.p("b")).expect("stat b"));
+    assert_eq!((a.mode() & 0o7777, b.mode() & 0o7777), (0o600, 0o600));
+    assert_eq!((a.len(), b.len()), (3, 3));
+    assert_eq!(std::fs::read(m.p("a")).expect("read a"), b"lin");
+    // Link counts: both names looked up before anything changes, then one removed.
+    assert_eq!(sh(&m.path, "stat -c %h c d"), "2\n2\n");
+    assert_eq!(sh(&m.path, "rm c; stat -c %h d; cat d"), "1\ncc\n");
+    assert_eq!(sh(&m.path, "rm a; stat -c %h b; cat b"), "1\nlin");
+    assert_eq!(std::fs::read(host.path().join("a")).expect("host a"), b"linked\n", "the host file changed");
+    let st = std::fs::metadata(host.path().join("c")).expect("host c");
+    assert_eq!(st.nlink(), 2, "the host links changed");
+}
+
 #[test]
 fn shared_mode_serves_too() {
     if skip("shared_mode_serves_too") {

@@ -94,6 +94,13 @@ fn copy_by_kernel(from: BorrowedFd<'_>, to: &OwnedFd, src: &dyn Handle, size: u6
 impl ONode {
     /// The upper node, copying this node (and its ancestors) up first if needed.
     pub(crate) fn copy_up(&self) -> Result<NodeRef> {
+        if self.key.is_some() {
+            // Through this name: the name gets its upper entry too.
+            if let Some(u) = self.upper.lock().clone() {
+                return Ok(u);
+            }
+            return self.copy_up_indexed();
+        }
         if let Some(u) = self.upper() {
             return Ok(u);
         }
@@ -103,6 +110,65 @@ impl ONode {
         if let Some(u) = self.upper() {
             return Ok(u);
         }
+        let (u, tmp) = self.build_copy()?;
+        let work = &self.fs.work;
+        let placed = {
+            let _w = self.fs.lock.write();
+            work.clone().rename(&tmp, &pu, &name, RenameFlags::NOREPLACE)
+        };
+        if let Err(e) = placed {
+            let _ = if u.kind() == FileType::Directory { work.rmdir(&tmp) } else { work.unlink(&tmp) };
+            return Err(e);
+        }
+        *self.upper.lock() = Some(u.clone());
+        Ok(u)
+    }
+
+    /// The upper node for a change of xattrs: as [`ONode::copy_up`], except that a
+    /// name of a lower hard-linked file already copied up (through another name)
+    /// changes the copy without getting an upper entry of its own, as overlayfs.
+    pub(crate) fn copy_up_inode(&self) -> Result<NodeRef> {
+        match self.upper() {
+            Some(u) => Ok(u),
+            None => self.copy_up(),
+        }
+    }
+
+    /// Copy-up of a name of a lower hard-linked file: the copy is made once, in the
+    /// work directory (the index entry every name shares), and linked to this name
+    /// when it still shows this node.
+    fn copy_up_indexed(&self) -> Result<NodeRef> {
+        let key = self.key.ok_or(Errno::STALE)?;
+        let copy = self.fs.index.lock().slots.get(&key).map(|s| s.copy.clone()).ok_or(Errno::STALE)?;
+        let u = {
+            let _one = copy.lock();
+            match self.upper() {
+                Some(u) => u,
+                None => {
+                    let (u, tmp) = self.build_copy()?;
+                    let _w = self.fs.lock.write();
+                    let mut index = self.fs.index.lock();
+                    index.by_upper.insert(u.ino(), key);
+                    if let Some(slot) = index.slots.get_mut(&key) {
+                        slot.upper = Some(u.clone());
+                        slot.work_name = Some(tmp);
+                    }
+                    u
+                }
+            }
+        };
+        // The data is safe in the index now; an upper entry for the name makes the
+        // upper layer show the change too (an export).
+        let placement = self.parent.lock().clone();
+        if let Some((parent, name)) = placement {
+            parent.link_up(&name, self)?;
+        }
+        Ok(u)
+    }
+
+    /// Build this node's copy in the work directory (data, xattrs, owner, mode and
+    /// times): the copy and its name there. Nothing is left behind on failure.
+    fn build_copy(&self) -> Result<(NodeRef, Vec<u8>)> {
         let lower = self.lowers.lock().first().cloned().ok_or(Errno::STALE)?;
         let a = lower.attr()?;
         let target = if a.kind == FileType::Symlink { lower.readlink()? } else { Vec::new() };
@@ -130,16 +196,11 @@ impl ONode {
             })?;
             Ok(())
         })();
-        let placed = built.and_then(|()| {
-            let _w = self.fs.lock.write();
-            work.clone().rename(&tmp, &pu, &name, RenameFlags::NOREPLACE)
-        });
-        if let Err(e) = placed {
+        if let Err(e) = built {
             let _ = if a.kind == FileType::Directory { work.rmdir(&tmp) } else { work.unlink(&tmp) };
             return Err(e);
         }
-        *self.upper.lock() = Some(u.clone());
-        Ok(u)
+        Ok((u, tmp))
     }
 
     /// Copy up for a rename: a directory that has lower layers is copied up whole
@@ -155,7 +216,9 @@ impl ONode {
             true
         })?;
         for n in names {
-            self.child(&n)?.copy_up_for_move()?;
+            let c = self.child(&n)?;
+            c.copy_up_for_move()?;
+            self.link_up(&n, &c)?;
         }
         let _w = self.fs.lock.write();
         u.setxattr(crate::OPAQUE_XATTR, b"y", XattrFlags::empty())?;

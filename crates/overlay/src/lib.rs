@@ -16,9 +16,17 @@
 //! tagged with that layer's index in the top 8 bits; numbers that do not fit get a
 //! private number. st_dev is the overlay's own for every file.
 //!
-//! Hard links in a lower layer: a copy-up copies the one name it was reached
-//! through; the other names keep showing the lower file (as Linux overlayfs without
-//! the index feature does).
+//! Hard links in a lower layer (as Linux overlayfs with `index=on`): the names of a
+//! lower non-directory whose link count is above one share one inode, an entry of
+//! the overlay's index keyed by the lower inode (layer, inode number). Each name has
+//! its own node (it knows its place), and all of them show the index entry's inode
+//! number, copy and link count. So a change through one name (a write, chmod,
+//! truncate, xattr) is seen through every other: the file is copied up once, into
+//! the work directory (the index entry), and linked from there to the name the
+//! change came through (its directories copied up, as overlayfs does), and to any
+//! other name that needs an upper entry (renamed, or in a directory that moves). Its
+//! `st_nlink` counts the names the merged view has: the lower link count, one less
+//! per name removed or replaced, one more per link made, as overlayfs keeps it.
 //!
 //! The upper filesystem holds two directories: `upper` (the layer itself) and `work`
 //! (copy-ups are built there, then renamed into place, so a half-copied file is never
@@ -55,8 +63,32 @@ pub(crate) struct Inner {
     pub lock: RwLock<()>,
     pub dev: u64,
     big_inos: parking_lot::Mutex<HashMap<(u8, u64), u64>>,
+    /// Lower hard-linked files: the index.
+    pub index: parking_lot::Mutex<Index>,
     next_big: AtomicU64,
     next_tmp: AtomicU64,
+}
+
+/// The index of lower hard-linked files.
+#[derive(Default)]
+pub(crate) struct Index {
+    /// By (layer tag, lower inode number).
+    pub slots: HashMap<(u8, u64), Slot>,
+    /// The key of a copy, by its upper inode number.
+    pub by_upper: HashMap<u64, (u8, u64)>,
+}
+
+/// An index entry: one inode shared by the nodes of all names of a lower
+/// hard-linked file.
+pub(crate) struct Slot {
+    /// Serialises the copy-up: one copy whichever name races for it.
+    pub copy: Arc<parking_lot::Mutex<()>>,
+    /// The copy, once made (kept while the overlay lives: an open file may read it).
+    pub upper: Option<NodeRef>,
+    /// The copy's name in the work directory.
+    pub work_name: Option<Vec<u8>>,
+    /// The merged view's link count.
+    pub nlink: u64,
 }
 
 const LAYER_SHIFT: u32 = 56;
@@ -115,6 +147,7 @@ impl Overlay {
             lock: RwLock::new(()),
             dev: (minor & 0xff) | ((minor & !0xff) << 12) | (3 << 44),
             big_inos: parking_lot::Mutex::new(HashMap::new()),
+            index: parking_lot::Mutex::new(Index::default()),
             next_big: AtomicU64::new(0xfe << LAYER_SHIFT),
             next_tmp: AtomicU64::new(1),
         });

@@ -28,10 +28,15 @@ pub struct ONode {
     pub(crate) kind: FileType,
     /// Containing directory and name (None for the root).
     pub(crate) parent: Mutex<Option<Placement>>,
+    /// The upper node. For a name of a lower hard-linked file (`key`), whose upper
+    /// node is its index entry's: the copy once this name has an upper entry.
     pub(crate) upper: Mutex<Option<NodeRef>>,
     pub(crate) lowers: Mutex<Vec<Lower>>,
     pub(crate) opaque: Mutex<bool>,
     pub(crate) copy_lock: Mutex<()>,
+    /// The index key of a lower hard-linked file (see [`crate::Slot`], which holds the
+    /// upper node and link count of every name's node).
+    pub(crate) key: Option<(u8, u64)>,
     /// Cached children and listing cookies: directories only (a file's node stays
     /// small; there are many).
     dir_state: Option<Box<Mutex<crate::dir::DirState>>>,
@@ -78,9 +83,10 @@ impl ONode {
         upper: NodeRef,
         lowers: Vec<Lower>,
     ) -> Arc<ONode> {
-        ONode::build(fs, ino, kind, None, Some(upper), lowers, false)
+        ONode::build(fs, ino, kind, None, Some(upper), lowers, false, None)
     }
 
+    #[expect(clippy::too_many_arguments, reason = "private constructor: one argument per field")]
     fn build(
         fs: &Arc<Inner>,
         ino: u64,
@@ -89,6 +95,7 @@ impl ONode {
         upper: Option<NodeRef>,
         lowers: Vec<Lower>,
         opaque: bool,
+        key: Option<(u8, u64)>,
     ) -> Arc<ONode> {
         Arc::new_cyclic(|me| ONode {
             me: me.clone(),
@@ -100,6 +107,7 @@ impl ONode {
             lowers: Mutex::new(lowers),
             opaque: Mutex::new(opaque),
             copy_lock: Mutex::new(()),
+            key,
             dir_state: (kind == FileType::Directory).then(Default::default),
         })
     }
@@ -124,6 +132,9 @@ impl ONode {
 
     /// The upper node, if copied up.
     pub fn upper(&self) -> Option<NodeRef> {
+        if let Some(key) = self.key {
+            return self.fs.index.lock().slots.get(&key).and_then(|s| s.upper.clone());
+        }
         self.upper.lock().clone()
     }
 
@@ -212,6 +223,23 @@ impl ONode {
             return Ok(c.clone());
         }
         let f = self.find(name)?;
+        match (&f.upper, f.lowers.first()) {
+            (None, Some(l)) if l.kind() != FileType::Directory => {
+                let nlink = l.attr()?.nlink;
+                if nlink > 1 {
+                    let key = (1 + l.layer(), l.ino());
+                    return self.indexed_child(name, Some(l.clone()), None, key, nlink);
+                }
+            }
+            // A name linked to an index entry's copy.
+            (Some(u), _) if u.kind() != FileType::Directory && u.attr()?.nlink > 1 => {
+                let key = self.fs.index.lock().by_upper.get(&u.ino()).copied();
+                if let Some(key) = key {
+                    return self.indexed_child(name, None, Some(u.clone()), key, 0);
+                }
+            }
+            _ => {}
+        }
         let (kind, layer, real) = match (&f.upper, f.lowers.first()) {
             (_, Some(l)) => (l.kind(), 1 + l.layer(), l.ino()),
             (Some(u), None) => (u.kind(), 0, u.ino()),
@@ -221,12 +249,123 @@ impl ONode {
         let ino = self.fs.ino(layer, real);
         // One allocation of the name, shared by the cache key and the node.
         let key: Arc<[u8]> = name.into();
-        let node =
-            ONode::build(&self.fs, ino, kind, Some((self.arc()?, key.clone())), f.upper, f.lowers, f.opaque);
+        let node = ONode::build(
+            &self.fs,
+            ino,
+            kind,
+            Some((self.arc()?, key.clone())),
+            f.upper,
+            f.lowers,
+            f.opaque,
+            None,
+        );
         if let Some(mut d) = self.dir() {
             d.children.insert(key, node.clone());
         }
         Ok(node)
+    }
+
+    /// The node of `name`, a name of the lower hard-linked file `key` (`lower` its
+    /// lower node, or `linked` its upper entry, a link to the copy; `nlink` the lower
+    /// link count): its index entry made if new.
+    fn indexed_child(
+        &self,
+        name: &[u8],
+        lower: Option<Lower>,
+        linked: Option<NodeRef>,
+        key: (u8, u64),
+        nlink: u64,
+    ) -> Result<Arc<ONode>> {
+        let name: Arc<[u8]> = name.into();
+        let kind = {
+            let mut index = self.fs.index.lock();
+            let slot = index.slots.entry(key).or_insert_with(|| crate::Slot {
+                copy: Default::default(),
+                upper: None,
+                work_name: None,
+                nlink,
+            });
+            match (&slot.upper, &lower) {
+                (Some(u), _) => u.kind(),
+                (None, Some(l)) => l.kind(),
+                (None, None) => return Err(Errno::STALE),
+            }
+        };
+        let ino = self.fs.ino(key.0, key.1);
+        let lowers = lower.into_iter().collect();
+        let node = ONode::build(
+            &self.fs,
+            ino,
+            kind,
+            Some((self.arc()?, name.clone())),
+            linked,
+            lowers,
+            false,
+            Some(key),
+        );
+        self.cache(name, node.clone());
+        Ok(node)
+    }
+
+    /// Whether `other` is this node or another name of the same lower hard-linked
+    /// file.
+    fn same_inode(&self, other: &ONode) -> bool {
+        std::ptr::eq(self, other) || (self.key.is_some() && self.key == other.key)
+    }
+
+    /// Whether this directory's cached child `name` is `child`.
+    fn holds(&self, name: &[u8], child: &ONode) -> bool {
+        self.dir().is_some_and(|d| d.children.get(name).is_some_and(|c| std::ptr::eq(c.as_ref(), child)))
+    }
+
+    /// Give `child`, a lower hard-linked file already copied up (into the index),
+    /// an upper entry at its name `name` in this directory if it has none yet: a
+    /// link to the copy. Nothing to do for other nodes.
+    pub(crate) fn link_up(&self, name: &[u8], child: &ONode) -> Result<()> {
+        if child.key.is_none() {
+            return Ok(());
+        }
+        let Some(u) = child.upper() else { return Ok(()) };
+        let udir = self.copy_up()?;
+        let _w = self.fs.lock.write();
+        if !self.holds(name, child) {
+            return Ok(());
+        }
+        match udir.lookup(name) {
+            Ok(_) => {}
+            Err(e) if e == Errno::NOENT => udir.link(name, &u)?,
+            Err(e) => return Err(e),
+        }
+        *child.upper.lock() = Some(u);
+        Ok(())
+    }
+
+    /// Add `delta` names to an indexed node's merged link count; at none left its
+    /// copy leaves the work directory.
+    fn count_links(&self, delta: i64) {
+        let Some(key) = self.key else { return };
+        let mut index = self.fs.index.lock();
+        let Some(slot) = index.slots.get_mut(&key) else { return };
+        slot.nlink = slot.nlink.saturating_add_signed(delta);
+        if slot.nlink == 0
+            && let Some(w) = slot.work_name.take()
+        {
+            // No name left: the work directory lets go of the copy (its data lives
+            // as long as the slot, for files still open).
+            let _ = self.fs.work.unlink(&w);
+        }
+    }
+
+    /// The attributes the merged view shows, from those of the layer's node.
+    fn merged_attr(&self, mut a: Attr) -> Attr {
+        if let Some(key) = self.key
+            && let Some(slot) = self.fs.index.lock().slots.get(&key)
+        {
+            a.nlink = slot.nlink;
+        }
+        a.ino = self.ino;
+        a.dev = self.fs.dev;
+        a
     }
 
     /// Cache `child` under `name` in this directory.
@@ -309,7 +448,7 @@ impl Node for ONode {
     }
 
     fn attr(&self) -> Result<Attr> {
-        let mut a = match self.upper() {
+        let a = match self.upper() {
             Some(u) => {
                 let mut a = u.attr()?;
                 // A merged directory's link count is unknown; like overlayfs, say 1
@@ -321,17 +460,13 @@ impl Node for ONode {
             }
             None => self.top_lower().ok_or(Errno::STALE)?.attr()?,
         };
-        a.ino = self.ino;
-        a.dev = self.fs.dev;
-        Ok(a)
+        Ok(self.merged_attr(a))
     }
 
     fn setattr(&self, set: &SetAttr) -> Result<Attr> {
         let u = self.copy_up()?;
-        let mut a = u.setattr(set)?;
-        a.ino = self.ino;
-        a.dev = self.fs.dev;
-        Ok(a)
+        let a = u.setattr(set)?;
+        Ok(self.merged_attr(a))
     }
 
     fn lookup(&self, name: &[u8]) -> Result<NodeRef> {
@@ -383,6 +518,7 @@ impl Node for ONode {
             Some(child),
             Vec::new(),
             opaque,
+            None,
         );
         self.cache(key, node.clone());
         Ok(node)
@@ -403,6 +539,7 @@ impl Node for ONode {
             }
             return Err(e);
         }
+        t.count_links(1);
         self.cache(name.into(), t);
         Ok(())
     }
@@ -429,7 +566,7 @@ impl Node for ONode {
         let src = self.child(name)?;
         let dst = nd.child(new_name).ok();
         if let Some(d) = &dst
-            && Arc::ptr_eq(d, &src)
+            && d.same_inode(&src)
         {
             return Ok(());
         }
@@ -446,11 +583,21 @@ impl Node for ONode {
         // has lower layers moves whole: copied up with everything in it, then opaque.
         let ou = self.copy_up()?;
         let nu = nd.copy_up()?;
+        // A name of a lower hard-linked file replaced: copied up first, as on unlink.
+        if let Some(d) = &dst
+            && !flags.contains(RenameFlags::EXCHANGE)
+            && d.key.is_some()
+            && d.upper().is_none()
+        {
+            d.copy_up()?;
+        }
         src.copy_up_for_move()?;
+        self.link_up(name, &src)?;
         if flags.contains(RenameFlags::EXCHANGE)
             && let Some(d) = &dst
         {
             d.copy_up_for_move()?;
+            nd.link_up(new_name, d)?;
         }
         let _w = self.fs.lock.write();
         let src_in_lower = self.find(name)?.in_lower;
@@ -508,6 +655,9 @@ impl Node for ONode {
         {
             src.set_opaque(&u)?;
         }
+        if let Some(d) = &dst {
+            d.count_links(-1);
+        }
         let key: Arc<[u8]> = new_name.into();
         *src.parent.lock() = Some((nd.clone(), key.clone()));
         self.uncache(name);
@@ -563,7 +713,7 @@ impl Node for ONode {
         if is_private_xattr(name) {
             return Err(Errno::PERM);
         }
-        self.copy_up()?.setxattr(name, value, flags)
+        self.copy_up_inode()?.setxattr(name, value, flags)
     }
 
     fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
@@ -583,7 +733,7 @@ impl Node for ONode {
         if self.upper().is_none() {
             self.top_lower().ok_or(Errno::STALE)?.getxattr(name)?;
         }
-        self.copy_up()?.removexattr(name)
+        self.copy_up_inode()?.removexattr(name)
     }
 }
 
@@ -605,6 +755,12 @@ impl ONode {
         };
         // Refuse before copying anything up, and again once the lock is held.
         check()?;
+        // A name of a lower hard-linked file: the file is copied up first, as
+        // overlayfs makes its index entry before a whiteout changes the link count
+        // (later changes through the other names then find the copy made).
+        if child.key.is_some() && child.upper().is_none() {
+            child.copy_up()?;
+        }
         let udir = self.copy_up()?;
         let _w = self.fs.lock.write();
         let f = self.find(name)?;
@@ -619,6 +775,9 @@ impl ONode {
         }
         if f.in_lower {
             Self::make_whiteout(&udir, name)?;
+        }
+        if !is_rmdir {
+            child.count_links(-1);
         }
         self.uncache(name);
         Ok(())

@@ -1,8 +1,14 @@
 //! Differential test of the overlay against kernel overlayfs: a kernel overlay (tmpfs
-//! upper over a prepared lower directory) and a sandfs overlay (tmpfs upper over a
+//! upper over a prepared lower directory, with hard links) and a sandfs overlay (tmpfs upper over a
 //! tmpfs lower holding the same tree) get the same generated sequences (see
 //! sandfs-testkit); every result, errno, attribute, listing and content is compared,
 //! and after every sequence the lower trees must be unchanged.
+//!
+//! The kernel overlay is mounted with `index=on`, the semantics sandfs has for lower
+//! hard links (one inode for all names of a lower file, copied up once; st_nlink
+//! counts the merged names). On Linux 6.18 that option alone does it: lower, upper
+//! and work directories on one tmpfs (which supports file handles), `uuid`,
+//! `redirect_dir` and `nfs_export` at their defaults.
 //!
 //! Deliberate differences, excluded here and tested on their own (tests/overlay.rs):
 //! renaming a merged or lower directory (kernel: EXDEV; sandfs copies it up, as
@@ -23,6 +29,8 @@ enum E {
     Dir(&'static str, u32, u32, u32),
     File(&'static str, u32, u32, u32, &'static [u8]),
     Link(&'static str, &'static str),
+    /// A hard link: (new name, existing file).
+    Hard(&'static str, &'static str),
 }
 
 /// The lower tree both sides start from (root 0755, owned by root).
@@ -37,6 +45,12 @@ const LOWER: &[E] = &[
     E::File("g/f", 0o640, 1001, 1000, b"gf"),
     E::Dir("s", 0o1777, 0, 0),
     E::File("s/f", 0o644, 1001, 1001, b"sf"),
+    // Hard links: lower `f` has three names in three directories, `b/f` two in one,
+    // `g/f` (not root's) two.
+    E::Hard("b/a", "f"),
+    E::Hard("s/a", "f"),
+    E::Hard("b/s", "b/f"),
+    E::Hard("g/c", "g/f"),
 ];
 
 fn build_kernel_lower(root: &str) -> Result<(), String> {
@@ -68,6 +82,9 @@ fn build_kernel_lower(root: &str) -> Result<(), String> {
                 .map_err(e)?;
             }
             E::Link(p, t) => f::symlink(*t, format!("{root}/{p}").as_str()).map_err(e)?,
+            E::Hard(p, t) => {
+                f::link(format!("{root}/{t}").as_str(), format!("{root}/{p}").as_str()).map_err(e)?
+            }
         }
     }
     f::setxattr(format!("{root}/f").as_str(), "user.a", b"lx", f::XattrFlags::empty()).map_err(e)?;
@@ -104,6 +121,9 @@ fn build_sandfs_lower() -> Arc<Tmpfs> {
             E::Link(p, t) => {
                 ns.symlink(&c, None, t, p).expect("symlink");
             }
+            E::Hard(p, t) => {
+                ns.link_path(&c, None, t, p).expect("link");
+            }
         }
     }
     let f = ns.resolve(&c, None, "f", false).expect("f");
@@ -122,7 +142,7 @@ fn mount_overlay() -> Result<(), String> {
         "/merged",
         "overlay",
         rustix::mount::MountFlags::empty(),
-        c"lowerdir=/lower,upperdir=/upper,workdir=/work",
+        c"lowerdir=/lower,upperdir=/upper,workdir=/work,index=on",
     )
     .map_err(|e| format!("mount overlay: {e}"))
 }

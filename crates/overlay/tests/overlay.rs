@@ -1,6 +1,7 @@
 //! Overlay behaviour that the kernel differential test cannot cover: gVisor's
 //! extensions, 0/0 devices, concurrency, sparse copy-up, inode stability, hard links
-//! in a lower layer, and the configureOverlay root rules.
+//! in a lower layer (overlayfs `index=on` semantics), and the configureOverlay root
+//! rules.
 
 use sandfs_overlay::{OPAQUE_XATTR, Overlay};
 use sandfs_tmpfs::{Tmpfs, TmpfsOptions};
@@ -136,6 +137,35 @@ fn one_copy_up_under_concurrent_writers() {
     assert_eq!(read_lower(&l, "f"), b"lower");
 }
 
+/// Writers racing through both names of a lower hard link: one copy, no write lost.
+#[test]
+fn one_copy_up_under_concurrent_writers_through_both_names() {
+    let l = lower();
+    let (ov, ns) = overlay(&l);
+    let threads: Vec<_> = (0..8u64)
+        .map(|i| {
+            let ns = ns.clone();
+            std::thread::spawn(move || {
+                let name = if i % 2 == 0 { "h1" } else { "h2" };
+                let f = ns.open_path(&root(), None, name, OpenFlags::WRITE, 0).unwrap();
+                f.write_at(&[b'0' + i as u8], 100 + i).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for name in ["h1", "h2"] {
+        let data = read(&ns, name);
+        for i in 0..8u64 {
+            assert_eq!(data[100 + i as usize], b'0' + i as u8, "{name}: write {i} lost");
+        }
+    }
+    let up = ov.upper_root().unwrap();
+    assert_eq!(up.lookup(b"h1").unwrap().ino(), up.lookup(b"h2").unwrap().ino(), "one copy");
+    assert_eq!(read_lower(&l, "h1"), b"lower");
+}
+
 fn read_lower(l: &Arc<Tmpfs>, p: &str) -> Vec<u8> {
     let ns = MountNamespace::new(l.clone(), MountFlags::empty());
     read(&ns, p)
@@ -219,16 +249,138 @@ fn inode_numbers_are_stable_across_copy_up() {
     assert_eq!(ns.stat(&c, None, "f", false).unwrap().dev, dev, "one st_dev for the whole overlay");
 }
 
+fn append(ns: &MountNamespace, p: &str, data: &[u8]) {
+    let f = ns.open_path(&root(), None, p, OpenFlags::WRITE | OpenFlags::APPEND, 0).unwrap();
+    f.write(data).unwrap();
+}
+
+fn nlink(ns: &MountNamespace, p: &str) -> u64 {
+    ns.stat(&root(), None, p, false).unwrap().nlink
+}
+
+/// The issue-13 scenario: a write through one name of a lower hard link survives the
+/// other name being looked up, and shows through it.
 #[test]
-fn copy_up_of_a_lower_hard_link_breaks_the_link() {
+fn a_write_through_one_lower_link_survives_and_shows_through_the_other() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    append(&ns, "h1", b", new");
+    assert_eq!(read(&ns, "h1"), b"lower, new");
+    ns.stat(&root(), None, "h2", false).unwrap();
+    assert_eq!(read(&ns, "h1"), b"lower, new", "the write is kept");
+    assert_eq!(read(&ns, "h2"), b"lower, new", "the other name shows it");
+    append(&ns, "h2", b"!");
+    assert_eq!(read(&ns, "h1"), b"lower, new!");
+    assert_eq!(read_lower(&l, "h1"), b"lower");
+}
+
+#[test]
+fn chmod_and_truncate_through_one_lower_link_show_through_the_other() {
     let l = lower();
     let (_ov, ns) = overlay(&l);
     let c = root();
-    let f = ns.open_path(&c, None, "h1", OpenFlags::WRITE, 0).unwrap();
-    f.write_at(b"UPPER", 0).unwrap();
-    assert_eq!(read(&ns, "h1"), b"UPPER");
-    assert_eq!(read(&ns, "h2"), b"lower", "the other name still shows the lower file");
-    assert_eq!(ns.stat(&c, None, "h1", false).unwrap().nlink, 1);
+    // Both names looked up before the change.
+    ns.stat(&c, None, "h1", false).unwrap();
+    ns.stat(&c, None, "h2", false).unwrap();
+    ns.setattr_path(&c, None, "h1", &SetAttr { mode: Some(0o600), ..Default::default() }, true).unwrap();
+    assert_eq!(ns.stat(&c, None, "h2", false).unwrap().mode, 0o600);
+    let f = ns.open_path(&c, None, "h2", OpenFlags::WRITE, 0).unwrap();
+    f.truncate(2).unwrap();
+    assert_eq!(read(&ns, "h1"), b"lo");
+    assert_eq!(ns.stat(&c, None, "h1", false).unwrap().size, 2);
+    ns.setxattr(&c, &ns.resolve(&c, None, "h2", true).unwrap(), b"user.x", b"1", XattrFlags::empty())
+        .unwrap();
+    assert_eq!(ns.getxattr(&c, &ns.resolve(&c, None, "h1", true).unwrap(), b"user.x").unwrap(), b"1");
+}
+
+#[test]
+fn lower_links_share_one_inode_number() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    let i1 = ns.stat(&c, None, "h1", false).unwrap().ino;
+    assert_eq!(ns.stat(&c, None, "h2", false).unwrap().ino, i1);
+    append(&ns, "h2", b"x");
+    assert_eq!(ns.stat(&c, None, "h1", false).unwrap().ino, i1, "unchanged by the copy-up");
+    assert_eq!(ns.stat(&c, None, "h2", false).unwrap().ino, i1);
+    assert_ne!(ns.stat(&c, None, "f", false).unwrap().ino, i1);
+}
+
+/// st_nlink counts the merged view's names, as overlayfs with index=on: the lower
+/// count, less names removed or replaced, plus links made.
+#[test]
+fn link_counts_follow_the_merged_names() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    assert_eq!((nlink(&ns, "h1"), nlink(&ns, "h2")), (2, 2));
+    append(&ns, "h1", b"+");
+    assert_eq!((nlink(&ns, "h1"), nlink(&ns, "h2")), (2, 2), "a copy-up keeps the link");
+    ns.unlink_path(&c, None, "h1").unwrap();
+    assert_eq!(nlink(&ns, "h2"), 1);
+    assert_eq!(read(&ns, "h2"), b"lower+");
+    ns.link_path(&c, None, "h2", "d/h3").unwrap();
+    assert_eq!((nlink(&ns, "h2"), nlink(&ns, "d/h3")), (2, 2));
+    ns.rename_path(&c, None, "d/h3", "h4", RenameFlags::empty()).unwrap();
+    assert_eq!(nlink(&ns, "h4"), 2, "a rename keeps the count");
+    // Another file renamed over one name takes that name away.
+    ns.rename_path(&c, None, "f", "h4", RenameFlags::empty()).unwrap();
+    assert_eq!(nlink(&ns, "h2"), 1);
+    assert_eq!(read(&ns, "h4"), b"lower");
+    // Renaming one name onto another of the same file changes nothing.
+    ns.link_path(&c, None, "h2", "h5").unwrap();
+    ns.rename_path(&c, None, "h2", "h5", RenameFlags::empty()).unwrap();
+    assert_eq!((nlink(&ns, "h2"), nlink(&ns, "h5")), (2, 2));
+}
+
+#[test]
+fn a_lower_link_removed_before_any_change_counts_down() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    ns.unlink_path(&c, None, "h2").unwrap();
+    assert_eq!(nlink(&ns, "h1"), 1);
+    assert_eq!(read(&ns, "h1"), b"lower");
+    assert!(ns.stat(&c, None, "h2", false).is_err());
+}
+
+/// The copy outlives the name it was made through: the other name, looked up only
+/// afterwards, shows it.
+#[test]
+fn the_copy_outlives_the_name_it_was_made_through() {
+    let l = lower();
+    let (_ov, ns) = overlay(&l);
+    let c = root();
+    append(&ns, "h1", b" kept");
+    ns.unlink_path(&c, None, "h1").unwrap();
+    assert_eq!(read(&ns, "h2"), b"lower kept");
+    assert_eq!(nlink(&ns, "h2"), 1);
+    ns.unlink_path(&c, None, "h2").unwrap();
+    assert_eq!(list(&ns, "/"), ["d", "f"]);
+}
+
+/// Renames move a name of a lower hard link (it gets an upper entry, a link to the
+/// one copy), and a moved directory takes its names of the link along.
+#[test]
+fn renamed_names_of_a_lower_link_stay_linked() {
+    let l = lower();
+    let lns = MountNamespace::new(l.clone(), MountFlags::empty());
+    lns.link_path(&root(), None, "h1", "d/h").unwrap();
+    let (ov, ns) = overlay(&l);
+    let c = root();
+    ns.rename_path(&c, None, "h2", "d/e/moved", RenameFlags::empty()).unwrap();
+    append(&ns, "h1", b"1");
+    assert_eq!(read(&ns, "d/e/moved"), b"lower1");
+    ns.rename_path(&c, None, "d", "d2", RenameFlags::empty()).unwrap();
+    append(&ns, "d2/h", b"2");
+    assert_eq!(read(&ns, "h1"), b"lower12");
+    assert_eq!(read(&ns, "d2/e/moved"), b"lower12");
+    assert_eq!(nlink(&ns, "d2/h"), 3);
+    // In the upper layer, the moved names are links to the one copy.
+    let up = ov.upper_root().unwrap();
+    let d2 = up.lookup(b"d2").unwrap();
+    let moved = d2.lookup(b"e").unwrap().lookup(b"moved").unwrap();
+    assert_eq!(moved.ino(), d2.lookup(b"h").unwrap().ino());
 }
 
 #[test]
