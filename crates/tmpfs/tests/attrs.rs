@@ -130,6 +130,8 @@ fn code<T>(r: Result<T, Errno>) -> i32 {
     r.map(|_| 0).unwrap_or_else(|e| e.raw_os_error())
 }
 
+// One push per step: the steps read as the sequence they run in.
+#[allow(clippy::vec_init_then_push)]
 fn kernel_flags(k: &sandfs_testkit::Kernel) -> Outcomes {
     k.run(|| {
         use rustix::fs as f;
@@ -196,6 +198,8 @@ fn now() -> rustix::fs::Timestamps {
     rustix::fs::Timestamps { last_access: t, last_modification: t }
 }
 
+// One push per step: the steps read as the sequence they run in.
+#[allow(clippy::vec_init_then_push)]
 fn sandfs_flags(ns: &MountNamespace) -> Outcomes {
     use sandfs_vfs::{SetAttr, TimeSet};
     let c = Creds::root();
