@@ -428,7 +428,8 @@ impl fuser::Filesystem for SandFs {
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
             | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_AUTO_INVAL_DATA;
+            | InitFlags::FUSE_AUTO_INVAL_DATA
+            | InitFlags::FUSE_HAS_IOCTL_DIR;
         if self.opts.cache == CachePolicy::Exclusive {
             want |= InitFlags::FUSE_CACHE_SYMLINKS;
         }
@@ -531,7 +532,16 @@ impl fuser::Filesystem for SandFs {
                 None => set.size = Some(size),
             }
         }
-        let r = if set.is_empty() { self.ns.getattr(&loc) } else { self.ns.setattr(&creds, &loc, &set) };
+        let only_owner = size.is_none() && set.mode.is_none() && set.atime.is_none() && set.mtime.is_none();
+        let r = if only_owner {
+            // chown and fchown, chown(f, -1, -1) included (the kernel sends that as a
+            // SETATTR that changes nothing; Linux still updates ctime).
+            self.ns.chown(&creds, &loc, set.uid, set.gid)
+        } else if set.is_empty() {
+            self.ns.getattr(&loc)
+        } else {
+            self.ns.setattr(&creds, &loc, &set)
+        };
         let a = tri!(r, reply);
         self.nodes.told(ino.0, Some(&a));
         reply.attr(&self.attr_ttl(&loc), &fattr(ino.0, &a));
@@ -974,6 +984,36 @@ impl fuser::Filesystem for SandFs {
         }
         tri!(f.file.fallocate(fl, offset, length), reply);
         reply.ok();
+    }
+
+    /// FS_IOC_GETFLAGS / SETFLAGS and FS_IOC_FSGETXATTR / FSSETXATTR (the kernel
+    /// sends these for chattr and lsattr, from its fileattr code: the flags as a
+    /// 32-bit int, whatever the ioctl's declared size); ENOTTY for anything else.
+    fn ioctl(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        let loc = node!(self, ino, reply);
+        let creds = self.creds(req);
+        match crate::ioctl::decode(cmd, in_data) {
+            Err(e) => reply.error(err(e)),
+            Ok(crate::ioctl::Call::GetFlags(how)) => {
+                let flags = tri!(self.ns.file_flags(&loc), reply);
+                let out = crate::ioctl::encode(how, flags);
+                reply.ioctl(0, &out[..out.len().min(out_size as usize)]);
+            }
+            Ok(crate::ioctl::Call::SetFlags(bits)) => {
+                tri!(self.ns.set_file_flags(&creds, &loc, bits), reply);
+                reply.ioctl(0, &[]);
+            }
+        }
     }
 
     fn lseek(

@@ -34,6 +34,7 @@
 
 pub mod creds;
 mod fs;
+mod ioctl;
 pub mod nodes;
 
 use fuser::{Config, MountOption, Session, SessionACL, SessionUnmounter};

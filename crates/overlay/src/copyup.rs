@@ -188,6 +188,12 @@ impl ONode {
                     u.setxattr(&x, &v, XattrFlags::empty())?;
                 }
             }
+            // Attribute flags go up too (an upper that keeps none drops them).
+            if let Ok(f) = lower.file_flags()
+                && !f.is_empty()
+            {
+                let _ = u.set_file_flags(f);
+            }
             u.setattr(&SetAttr {
                 atime: Some(TimeSet::At(a.atime)),
                 mtime: Some(TimeSet::At(a.mtime)),

@@ -46,4 +46,11 @@ impl Lower {
     pub fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
         self.0.listxattr()
     }
+    /// The lower node's attribute flags; none where its filesystem keeps none.
+    pub fn file_flags(&self) -> Result<sandfs_vfs::FileFlags> {
+        match self.0.file_flags() {
+            Err(e) if e == sandfs_vfs::Errno::NOTTY => Ok(sandfs_vfs::FileFlags::empty()),
+            r => r,
+        }
+    }
 }

@@ -11,8 +11,8 @@ use crate::lower::Lower;
 use crate::{Inner, OPAQUE_XATTR, WHITEOUT_XATTR, is_private_xattr};
 use parking_lot::Mutex;
 use sandfs_vfs::{
-    Attr, DirEntry, Errno, FileType, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags, Result, SetAttr,
-    XattrFlags,
+    Attr, DirEntry, Errno, FileFlags, FileType, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags,
+    Result, SetAttr, XattrFlags,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -707,6 +707,20 @@ impl Node for ONode {
             Some(u) => u.getxattr(name),
             None => self.top_lower().ok_or(Errno::STALE)?.getxattr(name),
         }
+    }
+
+    fn file_flags(&self) -> Result<FileFlags> {
+        match self.upper() {
+            Some(u) => match u.file_flags() {
+                Err(e) if e == Errno::NOTTY => Ok(FileFlags::empty()),
+                r => r,
+            },
+            None => self.top_lower().ok_or(Errno::STALE)?.file_flags(),
+        }
+    }
+
+    fn set_file_flags(&self, flags: FileFlags) -> Result<()> {
+        self.copy_up()?.set_file_flags(flags)
     }
 
     fn setxattr(&self, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {

@@ -104,7 +104,8 @@ impl FileData {
 
     /// Move the data into a memfd when the file is about to reach `end` bytes and the
     /// filesystem keeps files that big in memfds. Pages are copied, then freed and
-    /// uncharged; fallocate reservations are dropped (they read as zeros anyway).
+    /// uncharged; fallocate reservations are made again in the memfd (they count in
+    /// `st_blocks` as on kernel tmpfs).
     fn grow_to(&mut self, end: u64, fs: &Shared) -> Result<()> {
         if self.memfd.is_some() || fs.memfd_from.is_none_or(|t| end <= t) {
             return Ok(());
@@ -132,7 +133,9 @@ impl FileData {
     }
 
     /// A handle gave its loan back: when it was the last and the file is small, the
-    /// data goes back into pages (a descriptor per small file would not scale).
+    /// data goes back into pages (a descriptor per small file would not scale),
+    /// unless the memfd holds allocated pages that are not data (fallocated, never
+    /// written: a memfd cannot say where they are, so they could not be kept).
     /// Returns what the memfd said then (its times are the file's: the caller keeps
     /// them), or `None` when the data stays where it is.
     pub fn give_back(&mut self, fs: &Shared) -> Option<MemfdStat> {
@@ -152,7 +155,7 @@ impl FileData {
 
     /// Copy the data segments of the memfd into pages; all or nothing.
     fn move_to_pages(&mut self, fd: &OwnedFd, fs: &Shared) -> Result<()> {
-        let size = memfd_stat(fd)?.size;
+        let MemfdStat { size, blocks, .. } = memfd_stat(fd)?;
         let mut pages = BTreeMap::new();
         let mut buf = vec![0u8; PS];
         let mut pos = 0;
@@ -177,6 +180,11 @@ impl FileData {
                 }
                 pos = hole.max(data + 1);
             }
+            // Allocated pages SEEK_DATA does not see (fallocate reservations): keep
+            // the memfd, which knows where they are.
+            if (pages.len() as u64) * (PAGE_SIZE / 512) < blocks {
+                return Err(Errno::BUSY);
+            }
             Ok(())
         })();
         if let Err(e) = result {
@@ -195,13 +203,18 @@ impl FileData {
         rustix::fs::ftruncate(&fd, self.size)?;
         let mut buf = vec![0u8; PS];
         for (idx, page) in &self.pages {
-            if let Some(p) = page {
-                fs.page_store.read(p, 0, &mut buf)?;
-                pwrite_all(&fd, &buf, idx * PAGE_SIZE)?;
+            let at = idx * PAGE_SIZE;
+            match page {
+                // Only up to the size: a write must not extend the file.
+                Some(p) if at < self.size => {
+                    let want = (self.size - at).min(PAGE_SIZE) as usize;
+                    fs.page_store.read(p, 0, &mut buf)?;
+                    pwrite_all(&fd, &buf[..want], at)?;
+                }
+                // Reservations (past the end too, with KEEP_SIZE) are made again.
+                _ => rustix::fs::fallocate(&fd, FallocateFlags::KEEP_SIZE, at, PAGE_SIZE)?,
             }
         }
-        // Pages past the size (fallocated with KEEP_SIZE) must not extend it.
-        rustix::fs::ftruncate(&fd, self.size)?;
         let fd = Arc::new(fd);
         {
             let mut all = fs.memfds.lock();

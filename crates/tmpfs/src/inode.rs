@@ -10,8 +10,8 @@ use crate::xattr::Xattrs;
 use crate::{Shared, dirent_cost};
 use parking_lot::{RwLock, RwLockWriteGuard};
 use sandfs_vfs::{
-    Attr, DirEntry, Errno, FallocFlags, FileType, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags,
-    Result, SetAttr, TimeSet, Timespec, Whence, XattrFlags,
+    Attr, DirEntry, Errno, FallocFlags, FileFlags, FileType, Handle, NewNode, Node, NodeRef, OpenFlags,
+    RenameFlags, Result, SetAttr, TimeSet, Timespec, Whence, XattrFlags,
 };
 use std::sync::{Arc, Weak};
 
@@ -28,6 +28,8 @@ enum Body {
 
 struct State {
     mode: u16,
+    /// Attribute flags ([`FileFlags`] bits; all of them fit in a byte).
+    flags: u8,
     nlink: u32,
     uid: u32,
     gid: u32,
@@ -102,6 +104,7 @@ impl Inode {
             fs: fs.clone(),
             state: RwLock::new(State {
                 mode: (new.mode & 0o7777) as u16,
+                flags: 0,
                 nlink,
                 uid: new.uid,
                 gid: new.gid,
@@ -620,6 +623,17 @@ impl Node for Inode {
                 return Ok(());
             }
         }
+    }
+
+    fn file_flags(&self) -> Result<FileFlags> {
+        Ok(FileFlags::from_bits_truncate(self.state.read().flags as u32))
+    }
+
+    fn set_file_flags(&self, flags: FileFlags) -> Result<()> {
+        let mut st = self.state.write();
+        st.flags = flags.bits() as u8;
+        st.ctime = now();
+        Ok(())
     }
 
     fn readlink(&self) -> Result<Vec<u8>> {

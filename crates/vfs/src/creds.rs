@@ -22,6 +22,8 @@ bitflags! {
         const MKNOD = 1 << 5;
         /// trusted.* extended attributes and other administrative operations.
         const SYS_ADMIN = 1 << 6;
+        /// Set or clear the immutable and append-only file flags.
+        const LINUX_IMMUTABLE = 1 << 7;
     }
 }
 

@@ -7,7 +7,7 @@ use crate::attr::{Attr, DirEntry, FileType, SetAttr, StatFs, TimeSet};
 use crate::creds::Creds;
 use crate::errno::{Errno, Result};
 use crate::mount::{BusyGuard, Location, MountFlags, MountNamespace, WriteGuard};
-use crate::node::{FallocFlags, Handle, OpenFlags, Whence};
+use crate::node::{FallocFlags, FileFlags, Handle, OpenFlags, Whence};
 use crate::perm::kill_suid_on_write;
 use parking_lot::Mutex;
 use std::io::SeekFrom;
@@ -114,6 +114,14 @@ impl OpenFile {
         self.loc.node.touch_atime();
     }
 
+    /// The node's attribute flags (empty where the filesystem keeps none).
+    fn flags_of(&self) -> Result<FileFlags> {
+        match self.loc.node.file_flags() {
+            Err(e) if e == Errno::NOTTY => Ok(FileFlags::empty()),
+            r => r,
+        }
+    }
+
     fn kill_suid(&self) -> Result<()> {
         let attr = self.loc.node.attr()?;
         if let Some(mode) = kill_suid_on_write(&self.creds, &attr) {
@@ -187,6 +195,11 @@ impl OpenFile {
         if !self.flags.contains(OpenFlags::WRITE) || self.handle.is_none() {
             return Err(Errno::INVAL);
         }
+        // do_sys_ftruncate: an append-only file is never truncated (an immutable one
+        // opened for writing before it became immutable is, as on Linux).
+        if self.flags_of()?.contains(FileFlags::APPEND) {
+            return Err(Errno::PERM);
+        }
         let attr = self.loc.node.attr()?;
         let mut set = SetAttr { size: Some(size), mtime: Some(TimeSet::Now), ..SetAttr::default() };
         if let Some(mode) = kill_suid_on_write(&self.creds, &attr) {
@@ -204,6 +217,14 @@ impl OpenFile {
         }
         if flags.contains(FallocFlags::PUNCH_HOLE) && !flags.contains(FallocFlags::KEEP_SIZE) {
             return Err(Errno::OPNOTSUPP);
+        }
+        // vfs_fallocate: only plain allocation on an append-only file, nothing on an
+        // immutable one.
+        let ff = self.flags_of()?;
+        if ff.contains(FileFlags::IMMUTABLE)
+            || (ff.contains(FileFlags::APPEND) && !(flags - FallocFlags::KEEP_SIZE).is_empty())
+        {
+            return Err(Errno::PERM);
         }
         off.checked_add(len).filter(|&e| e <= i64::MAX as u64).ok_or(Errno::FBIG)?;
         h.fallocate(flags, off, len)?;

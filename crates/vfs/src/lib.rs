@@ -26,8 +26,8 @@ pub use file::OpenFile;
 pub use idmap::{IdMap, IdRange};
 pub use mount::{Location, Mount, MountFlags, MountId, MountNamespace};
 pub use node::{
-    FallocFlags, Filesystem, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags, Whence, XattrFlags,
-    downcast,
+    FallocFlags, FileFlags, Filesystem, Handle, NewNode, Node, NodeRef, OpenFlags, RenameFlags, Whence,
+    XattrFlags, downcast,
 };
 
 /// Longest single path component, in bytes (Linux NAME_MAX).

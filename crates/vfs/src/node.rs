@@ -164,6 +164,55 @@ bitflags! {
     }
 }
 
+bitflags! {
+    /// Inode attribute flags (chattr/lsattr; FS_IOC_GETFLAGS values): the ones kernel
+    /// tmpfs supports.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct FileFlags: u32 {
+        /// `i`: no change of data, name, links, attributes or xattrs, even by root.
+        const IMMUTABLE = 0x10;
+        /// `a`: writes only at the end (O_APPEND); no truncate, unlink or rename.
+        const APPEND = 0x20;
+        /// `d`: skipped by dump(8).
+        const NODUMP = 0x40;
+        /// `A`: reads do not update the access time.
+        const NOATIME = 0x80;
+    }
+}
+
+impl FileFlags {
+    /// The FS_XFLAG_* form (struct fsxattr's fsx_xflags).
+    pub fn to_xflags(self) -> u32 {
+        let mut x = 0;
+        for (f, bit) in Self::XFLAGS {
+            if self.contains(f) {
+                x |= bit;
+            }
+        }
+        x
+    }
+
+    /// From FS_XFLAG_* bits; `None` when one has no flag here.
+    pub fn from_xflags(x: u32) -> Option<FileFlags> {
+        let mut f = FileFlags::empty();
+        let mut rest = x;
+        for (flag, bit) in Self::XFLAGS {
+            if x & bit != 0 {
+                f |= flag;
+                rest &= !bit;
+            }
+        }
+        (rest == 0).then_some(f)
+    }
+
+    const XFLAGS: [(FileFlags, u32); 4] = [
+        (FileFlags::IMMUTABLE, 0x8),
+        (FileFlags::APPEND, 0x10),
+        (FileFlags::NODUMP, 0x80),
+        (FileFlags::NOATIME, 0x40),
+    ];
+}
+
 /// lseek for sparse files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Whence {
@@ -219,12 +268,28 @@ pub trait Node: Any + Send + Sync {
     /// whose storage keeps access times itself (the host, behind a gofer), or that
     /// must not change for a read (an overlay's lower layers), override this.
     fn touch_atime(&self) {
+        if self.file_flags().is_ok_and(|f| f.contains(FileFlags::NOATIME)) {
+            return;
+        }
         if let Ok(a) = self.attr()
             && (a.atime <= a.mtime || a.atime <= a.ctime)
         {
             let set = SetAttr { atime: Some(TimeSet::Now), ctime: Some(a.ctime), ..SetAttr::default() };
             let _ = self.setattr(&set);
         }
+    }
+
+    /// Attribute flags (FS_IOC_GETFLAGS). ENOTTY (the default) when the filesystem
+    /// keeps none: the VFS then takes them as empty.
+    fn file_flags(&self) -> Result<FileFlags> {
+        Err(crate::Errno::NOTTY)
+    }
+
+    /// Replace the attribute flags (FS_IOC_SETFLAGS) and update ctime; the VFS has
+    /// checked permissions and that only supported flags are set.
+    fn set_file_flags(&self, flags: FileFlags) -> Result<()> {
+        let _ = flags;
+        Err(crate::Errno::NOTTY)
     }
 
     /// Symlink target.

@@ -9,7 +9,7 @@ use crate::creds::{Caps, Creds};
 use crate::errno::{Errno, Result};
 use crate::file::OpenFile;
 use crate::mount::{Location, MountFlags, MountNamespace};
-use crate::node::{NewNode, NodeRef, OpenFlags, RenameFlags, XattrFlags};
+use crate::node::{FileFlags, NewNode, NodeRef, OpenFlags, RenameFlags, XattrFlags};
 use crate::path::{Last, Walker, dotdot};
 use crate::perm::{
     MAY_EXEC, MAY_READ, MAY_WRITE, check_access, check_delete, check_hardlink, is_owner_or_capable,
@@ -131,6 +131,49 @@ fn check_create_in_sticky(creds: &Creds, dir: &Location, node: &Location) -> Res
     if d.mode & 0o002 != 0 { Err(Errno::ACCESS) } else { Ok(()) }
 }
 
+/// The attribute flags of a node; empty when its filesystem keeps none.
+fn flags_of(node: &NodeRef) -> Result<FileFlags> {
+    match node.file_flags() {
+        Err(e) if e == Errno::NOTTY => Ok(FileFlags::empty()),
+        r => r,
+    }
+}
+
+/// Linux `inode_permission` for MAY_WRITE: nobody, root included, writes an
+/// immutable node (EPERM, after EROFS and before the permission bits).
+fn check_mutable(node: &NodeRef) -> Result<()> {
+    if flags_of(node)?.contains(FileFlags::IMMUTABLE) { Err(Errno::PERM) } else { Ok(()) }
+}
+
+/// Whether the node is immutable or append-only (EPERM for changes of its
+/// attributes, xattrs, names and links).
+fn check_unpinned(node: &NodeRef) -> Result<()> {
+    if flags_of(node)?.intersects(FileFlags::IMMUTABLE | FileFlags::APPEND) {
+        Err(Errno::PERM)
+    } else {
+        Ok(())
+    }
+}
+
+/// Linux `may_delete`: write and search permission on the directory (not
+/// immutable), the directory not append-only, then the sticky bit and the victim
+/// neither immutable nor append-only.
+fn check_delete_node(
+    creds: &Creds,
+    dir: &NodeRef,
+    dattr: &Attr,
+    victim: &NodeRef,
+    vattr: &Attr,
+) -> Result<()> {
+    check_mutable(dir)?;
+    check_access(creds, dattr, MAY_WRITE | MAY_EXEC)?;
+    if flags_of(dir)?.contains(FileFlags::APPEND) {
+        return Err(Errno::PERM);
+    }
+    check_delete(creds, dattr, vattr)?;
+    check_unpinned(victim)
+}
+
 /// Where a walk of `path` starts, as the path cache keys it: an absolute path does
 /// not depend on the cwd (`None`: the namespace root), so one entry serves every cwd.
 fn cache_start<'a>(cwd: Option<&'a Location>, path: &[u8]) -> Option<&'a Location> {
@@ -177,6 +220,9 @@ impl MountNamespace {
         {
             return Err(Errno::ROFS);
         }
+        if mask & MAY_WRITE != 0 {
+            check_mutable(&loc.node)?;
+        }
         if mask & MAY_EXEC != 0
             && attr.kind == FileType::Regular
             && loc.mount.flags().contains(MountFlags::NOEXEC)
@@ -201,17 +247,80 @@ impl MountNamespace {
         }
         let _w = loc.mount.want_write()?;
         let attr = loc.node.attr()?;
+        let flags = flags_of(&loc.node)?;
         if set.size.is_some() {
             if attr.kind == FileType::Directory {
                 return Err(Errno::ISDIR);
             }
+            check_mutable(&loc.node)?;
             check_access(creds, &attr, MAY_WRITE)?;
+            if flags.contains(FileFlags::APPEND) {
+                return Err(Errno::PERM);
+            }
+        }
+        // notify_change: an immutable or append-only node keeps its mode, owner and
+        // explicit times; an immutable one is not even touched (both UTIME_NOW).
+        let touch = set.atime == Some(TimeSet::Now) && set.mtime == Some(TimeSet::Now);
+        let times = set.atime.is_some() || set.mtime.is_some();
+        if (set.mode.is_some() || set.uid.is_some() || set.gid.is_some() || (times && !touch))
+            && flags.intersects(FileFlags::IMMUTABLE | FileFlags::APPEND)
+        {
+            return Err(Errno::PERM);
+        }
+        if touch && flags.contains(FileFlags::IMMUTABLE) {
+            return Err(Errno::PERM);
         }
         let mut set = prepare_setattr(creds, &attr, set)?;
         if set.size.is_some() && set.mtime.is_none() {
             set.mtime = Some(TimeSet::Now);
         }
         loc.node.setattr(&set)
+    }
+
+    /// chown(2) / fchown / lchown: like [`MountNamespace::setattr`] with `uid` and
+    /// `gid`, but, as Linux, also when both are `None` (`chown(f, -1, -1)`): that
+    /// needs no ownership, updates ctime and drops setuid (and group-executable
+    /// setgid) from a non-directory, even on an immutable file.
+    pub fn chown(&self, creds: &Creds, loc: &Location, uid: Option<u32>, gid: Option<u32>) -> Result<Attr> {
+        if uid.is_some() || gid.is_some() {
+            return self.setattr(creds, loc, &SetAttr { uid, gid, ..SetAttr::default() });
+        }
+        let _w = loc.mount.want_write()?;
+        let attr = loc.node.attr()?;
+        let set = prepare_setattr(creds, &attr, &SetAttr::default())?;
+        let set = SetAttr { mode: crate::perm::kill_suid_on_chown(creds, &attr), ..set };
+        loc.node.setattr(&set)
+    }
+
+    /// FS_IOC_GETFLAGS: the attribute flags of a regular file or directory (ENOTTY
+    /// for other types, and where the filesystem keeps none).
+    pub fn file_flags(&self, loc: &Location) -> Result<FileFlags> {
+        if !matches!(loc.node.kind(), FileType::Regular | FileType::Directory) {
+            return Err(Errno::NOTTY);
+        }
+        loc.node.file_flags()
+    }
+
+    /// FS_IOC_SETFLAGS with the FS_*_FL bits `flags`, as Linux checks it: EROFS,
+    /// then ownership (EPERM), then CAP_LINUX_IMMUTABLE to change `i` or `a`
+    /// (EPERM), then EOPNOTSUPP for bits the filesystem does not keep.
+    pub fn set_file_flags(&self, creds: &Creds, loc: &Location, flags: u32) -> Result<()> {
+        let _w = loc.mount.want_write()?;
+        let attr = loc.node.attr()?;
+        if !is_owner_or_capable(creds, &attr) {
+            return Err(Errno::PERM);
+        }
+        let old = self.file_flags(loc)?;
+        let new = FileFlags::from_bits_retain(flags);
+        if (old ^ new).intersects(FileFlags::IMMUTABLE | FileFlags::APPEND)
+            && !creds.has(Caps::LINUX_IMMUTABLE)
+        {
+            return Err(Errno::PERM);
+        }
+        if new.bits() & !FileFlags::all().bits() != 0 {
+            return Err(Errno::OPNOTSUPP);
+        }
+        loc.node.set_file_flags(new)
     }
 
     /// Create a node named `name` in `dir` (mkdir, mknod, symlink). `mode` has the
@@ -247,6 +356,7 @@ impl MountNamespace {
         mode: u32,
     ) -> Result<Location> {
         let _w = dir.mount.want_write()?;
+        check_mutable(&dir.node)?;
         check_access(creds, dattr, MAY_WRITE | MAY_EXEC)?;
         let kind = what.kind();
         // Devices need CAP_MKNOD, except a 0/0 character device (a whiteout), which
@@ -314,7 +424,18 @@ impl MountNamespace {
         if want & MAY_WRITE != 0 && ro && matches!(kind, FileType::Regular | FileType::Directory) {
             return Err(Errno::ROFS);
         }
+        if want & MAY_WRITE != 0 {
+            check_mutable(&loc.node)?;
+        }
         check_access(creds, &attr, want)?;
+        // may_open: an append-only file opens for writing only with O_APPEND, and
+        // never with O_TRUNC.
+        if (write && !flags.contains(OpenFlags::APPEND) || flags.contains(OpenFlags::TRUNC))
+            && kind == FileType::Regular
+            && flags_of(&loc.node)?.contains(FileFlags::APPEND)
+        {
+            return Err(Errno::PERM);
+        }
         if matches!(kind, FileType::CharDevice | FileType::BlockDevice)
             && loc.mount.flags().contains(MountFlags::NODEV)
         {
@@ -374,10 +495,12 @@ impl MountNamespace {
         }
         let tattr = target.node.attr()?;
         check_hardlink(creds, &tattr)?;
+        check_mutable(&dir.node)?;
         check_access(creds, &dattr, MAY_WRITE | MAY_EXEC)?;
         if tattr.kind == FileType::Directory {
             return Err(Errno::PERM);
         }
+        check_unpinned(&target.node)?;
         if tattr.nlink == 0 {
             return Err(Errno::NOENT);
         }
@@ -411,7 +534,7 @@ impl MountNamespace {
         let _w = dir.mount.want_write()?;
         let victim = dir.node.lookup(name)?;
         let vattr = victim.attr()?;
-        check_delete(creds, &dattr, &vattr)?;
+        check_delete_node(creds, &dir.node, &dattr, &victim, &vattr)?;
         if is_rmdir && vattr.kind != FileType::Directory {
             return Err(Errno::NOTDIR);
         }
@@ -490,12 +613,12 @@ impl MountNamespace {
         // Linux vfs_rename order: may_delete on the source, may_delete (with the type
         // rules) or may_create on the target, then write permission on directories
         // whose `..` changes, then busy mount points.
-        check_delete(creds, &oattr, &sattr)?;
+        check_delete_node(creds, &odir.node, &oattr, &src, &sattr)?;
         let is_dir = |k: FileType| k == FileType::Directory;
         let dattr = match &dst {
             Some(d) => {
                 let dattr = d.attr()?;
-                check_delete(creds, &nattr, &dattr)?;
+                check_delete_node(creds, &ndir.node, &nattr, d, &dattr)?;
                 let victim_should_be_dir = if flags.contains(RenameFlags::EXCHANGE) {
                     is_dir(dattr.kind)
                 } else {
@@ -509,6 +632,7 @@ impl MountNamespace {
                 Some(dattr)
             }
             None => {
+                check_mutable(&ndir.node)?;
                 check_access(creds, &nattr, MAY_WRITE | MAY_EXEC)?;
                 None
             }
@@ -570,6 +694,7 @@ impl MountNamespace {
             return Err(Errno::RANGE);
         }
         let _w = loc.mount.want_write()?;
+        check_unpinned(&loc.node)?;
         check_xattr(creds, &attr, name, true)?;
         loc.node.setxattr(name, value, flags)
     }
@@ -590,6 +715,7 @@ impl MountNamespace {
             return Err(Errno::RANGE);
         }
         let _w = loc.mount.want_write()?;
+        check_unpinned(&loc.node)?;
         check_xattr(creds, &attr, name, true)?;
         loc.node.removexattr(name)
     }

@@ -110,6 +110,16 @@ fn kill_bits(creds: &Creds, attr: &Attr) -> u32 {
     kill
 }
 
+/// The mode a chown leaves on a non-directory (setuid, and setgid per
+/// `setattr_should_drop_sgid`, dropped even for root), or `None` when it stays.
+pub fn kill_suid_on_chown(creds: &Creds, attr: &Attr) -> Option<u32> {
+    if attr.kind == FileType::Directory {
+        return None;
+    }
+    let kill = kill_bits(creds, attr);
+    (kill != 0).then_some(attr.mode & !kill)
+}
+
 /// Validate a setattr by `creds` on a node with `attr` and return the change to apply:
 /// ownership and mode rules of Linux `setattr_prepare`, the setgid strip on chmod by a
 /// non-member, setuid/setgid clearing on chown and unprivileged truncate, and the
