@@ -639,3 +639,38 @@ fn errors_and_arguments_in_the_users_words() {
     let out = Command::new(sandfs()).args(["run", "echo", "-n", "no-dashes"]).output().unwrap();
     assert_eq!(text(&out.stdout), "no-dashes", "{}", text(&out.stderr));
 }
+
+/// Without a bundle the program is container root in its own user namespace
+/// (never host root), holds exactly the OCI default capabilities, runs with
+/// no_new_privs and a seccomp filter, has its own network namespace, and sees the
+/// host's files with their owners as stored (root's are root's).
+#[test]
+fn the_default_confinement() {
+    if !root() {
+        return;
+    }
+    let out =
+        sh("id -u; grep -E '^(CapEff|CapBnd|CapPrm|CapInh|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; \
+                  cat /proc/self/uid_map; readlink /proc/self/ns/net; stat -c '%U %u' /etc/passwd");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "0");
+    for want in [
+        "CapInh:\t0000000000000000",
+        "CapPrm:\t00000000a80425fb",
+        "CapEff:\t00000000a80425fb",
+        "CapBnd:\t00000000a80425fb",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
+        assert!(lines.contains(&want), "{want:?} missing:\n{o}");
+    }
+    let map: Vec<&str> = lines[8].split_whitespace().collect();
+    assert_eq!(map[0], "0");
+    assert_ne!(map[1], "0", "container root is host root: {o}");
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    assert_ne!(lines[9], host_net.to_str().unwrap());
+    assert_eq!(lines[10], "root 0");
+}
