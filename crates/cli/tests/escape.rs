@@ -163,7 +163,13 @@ fn suite(s: &mut Suite) {
         let before = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
         let o = s.inside(&[], "write-back", &["/proc/sys/kernel/core_pattern"], |_| {});
         let after = std::fs::read("/proc/sys/kernel/core_pattern").unwrap();
-        s.check("write /proc/sys/kernel/core_pattern", o.clone(), refused(&o) && before == after);
+        // The same value written back by host root: harmless, and it works.
+        let control = on_host("write-back", &["/proc/sys/kernel/core_pattern"]);
+        s.check(
+            "write /proc/sys/kernel/core_pattern",
+            format!("{o} (host root: {control})"),
+            refused(&o) && before == after && control == "ok",
+        );
     }
     if s.wants("mount") {
         let o = s.inside(&[], "mount-tmpfs", &["/tmp"], |_| {});
