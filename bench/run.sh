@@ -186,7 +186,7 @@ sync
   echo "reps=$REPS"
   echo "fio_s=$FIO_S"
   echo "skip=$SKIP"
-  echo "harness=${HARNESS#"$REPO/"}"
+  echo "harness=$(realpath --relative-to="$REPO" "$HARNESS")"
   echo "lower_desc=lower256.bin (256 MiB) + lowertree/ (/usr/include, $(find "$L/lowertree" | wc -l) entries) on $(df --output=fstype "$L" | tail -1)"
   echo "fovl_version=$(fuse-overlayfs --version 2>/dev/null | sed -n 's/^fuse-overlayfs: version *//p' | head -1)"
   echo "sandfs_rev=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)$(cd "$REPO" && git diff --quiet HEAD 2>/dev/null || echo '+uncommitted changes')"
@@ -260,7 +260,8 @@ fi
 # ----- part 2: start-to-exit latency of `true` -----
 startup_one() {  # NAME NOTE CMD...
   local name=$1 note=$2; shift 2
-  local json=$RUN/startup-$name.json cmd="$*" err
+  local json=$RUN/startup-$name.json cmd="$*" err shown
+  shown=${cmd//"$SANDFS"/sandfs}  # BENCHMARKS.md names no machine's paths
   if ! err=$( ( cd / && "$@" ) 2>&1 >/dev/null); then
     err=$(echo "$err" | sed '/^Stack backtrace/,$d' | grep -v '^[[:space:]]*$' | head -4 | tr '\t\n' '  ' | cut -c1-240)
     case $name:$SANDFS in sandfs_run:/tmp/*)
@@ -270,7 +271,7 @@ startup_one() {  # NAME NOTE CMD...
     return
   fi
   if (cd / && hyperfine -N --style none --warmup 3 --runs "$STARTUP_RUNS" --export-json "$json" "$cmd") >/dev/null 2>"$RUN/hyperfine-$name.err"; then
-    "$PY" - "$json" "$name" "$cmd" "$note" >>"$RUN/startup.tsv" <<'EOF'
+    "$PY" - "$json" "$name" "$shown" "$note" >>"$RUN/startup.tsv" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))["results"][0]
 print("\t".join([sys.argv[2], "ok", str(r["median"]), str(r["mean"]), str(r["stddev"] or 0), str(len(r["times"])), sys.argv[3], sys.argv[4]]))
