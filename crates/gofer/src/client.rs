@@ -660,9 +660,10 @@ impl Node for GNode {
     }
 
     fn setattr(&self, set: &SetAttr) -> Result<Attr> {
-        let (valid, mode, uid, gid, size, atime, mtime) = proto::setattr_fields(set);
+        let (mut valid, mode, uid, gid, size, atime, mtime) = proto::setattr_fields(set);
         if valid == 0 {
-            return self.attr();
+            // An empty change still moves ctime (chown(-1, -1)); the host does it.
+            valid = proto::setattr_valid::CTIME;
         }
         let req = Request::Setattr { fid: self.fid()?.id(), valid, mode, uid, gid, size, atime, mtime };
         let a = want(self.inner.call(&req), |r, _| match r {

@@ -480,3 +480,34 @@ fn version_one_clients_get_no_listdir() {
     assert_eq!(raw.call(&Request::Openat { dir: root, name: b"f".to_vec(), flags: 0 }), Err(Errno::NOSYS));
     assert!(raw.fds.is_empty());
 }
+
+/// chown(-1, -1) changes nothing but ctime, on the host as on Linux: through the
+/// client, a host-backed file's ctime moves as the same call made on the host moves
+/// its twin's.
+#[test]
+fn chown_to_nobody_moves_ctime_on_the_host() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().expect("tempdir");
+    for n in ["via_gofer", "on_host"] {
+        std::fs::write(t.path().join(n), b"x").expect("write");
+    }
+    let ctime = |n: &str| {
+        let m = std::fs::metadata(t.path().join(n)).expect("stat");
+        (m.ctime(), m.ctime_nsec())
+    };
+    let before = (ctime("via_gofer"), ctime("on_host"));
+    let ns = ns(t.path(), FileAccess::Exclusive);
+    let c = Creds::root();
+    let loc = ns.resolve(&c, None, "/via_gofer", true).expect("resolve");
+    // Past the kernel's coarse clock tick, so a new ctime differs from the old.
+    std::thread::sleep(Duration::from_millis(30));
+    std::os::unix::fs::chown(t.path().join("on_host"), None, None).expect("host chown");
+    let attr = ns.chown(&c, &loc, None, None).expect("chown through the gofer");
+    assert_ne!(ctime("on_host"), before.1, "the host oracle: chown(-1, -1) moves ctime");
+    assert_ne!(ctime("via_gofer"), before.0, "chown(-1, -1) through the gofer left the host ctime");
+    assert_eq!(
+        (attr.ctime.sec, attr.ctime.nsec as i64),
+        ctime("via_gofer"),
+        "the reply carries the new ctime"
+    );
+}
