@@ -4,10 +4,13 @@
 //! `.wh..wh..opq` in opaque directories, metadata and xattrs in PAX headers).
 
 use anyhow::Result;
+use sandfs_gofer::journal::{Change, Journal};
 use sandfs_overlay::{Overlay, is_opaque, is_private_xattr, is_whiteout};
 use sandfs_vfs::{Attr, FileType, NodeRef, OpenFlags};
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// One upper-layer entry; its path is the walk's ([`Walk::path`]).
 struct Entry {
@@ -155,36 +158,75 @@ pub enum DiffFormat {
 /// Write the changes to `out`: A added, M changed (content or metadata differ from
 /// the lower layer: a copy-up alone is not a change), D deleted; directories end in
 /// `/`; control characters and backslashes in names are escaped (`\n`, `\x1b`).
+#[cfg(test)]
 pub fn write_diff(ov: &Overlay, out: &mut impl Write, format: DiffFormat) -> Result<()> {
-    let mut walk = Walk::new(ov)?;
+    write_diff_with(Some(ov), &[], out, format)
+}
+
+/// [`write_diff`] of the root overlay `ov` (if any), then of the mounts that write
+/// to the host (destination, and the journal of the changes made through it: what
+/// the gofer client sent), each path under its destination, in the same format.
+pub fn write_diff_with(
+    ov: Option<&Overlay>,
+    mounts: &[(PathBuf, Arc<Journal>)],
+    out: &mut impl Write,
+    format: DiffFormat,
+) -> Result<()> {
     let mut first = true;
     if format == DiffFormat::Json {
         write!(out, "[")?;
     }
-    while let Some(e) = walk.next()? {
-        let dir = if e.attr.kind == FileType::Directory { "/" } else { "" };
-        let code = if e.whiteout {
-            'D'
-        } else if !e.in_lower {
-            'A'
-        } else if e.opaque {
-            'M' // replaced: what the lower layer had under it is hidden
-        } else {
-            match &e.lower {
-                Some(l) if !differs(&e.node, &e.attr, l)? => continue,
-                _ => 'M',
-            }
-        };
-        let path = format!("/{}{dir}", walk.path());
+    let mut line = |out: &mut dyn Write, code: char, path: &str, kind: &str| -> Result<()> {
         match format {
-            DiffFormat::Text => writeln!(out, "{code} {}", escape(&path))?,
+            DiffFormat::Text => writeln!(out, "{code} {}", escape(path))?,
             DiffFormat::Json => {
-                let kind = if e.whiteout { "deleted" } else { kind_name(e.attr.kind) };
                 let v = serde_json::json!({"change": code.to_string(), "path": path, "kind": kind});
                 write!(out, "{}\n{v}", if first { "" } else { "," })?;
             }
         }
         first = false;
+        Ok(())
+    };
+    if let Some(ov) = ov {
+        let mut walk = Walk::new(ov)?;
+        while let Some(e) = walk.next()? {
+            let dir = if e.attr.kind == FileType::Directory { "/" } else { "" };
+            let code = if e.whiteout {
+                'D'
+            } else if !e.in_lower {
+                'A'
+            } else if e.opaque {
+                'M' // replaced: what the lower layer had under it is hidden
+            } else {
+                match &e.lower {
+                    Some(l) if !differs(&e.node, &e.attr, l)? => continue,
+                    _ => 'M',
+                }
+            };
+            let kind = if e.whiteout { "deleted" } else { kind_name(e.attr.kind) };
+            line(out, code, &format!("/{}{dir}", walk.path()), kind)?;
+        }
+    }
+    for (dest, journal) in mounts {
+        let dest = dest.to_string_lossy();
+        let dest = dest.trim_end_matches('/');
+        for e in journal.entries() {
+            let (dir, kind) = match e.change {
+                Change::Deleted => ("", "deleted"),
+                _ if e.kind == FileType::Directory => ("/", "directory"),
+                _ => ("", kind_name(e.kind)),
+            };
+            let sep = if e.path.is_empty() { "" } else { "/" };
+            let path = format!("{dest}{sep}{}{dir}", String::from_utf8_lossy(&e.path));
+            line(out, e.change.code(), &path, kind)?;
+        }
+        if journal.missed() > 0 {
+            eprintln!(
+                "sandfs: --diff: {} changes under {dest} are not listed (more than {} paths changed there)",
+                journal.missed(),
+                sandfs_gofer::journal::JOURNAL_MAX
+            );
+        }
     }
     if format == DiffFormat::Json {
         writeln!(out, "{}]", if first { "" } else { "\n" })?;

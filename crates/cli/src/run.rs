@@ -678,6 +678,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let host = ProcessHost::new(Some(map.clone()));
     let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
     let container = sb.container("sandfs", &spec, &bundle)?;
+    // Mounts that write to the host have no upper layer for --diff to walk: their
+    // gofer clients journal the paths changed through them, from before the program
+    // starts.
+    let journals: Vec<(PathBuf, std::sync::Arc<sandfs_gofer::journal::Journal>)> = match args.diff {
+        Some(_) => container
+            .host_writes
+            .iter()
+            .filter_map(|(dest, fs)| Some((dest.clone(), sandfs_gofer::client::GoferFs::journal_of(&**fs)?)))
+            .collect(),
+        None => Vec::new(),
+    };
     for w in sb.warnings.iter().chain(&container.warnings) {
         eprintln!("sandfs: warning: {w}");
     }
@@ -781,22 +792,22 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     }
     if args.diff.is_some() || export.is_some() {
-        match &container.root_overlay {
-            Some(ov) => {
-                match diff_out {
-                    Some(Some(mut f)) => crate::export::write_diff(ov, &mut f, args.diff_format)?,
-                    Some(None) => {
-                        crate::export::write_diff(ov, &mut std::io::stderr().lock(), args.diff_format)?
-                    }
-                    None => {}
+        let ov = container.root_overlay.as_deref();
+        if ov.is_none() {
+            eprintln!("sandfs: --diff/--export-upper need an overlaid root (--overlay2 root:... or all:...)");
+        }
+        if ov.is_some() || !journals.is_empty() {
+            let fmt = args.diff_format;
+            match diff_out {
+                Some(Some(mut f)) => crate::export::write_diff_with(ov, &journals, &mut f, fmt)?,
+                Some(None) => {
+                    crate::export::write_diff_with(ov, &journals, &mut std::io::stderr().lock(), fmt)?
                 }
-                if let Some(file) = export {
-                    crate::export::write_layer(ov, file)?;
-                }
+                None => {}
             }
-            None => eprintln!(
-                "sandfs: --diff/--export-upper need an overlaid root (--overlay2 root:... or all:...)"
-            ),
+        }
+        if let (Some(ov), Some(file)) = (ov, export) {
+            crate::export::write_layer(ov, file)?;
         }
     }
     let _ = fuse.unmount();

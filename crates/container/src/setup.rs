@@ -77,6 +77,9 @@ pub struct ContainerFs {
     pub warnings: Vec<String>,
     /// The root overlay, when there is one (for --diff and --export-upper).
     pub root_overlay: Option<Arc<Overlay>>,
+    /// Mounts that write to the host (writable binds and bind volumes without an
+    /// overlay): destination and filesystem, in mount order (for --diff).
+    pub host_writes: Vec<(PathBuf, Arc<dyn Filesystem>)>,
 }
 
 /// One sandbox: the host, the runtime config, the pod volumes and the restore map.
@@ -199,6 +202,7 @@ impl<H: Host> Sandbox<H> {
             MountNamespace::new(root_fs, if readonly { MountFlags::RDONLY } else { MountFlags::empty() });
 
         let mut kernel = Vec::new();
+        let mut host_writes = Vec::new();
         let mut tmp_mounted = false;
         for p in &plan.mounts {
             if p.destination == Path::new("/tmp") {
@@ -221,22 +225,27 @@ impl<H: Host> Sandbox<H> {
                     let at = make_point(&ns, p, FileType::Directory)?;
                     ns.mount(fs, &at, p.flags).map_err(|e| mount_err(p, e))?;
                 }
-                Kind::Bind { source } => self.bind(name, &ns, p, source)?,
+                Kind::Bind { source } => {
+                    if let Some(fs) = self.bind(name, &ns, p, source)? {
+                        host_writes.push((p.destination.clone(), fs));
+                    }
+                }
             }
         }
         if !tmp_mounted {
             auto_tmp(&ns)?;
         }
-        Ok(ContainerFs { ns, kernel, warnings, root_overlay })
+        Ok(ContainerFs { ns, kernel, warnings, root_overlay, host_writes })
     }
 
+    /// Mount host `source` at `p`; the filesystem mounted when it writes to the host.
     fn bind(
         &mut self,
         name: &str,
         ns: &Arc<MountNamespace>,
         p: &Planned,
         source: &Path,
-    ) -> Result<(), SetupError> {
+    ) -> Result<Option<Arc<dyn Filesystem>>, SetupError> {
         let src_text = source.display().to_string();
         if let Some(hint) = self.hints.iter().find(|h| h.source == src_text).cloned() {
             return self.volume(ns, p, &hint);
@@ -257,20 +266,26 @@ impl<H: Host> Sandbox<H> {
             RestoreKey::Mount { container: name.to_string(), destination: p.destination.clone() },
             RestoreSource { source: source.to_path_buf(), readonly: ro },
         );
-        let fs: Arc<dyn Filesystem> = if is_dir && !ro && self.cfg.overlay2.scope == OverlayScope::All {
+        let overlaid = is_dir && !ro && self.cfg.overlay2.scope == OverlayScope::All;
+        let fs: Arc<dyn Filesystem> = if overlaid {
             let upper = new_upper(&self.cfg.overlay2.medium, self.cfg.overlay2.size, source)?;
             Overlay::new(upper, vec![fs]).map_err(|e| mount_err(p, e))?
         } else {
             fs
         };
         let at = make_point(ns, p, if is_dir { FileType::Directory } else { FileType::Regular })?;
-        ns.mount(fs, &at, p.flags).map_err(|e| mount_err(p, e))?;
-        Ok(())
+        ns.mount(fs.clone(), &at, p.flags).map_err(|e| mount_err(p, e))?;
+        Ok((!ro && !overlaid).then_some(fs))
     }
 
     /// Attach pod volume `hint` at `p`: the master is made once per sandbox (one
     /// gofer connection), and a container may only be more restrictive than it.
-    fn volume(&mut self, ns: &Arc<MountNamespace>, p: &Planned, hint: &Hint) -> Result<(), SetupError> {
+    fn volume(
+        &mut self,
+        ns: &Arc<MountNamespace>,
+        p: &Planned,
+        hint: &Hint,
+    ) -> Result<Option<Arc<dyn Filesystem>>, SetupError> {
         if hint.readonly() && !p.flags.contains(MountFlags::RDONLY) {
             return Err(SetupError::field(
                 format!("mounts[{}].options", p.index),
@@ -322,8 +337,9 @@ impl<H: Host> Sandbox<H> {
         let kind =
             if fs.root().kind() == FileType::Directory { FileType::Directory } else { FileType::Regular };
         let at = make_point(ns, p, kind)?;
-        ns.mount(fs, &at, flags).map_err(|e| mount_err(p, e))?;
-        Ok(())
+        ns.mount(fs.clone(), &at, flags).map_err(|e| mount_err(p, e))?;
+        let host = matches!(hint.typ, HintType::Bind) && !flags.contains(MountFlags::RDONLY);
+        Ok(host.then_some(fs))
     }
 }
 

@@ -7,6 +7,7 @@
 //! here, FUSE passthrough in the front end), never through messages. A broken
 //! connection fails every pending and later operation with EIO.
 
+use crate::journal::Journal;
 use crate::proto::{self, Dent, Fid, Reply, Request, WalkEnd};
 use crate::transport::{Conn, RecvError};
 use parking_lot::Mutex;
@@ -125,6 +126,8 @@ struct Inner {
     /// Moved by every change to a directory: a listing read while one happened is
     /// not kept (it may miss the change).
     dir_changes: AtomicU64,
+    /// The paths changed through this client, once asked for (see [`GoferFs::journal`]).
+    journal: OnceLock<Arc<Journal>>,
 }
 
 /// The rest of a directory's listing, kept for a while after it was read: the kernel
@@ -290,6 +293,7 @@ impl GoferFs {
             nfids: std::sync::atomic::AtomicUsize::new(0),
             listings: Mutex::new(std::collections::VecDeque::new()),
             dir_changes: AtomicU64::new(0),
+            journal: OnceLock::new(),
         });
         let root = GNode::new(&inner, Some(root), attr, None, None, Instant::now());
         Ok(Arc::new(GoferFs { inner, root, readonly }))
@@ -298,6 +302,18 @@ impl GoferFs {
     /// Whether the gofer serves this mount read-only.
     pub fn readonly(&self) -> bool {
         self.readonly
+    }
+
+    /// The journal of the paths changed through this client from now on (started by
+    /// the first call; later calls return the same one).
+    pub fn journal(&self) -> Arc<Journal> {
+        self.inner.journal.get_or_init(Default::default).clone()
+    }
+
+    /// [`GoferFs::journal`] of `fs` if it is a gofer client (known by its root node).
+    pub fn journal_of(fs: &dyn Filesystem) -> Option<Arc<Journal>> {
+        let root = sandfs_vfs::downcast::<GNode>(&fs.root()).ok()?;
+        Some(root.inner.journal.get_or_init(Default::default).clone())
     }
 }
 
@@ -465,6 +481,43 @@ impl GNode {
             self.inner.track(&me);
         }
         Ok(id)
+    }
+
+    /// This node's path from the mount root (empty for the root), when a journal
+    /// is kept and every directory up to the root is still known.
+    fn journal_path(&self) -> Option<(&Journal, Vec<u8>)> {
+        let j = self.inner.journal.get()?;
+        let mut names: Vec<Arc<[u8]>> = Vec::new();
+        let mut cur = self.origin.lock().clone();
+        while let Some((dir, name)) = cur {
+            names.push(name);
+            cur = dir.upgrade()?.origin.lock().clone();
+        }
+        let mut path = Vec::new();
+        for n in names.iter().rev() {
+            if !path.is_empty() {
+                path.push(b'/');
+            }
+            path.extend_from_slice(n);
+        }
+        Some((j, path))
+    }
+
+    /// This directory's child `name`'s path, as [`GNode::journal_path`].
+    fn journal_child(&self, name: &[u8]) -> Option<(&Journal, Vec<u8>)> {
+        let (j, mut path) = self.journal_path()?;
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        Some((j, path))
+    }
+
+    /// Record a change of this node's content or metadata in the journal, if kept.
+    fn journal_modified(&self) {
+        if let Some((j, p)) = self.journal_path() {
+            j.modified(&p, self.kind);
+        }
     }
 
     /// Drop this node from its directory's cache, if it is still there under its name.
@@ -660,15 +713,17 @@ impl Node for GNode {
     }
 
     fn setattr(&self, set: &SetAttr) -> Result<Attr> {
-        let (valid, mode, uid, gid, size, atime, mtime) = proto::setattr_fields(set);
+        let (mut valid, mode, uid, gid, size, atime, mtime) = proto::setattr_fields(set);
         if valid == 0 {
-            return self.attr();
+            // An empty change still moves ctime (chown(-1, -1)); the host does it.
+            valid = proto::setattr_valid::CTIME;
         }
         let req = Request::Setattr { fid: self.fid()?.id(), valid, mode, uid, gid, size, atime, mtime };
         let a = want(self.inner.call(&req), |r, _| match r {
             Reply::Attr(a) => Some(a),
             _ => None,
         })?;
+        self.journal_modified();
         Ok(self.set_attr(a))
     }
 
@@ -743,6 +798,9 @@ impl Node for GNode {
             }
         };
         self.stale();
+        if let Some((j, p)) = self.journal_child(name) {
+            j.added(&p, new.kind);
+        }
         let node = self.remember(name, Some(fid), attr);
         *node.spare.lock() = fd;
         Ok(node)
@@ -758,6 +816,9 @@ impl Node for GNode {
         self.inner.closing.lock().push(fid);
         t.set_attr(attr);
         self.stale();
+        if let Some((j, p)) = self.journal_child(name) {
+            j.added(&p, t.kind);
+        }
         self.children.lock().insert(name.into(), (t, Instant::now()));
         Ok(())
     }
@@ -786,6 +847,10 @@ impl Node for GNode {
             flags: flags.bits(), // the vfs bits are Linux's RENAME_* values
         };
         self.inner.call(&req)?;
+        if let (Some((j, old)), Some((_, new))) = (self.journal_child(name), nd.journal_child(new_name)) {
+            let kind = self.children.lock().get(name).map_or(FileType::Regular, |(n, _)| n.kind);
+            j.renamed(&old, &new, kind, flags.contains(RenameFlags::EXCHANGE));
+        }
         let src = self.children.lock().remove(name);
         let dst = nd.children.lock().remove(new_name);
         if let Some((s, _)) = &src {
@@ -903,6 +968,57 @@ impl Node for GNode {
     }
 
     fn open(self: Arc<Self>, flags: OpenFlags) -> Result<Arc<dyn Handle>> {
+        if flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::TRUNC) {
+            // Data written through the donated descriptor sends nothing: an open
+            // for writing is what the journal sees of it.
+            let h = self.clone().open_now(flags)?;
+            self.journal_modified();
+            return Ok(h);
+        }
+        self.open_now(flags)
+    }
+
+    fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
+        want(self.inner.call(&Request::Getxattr { fid: self.fid()?.id(), name: name.to_vec() }), |r, _| {
+            match r {
+                Reply::Data(d) => Some(d),
+                _ => None,
+            }
+        })
+    }
+
+    fn setxattr(&self, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
+        let fl = (if flags.contains(XattrFlags::CREATE) { 1 } else { 0 })
+            | (if flags.contains(XattrFlags::REPLACE) { 2 } else { 0 });
+        self.inner.call(&Request::Setxattr {
+            fid: self.fid()?.id(),
+            name: name.to_vec(),
+            value: value.to_vec(),
+            flags: fl,
+        })?;
+        self.stale();
+        self.journal_modified();
+        Ok(())
+    }
+
+    fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
+        want(self.inner.call(&Request::Listxattr { fid: self.fid()?.id() }), |r, _| match r {
+            Reply::Names(n) => Some(n),
+            _ => None,
+        })
+    }
+
+    fn removexattr(&self, name: &[u8]) -> Result<()> {
+        self.inner.call(&Request::Removexattr { fid: self.fid()?.id(), name: name.to_vec() })?;
+        self.stale();
+        self.journal_modified();
+        Ok(())
+    }
+}
+
+impl GNode {
+    /// [`Node::open`], unrecorded.
+    fn open_now(self: Arc<Self>, flags: OpenFlags) -> Result<Arc<dyn Handle>> {
         use rustix::fs::OFlags;
         if self.kind != FileType::Regular {
             return Err(if self.kind == FileType::Directory { Errno::ISDIR } else { Errno::NXIO });
@@ -944,43 +1060,6 @@ impl Node for GNode {
         Ok(self.opened(fd))
     }
 
-    fn getxattr(&self, name: &[u8]) -> Result<Vec<u8>> {
-        want(self.inner.call(&Request::Getxattr { fid: self.fid()?.id(), name: name.to_vec() }), |r, _| {
-            match r {
-                Reply::Data(d) => Some(d),
-                _ => None,
-            }
-        })
-    }
-
-    fn setxattr(&self, name: &[u8], value: &[u8], flags: XattrFlags) -> Result<()> {
-        let fl = (if flags.contains(XattrFlags::CREATE) { 1 } else { 0 })
-            | (if flags.contains(XattrFlags::REPLACE) { 2 } else { 0 });
-        self.inner.call(&Request::Setxattr {
-            fid: self.fid()?.id(),
-            name: name.to_vec(),
-            value: value.to_vec(),
-            flags: fl,
-        })?;
-        self.stale();
-        Ok(())
-    }
-
-    fn listxattr(&self) -> Result<Vec<Vec<u8>>> {
-        want(self.inner.call(&Request::Listxattr { fid: self.fid()?.id() }), |r, _| match r {
-            Reply::Names(n) => Some(n),
-            _ => None,
-        })
-    }
-
-    fn removexattr(&self, name: &[u8]) -> Result<()> {
-        self.inner.call(&Request::Removexattr { fid: self.fid()?.id(), name: name.to_vec() })?;
-        self.stale();
-        Ok(())
-    }
-}
-
-impl GNode {
     /// An open of this file on `fd`. Its size and times, read from `fd` (no
     /// message), become the node's: an open sees the file's content as it is when
     /// opened, size and data of one state, though the host changed it after the
@@ -1000,6 +1079,9 @@ impl GNode {
 
     fn remove(&self, name: &[u8], rmdir: bool) -> Result<()> {
         self.inner.call(&Request::Unlink { dir: self.fid()?.id(), name: name.to_vec(), rmdir })?;
+        if let Some((j, p)) = self.journal_child(name) {
+            j.removed(&p, if rmdir { FileType::Directory } else { FileType::Regular });
+        }
         if let Some((n, _)) = self.children.lock().remove(name) {
             n.stale();
         }
@@ -1063,6 +1145,7 @@ impl Handle for GHandle {
         }
         rustix::fs::fallocate(&self.fd, f, off, len)?;
         self.node.stale();
+        self.node.journal_modified();
         Ok(())
     }
 

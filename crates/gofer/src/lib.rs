@@ -10,6 +10,7 @@
 mod ahead;
 pub mod client;
 pub mod confine;
+pub mod journal;
 pub mod proto;
 pub mod server;
 pub mod transport;

@@ -51,6 +51,8 @@ pub mod setattr_valid {
     pub const ATIME_NOW: u32 = 64;
     /// Set the modification time to now.
     pub const MTIME_NOW: u32 = 128;
+    /// Change nothing but ctime (to now), as chown(-1, -1) does.
+    pub const CTIME: u32 = 256;
 }
 
 /// Whether `name` is a valid single component: 1..=255 bytes, no `/`, no NUL, not

@@ -881,7 +881,9 @@ impl Server {
                 _ => chmod_fd(e.fd.as_fd(), mode)?,
             }
         }
-        if uid.is_some() || gid.is_some() {
+        // chown(-1, -1) on the host: changes nothing but ctime (and, as any chown,
+        // clears setuid of a non-directory).
+        if uid.is_some() || gid.is_some() || valid & v::CTIME != 0 {
             let u = uid.map(rustix::process::Uid::from_raw);
             let g = gid.map(rustix::process::Gid::from_raw);
             // The host clears setuid (and setgid with group execute) of a

@@ -480,3 +480,71 @@ fn version_one_clients_get_no_listdir() {
     assert_eq!(raw.call(&Request::Openat { dir: root, name: b"f".to_vec(), flags: 0 }), Err(Errno::NOSYS));
     assert!(raw.fds.is_empty());
 }
+
+/// chown(-1, -1) changes nothing but ctime, on the host as on Linux: through the
+/// client, a host-backed file's ctime moves as the same call made on the host moves
+/// its twin's.
+#[test]
+fn chown_to_nobody_moves_ctime_on_the_host() {
+    use std::os::unix::fs::MetadataExt;
+    let t = tempfile::tempdir().expect("tempdir");
+    for n in ["via_gofer", "on_host"] {
+        std::fs::write(t.path().join(n), b"x").expect("write");
+    }
+    let ctime = |n: &str| {
+        let m = std::fs::metadata(t.path().join(n)).expect("stat");
+        (m.ctime(), m.ctime_nsec())
+    };
+    let before = (ctime("via_gofer"), ctime("on_host"));
+    let ns = ns(t.path(), FileAccess::Exclusive);
+    let c = Creds::root();
+    let loc = ns.resolve(&c, None, "/via_gofer", true).expect("resolve");
+    // Past the kernel's coarse clock tick, so a new ctime differs from the old.
+    std::thread::sleep(Duration::from_millis(30));
+    std::os::unix::fs::chown(t.path().join("on_host"), None, None).expect("host chown");
+    let attr = ns.chown(&c, &loc, None, None).expect("chown through the gofer");
+    assert_ne!(ctime("on_host"), before.1, "the host oracle: chown(-1, -1) moves ctime");
+    assert_ne!(ctime("via_gofer"), before.0, "chown(-1, -1) through the gofer left the host ctime");
+    assert_eq!(
+        (attr.ctime.sec, attr.ctime.nsec as i64),
+        ctime("via_gofer"),
+        "the reply carries the new ctime"
+    );
+}
+
+/// The journal of a writable mount lists every path changed through the client,
+/// coalesced: what was made (and then written) is A, what existed and was written,
+/// truncated, chmod'ed or had an xattr set is M, what existed and went is D; a
+/// rename is a removal and a creation; what was made and removed again is not listed.
+#[test]
+fn the_journal_lists_changed_paths() {
+    let t = writable_tree();
+    std::fs::write(t.path().join("d/old"), b"old").expect("write");
+    std::fs::write(t.path().join("doomed"), b"x").expect("write");
+    let fs = GoferFs::attach(serve(Source::open(t.path(), false).expect("source")), FileAccess::Exclusive)
+        .expect("attach");
+    let j = fs.journal();
+    let ns = MountNamespace::new(fs, MountFlags::empty());
+    let c = Creds::root();
+    let f = ns.open_path(&c, None, "/new", OpenFlags::WRITE | OpenFlags::CREAT, 0o644).expect("create");
+    f.write_at(b"data", 0).expect("write");
+    drop(f);
+    let f = ns.open_path(&c, None, "/f", OpenFlags::WRITE | OpenFlags::APPEND, 0).expect("open");
+    f.write(b"more").expect("append");
+    drop(f);
+    ns.mkdir(&c, None, "/nd", 0o755).expect("mkdir");
+    ns.open_path(&c, None, "/nd/inner", OpenFlags::WRITE | OpenFlags::CREAT, 0o644).expect("create");
+    ns.rename_path(&c, None, "/d/old", "/d/moved", RenameFlags::empty()).expect("rename");
+    ns.unlink_path(&c, None, "/doomed").expect("unlink");
+    ns.open_path(&c, None, "/tmp1", OpenFlags::WRITE | OpenFlags::CREAT, 0o644).expect("create");
+    ns.unlink_path(&c, None, "/tmp1").expect("unlink");
+    ns.setattr_path(&c, None, "/d/inner", &SetAttr { mode: Some(0o600), ..SetAttr::default() }, true)
+        .expect("chmod");
+    let got: Vec<String> = j
+        .entries()
+        .iter()
+        .map(|e| format!("{} {}", e.change.code(), String::from_utf8_lossy(&e.path)))
+        .collect();
+    assert_eq!(got, ["M d/inner", "A d/moved", "D d/old", "D doomed", "M f", "A nd", "A nd/inner", "A new"]);
+    assert_eq!(j.missed(), 0);
+}

@@ -94,6 +94,12 @@ fn copy_by_kernel(from: BorrowedFd<'_>, to: &OwnedFd, src: &dyn Handle, size: u6
 impl ONode {
     /// The upper node, copying this node (and its ancestors) up first if needed.
     pub(crate) fn copy_up(&self) -> Result<NodeRef> {
+        let r = self.copy_up_now();
+        self.forget_if_stale(r)
+    }
+
+    /// [`ONode::copy_up`], whatever a lower file's ESTALE leaves behind.
+    fn copy_up_now(&self) -> Result<NodeRef> {
         if self.key.is_some() {
             // Through this name: the name gets its upper entry too.
             if let Some(u) = self.upper.lock().clone() {

@@ -368,6 +368,24 @@ impl ONode {
         a
     }
 
+    /// `r`, after this node's lower file turned out gone (ESTALE: the host replaced
+    /// the file under its name, and a gofer-backed layer that knew it by name only
+    /// found another one there): while nothing is copied up, its directory forgets
+    /// this node under its name, so the next lookup (the kernel walks again once
+    /// after ESTALE) finds the file the name has now.
+    pub(crate) fn forget_if_stale<T>(&self, r: Result<T>) -> Result<T> {
+        if matches!(r, Err(e) if e == Errno::STALE) && self.upper().is_none() {
+            let placement = self.parent.lock().clone();
+            if let Some((dir, name)) = placement {
+                let _w = self.fs.lock.write();
+                if dir.holds(&name, self) {
+                    dir.uncache(&name);
+                }
+            }
+        }
+        r
+    }
+
     /// Cache `child` under `name` in this directory.
     pub(crate) fn cache(&self, name: Arc<[u8]>, child: Arc<ONode>) {
         if let Some(mut d) = self.dir() {
@@ -694,7 +712,8 @@ impl Node for ONode {
             // Reads the lower file until the file is copied up, then the copy.
             None => {
                 let lower = self.top_lower().ok_or(Errno::STALE)?;
-                Ok(Arc::new(crate::reader::Reader::open(self, &lower)?))
+                let r = crate::reader::Reader::open(self.clone(), &lower);
+                Ok(Arc::new(self.forget_if_stale(r)?))
             }
         }
     }

@@ -534,3 +534,59 @@ fn xattrs_fill_a_sized_upper_and_copy_up_charges_them() {
     ns.unlink_path(&c, None, "f").unwrap();
     assert!(held - upper.charged_bytes() > 4 * big.len() as u64);
 }
+
+/// A gofer client of host directory `host`, read-only, served from this process.
+fn gofer_lower(host: &std::path::Path, access: sandfs_gofer::client::FileAccess) -> Arc<dyn Filesystem> {
+    let (client, server_end) = sandfs_gofer::transport::Conn::pair().expect("socketpair");
+    let source = sandfs_gofer::server::Source::open(host, true).expect("source");
+    let server = sandfs_gofer::server::Server::new(source).expect("gofer server");
+    std::thread::spawn(move || server.serve(server_end));
+    sandfs_gofer::client::GoferFs::attach(client, access).expect("attach")
+}
+
+/// Open `p` as the kernel does: a walk that ends in ESTALE is redone once
+/// (LOOKUP_REVAL), and only the second ESTALE is the caller's.
+fn open_retrying(ns: &MountNamespace, p: &str, flags: OpenFlags) -> Result<sandfs_vfs::OpenFile, Errno> {
+    match ns.open_path(&root(), None, p, flags, 0) {
+        Err(e) if e == Errno::STALE => ns.open_path(&root(), None, p, flags, 0),
+        r => r,
+    }
+}
+
+/// A lower file replaced on the host (a new file renamed over its name) after a
+/// listing made the overlay's node for it: its next open, for reading or for
+/// writing (a copy-up), finds the file there now, or (exclusive mode) the old one,
+/// and never fails with ESTALE. The host change is made between the listing and
+/// the opens; nothing waits.
+#[test]
+fn a_lower_file_replaced_on_the_host_is_not_stale() {
+    use sandfs_gofer::client::FileAccess;
+    for access in [FileAccess::Exclusive, FileAccess::Shared] {
+        for write in [false, true] {
+            let what = format!("{access:?}, open for {}", if write { "writing" } else { "reading" });
+            let host = tempfile::tempdir().expect("tempdir");
+            std::fs::write(host.path().join("f"), b"v1\n").expect("write");
+            let ov =
+                Overlay::new(Tmpfs::new_default(), vec![gofer_lower(host.path(), access)]).expect("overlay");
+            let ns = MountNamespace::new(ov, MountFlags::empty());
+            assert_eq!(list(&ns, "/"), ["f"], "{what}");
+            assert_eq!(ns.stat(&root(), None, "/f", true).expect("stat").size, 3, "{what}");
+
+            std::fs::write(host.path().join("f.new"), b"NEWCONTENT-much-longer\n").expect("write");
+            std::fs::rename(host.path().join("f.new"), host.path().join("f")).expect("rename over");
+
+            let flags = if write { OpenFlags::READ | OpenFlags::WRITE } else { OpenFlags::READ };
+            let f = open_retrying(&ns, "/f", flags).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+            let mut buf = vec![0u8; 4096];
+            let n = f.read_at(&mut buf, 0).expect("read");
+            let data = &buf[..n];
+            assert!(
+                data == b"v1\n" || data == b"NEWCONTENT-much-longer\n",
+                "{what}: read {:?}",
+                String::from_utf8_lossy(data)
+            );
+            // The host keeps its new file whatever the overlay did.
+            assert_eq!(std::fs::read(host.path().join("f")).expect("host"), b"NEWCONTENT-much-longer\n");
+        }
+    }
+}
