@@ -742,3 +742,27 @@ fn the_default_confinement() {
     assert_ne!(lines[9], host_net.to_str().unwrap());
     assert_eq!(lines[10], "root 0");
 }
+
+/// A file written through a writable bind keeps its container owner after the
+/// write (the host's id was shown before: unmapped inside, so `rm` failed with
+/// EOVERFLOW), and belongs on the host to the mapped id.
+#[test]
+fn a_file_written_through_a_bind_keeps_its_owner() {
+    if !root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/vol", dir.path().display());
+    let out = run(&[
+        "--bind",
+        &bind,
+        "--",
+        "sh",
+        "-c",
+        "echo t > /vol/f; stat -c %u /vol/f; echo u > /vol/g; rm /vol/g && echo removed",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "0\nremoved\n");
+    let host = std::fs::metadata(dir.path().join("f")).unwrap();
+    assert_ne!(std::os::unix::fs::MetadataExt::uid(&host), 0, "owned by host root");
+}

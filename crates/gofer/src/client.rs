@@ -1098,10 +1098,17 @@ struct GHandle {
 
 impl GHandle {
     /// After a write: the attributes from the descriptor itself (no message; the
-    /// next write's setuid check would otherwise ask the gofer), or stale.
+    /// next write's setuid check would otherwise ask the gofer), or stale. The
+    /// owner stays as the gofer told it: the descriptor shows host ids, the gofer
+    /// translates them (a host id shown as is would be unmapped in the sandbox's
+    /// user namespace, and the kernel refuses to touch such a file: EOVERFLOW).
     fn refresh(&self) {
         match crate::server::stat_fd(self.fd.as_fd()) {
-            Ok(a) if self.node.inner.ino(a.dev, a.ino) == self.node.ino => {
+            Ok(mut a) if self.node.inner.ino(a.dev, a.ino) == self.node.ino => {
+                {
+                    let cached = self.node.attr.lock();
+                    (a.uid, a.gid) = (cached.0.uid, cached.0.gid);
+                }
                 self.node.set_attr(a);
             }
             _ => self.node.stale(),
