@@ -694,6 +694,19 @@ fn remove_owned(d: &mut Dir, deadline: Instant) -> Result<(), CgroupError> {
     Ok(())
 }
 
+impl Cgroup {
+    /// This value no longer removes the cgroup when dropped: another process (a
+    /// reaper forked with a copy of it) will, with [`Cgroup::destroy_now`].
+    pub fn disown(&mut self) {
+        self.destroyed = true;
+    }
+
+    /// [`Cgroup::destroy`] through a reference (for a forked copy of the value).
+    pub fn destroy_now(&mut self) -> Result<(), CgroupError> {
+        self.teardown()
+    }
+}
+
 impl Drop for Cgroup {
     fn drop(&mut self) {
         if !self.destroyed
