@@ -117,10 +117,12 @@ lines = ["## Confinement (bench/confine.sh)", "",
   f"| no `linux.seccomp` | {cell('git_no_seccomp')} |",
 ]
 if "git_seccomp" in r and "git_no_seccomp" in r:
-    lines += ["", "Filter cost: %.1f%% of the workload's time." % (100 * (r["git_seccomp"][0] / r["git_no_seccomp"][0] - 1))]
+    d = 100 * (r["git_seccomp"][0] / r["git_no_seccomp"][0] - 1)
+    noise = 100 * max(r["git_seccomp"][1], r["git_no_seccomp"][1]) / r["git_no_seccomp"][0]
+    lines += ["", "Filter cost: %+.1f%% of the workload's time (run-to-run spread ±%.1f%%%s)." % (d, noise, ": within the noise" if abs(d) < noise else "")]
 if "sandfs_run_true" in r and "runc_run" in r:
     lines += ["", "`sandfs run -- true` / `runc run`: %.2fx." % (r["sandfs_run_true"][0] / r["runc_run"][0])]
-open(out, "w").write("\n".join(lines) + "\n")
+open(out, "w").write("\n".join(lines) + "\n\n")
 PY
 replace_section "$OUT_MD" "## Confinement (bench/confine.sh)" "$section"
 echo "bench/confine.sh: wrote the Confinement section of $OUT_MD"
