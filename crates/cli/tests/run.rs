@@ -766,3 +766,27 @@ fn a_file_written_through_a_bind_keeps_its_owner() {
     let host = std::fs::metadata(dir.path().join("f")).unwrap();
     assert_ne!(std::os::unix::fs::MetadataExt::uid(&host), 0, "owned by host root");
 }
+
+/// `sandfs mount` started by an ordinary user says what it needs instead of
+/// failing on a gofer connection.
+#[test]
+fn mount_as_an_ordinary_user_says_what_it_needs() {
+    if !root() || which("setpriv").is_none() {
+        return;
+    }
+    // A copy nobody can run (the build tree may be private to root).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("sandfs");
+    std::fs::copy(sandfs(), &bin).unwrap();
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["mount", "/tmp"])
+        .current_dir("/")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("sandfs mount needs root") && err.contains("sandfs run"), "{err}");
+}
