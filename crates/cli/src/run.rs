@@ -637,6 +637,19 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer, pasta: 
     Ok(Started { child, fuse: ours, _pasta: attached })
 }
 
+/// Make this process (the FUSE server, which holds the memory upper layer) the
+/// OOM killer's last choice in the sandbox's cgroup, now that the sandbox process
+/// has started with the caller's setting: a program that runs the sandbox out of
+/// memory is the one killed (exit 137), not the server under every file it has.
+/// Needs CAP_SYS_RESOURCE (root); rootless keeps the setting it has.
+fn protect_from_oom() {
+    if rustix::process::geteuid().is_root()
+        && let Err(e) = std::fs::write("/proc/self/oom_score_adj", "-999")
+    {
+        tracing::debug!("oom_score_adj of the runtime: {e}");
+    }
+}
+
 /// Mark every descriptor this process inherited close-on-exec: the gofers, the
 /// sandbox and the program get only what is passed to them by name.
 fn seal_inherited() {
@@ -718,6 +731,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         bail!("--network pasta: the bundle lists no network namespace of its own (it shares the host's)");
     }
     let started = start_sandbox(&mut params, &map, &how, pasta)?;
+    protect_from_oom();
     let mut child = started.child;
     let fuse_fd = match crate::fdpass::recv_fd(&started.fuse) {
         Ok(Some(fd)) => fd,

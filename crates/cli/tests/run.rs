@@ -790,3 +790,24 @@ fn mount_as_an_ordinary_user_says_what_it_needs() {
     let err = text(&out.stderr);
     assert!(err.contains("sandfs mount needs root") && err.contains("sandfs run"), "{err}");
 }
+
+/// Under a memory limit the program is the OOM killer's victim, not sandfs's FUSE
+/// server (which holds the memory upper layer): the run ends 137 with a message,
+/// and the program starts with the caller's oom_score_adj.
+#[test]
+fn the_program_not_the_server_is_killed_out_of_memory() {
+    if !root() || which("sort").is_none() {
+        return;
+    }
+    let out = run(&[
+        "--memory",
+        "48m",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/self/oom_score_adj; head -c 200000000 /dev/zero | sort >/dev/null",
+    ]);
+    assert_eq!(text(&out.stdout), "0\n");
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("hit its memory limit"), "{}", text(&out.stderr));
+}
