@@ -2,7 +2,6 @@
 //! filesystem. Subcommands arrive with the layers they drive.
 
 mod export;
-mod fdpass;
 mod gofer;
 mod host;
 mod info;

@@ -549,7 +549,7 @@ pub enum Network {
 /// process writes, and the runtime's end of its FUSE channel.
 struct Started {
     child: std::process::Child,
-    fuse: std::os::unix::net::UnixStream,
+    fuse: sandfs_gofer::transport::Conn,
     /// pasta, attached to the sandbox's network namespace (`--network pasta`).
     _pasta: Option<sandfs_confine::pasta::Pasta>,
 }
@@ -561,7 +561,8 @@ struct Started {
 fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer, pasta: bool) -> Result<Started> {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair().context("socketpair")?;
+    let (ours, theirs) = sandfs_gofer::transport::Conn::pair().context("socketpair")?;
+    let theirs = theirs.into_fd();
     params.fuse_channel = theirs.as_raw_fd();
     let (mut ready_r, ready_w) = std::io::pipe().context("pipe")?;
     let (go_r, mut go_w) = std::io::pipe().context("pipe")?;
@@ -650,6 +651,17 @@ fn protect_from_oom() {
     }
 }
 
+/// The next descriptor the sandbox sends on its channel; `None` when it ended
+/// without sending one.
+fn recv_fd(chan: &sandfs_gofer::transport::Conn) -> Result<Option<std::os::fd::OwnedFd>> {
+    let (mut buf, mut fds) = (Vec::new(), Vec::new());
+    match chan.recv(&mut buf, &mut fds) {
+        Ok(()) => Ok(fds.pop()),
+        Err(sandfs_gofer::transport::RecvError::Closed) => Ok(None),
+        Err(e) => bail!("the sandbox channel: {e:?}"),
+    }
+}
+
 /// Mark every descriptor this process inherited close-on-exec: the gofers, the
 /// sandbox and the program get only what is passed to them by name.
 fn seal_inherited() {
@@ -733,7 +745,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let started = start_sandbox(&mut params, &map, &how, pasta)?;
     protect_from_oom();
     let mut child = started.child;
-    let fuse_fd = match crate::fdpass::recv_fd(&started.fuse) {
+    let fuse_fd = match recv_fd(&started.fuse) {
         Ok(Some(fd)) => fd,
         other => {
             let st = child.wait().context("wait for the sandbox")?;
@@ -760,7 +772,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let fuse = server.spawn().context("serve the FUSE view")?;
     // With -t the sandbox sends the master of the program's terminal next.
     let (relay, output) = if params.tty {
-        let master = match crate::fdpass::recv_fd(&started.fuse) {
+        let master = match recv_fd(&started.fuse) {
             Ok(Some(fd)) => fd,
             other => {
                 let st = child.wait().context("wait for the sandbox")?;

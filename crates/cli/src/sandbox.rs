@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail};
 use rustix::mount::{MountFlags, UnmountFlags, mount, mount_bind, unmount};
 use sandfs_confine::caps::Sets;
 use sandfs_confine::seccomp::Filter;
+use sandfs_gofer::transport::Conn;
 use serde::{Deserialize, Serialize};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -515,7 +516,7 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
 
 /// Mount the FUSE view at `p.root` on a scratch tmpfs of this mount namespace and
 /// send the /dev/fuse descriptor to the runtime.
-fn mount_view(p: &Params, dev: OwnedFd) -> Result<OwnedFd> {
+fn mount_view(p: &Params, dev: OwnedFd) -> Result<Conn> {
     rustix::mount::mount_change(
         "/",
         rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
@@ -531,14 +532,14 @@ fn mount_view(p: &Params, dev: OwnedFd) -> Result<OwnedFd> {
         .context("mount the FUSE view inside the user namespace")?;
     // SAFETY: the runtime passed this connected socket for the FUSE descriptor (and,
     // with a terminal, its master next); it is owned here.
-    let chan = unsafe { OwnedFd::from_raw_fd(p.fuse_channel) };
-    crate::fdpass::send_fd(&chan, dev.as_fd()).context("hand the FUSE descriptor to the runtime")?;
+    let chan = Conn::new(unsafe { OwnedFd::from_raw_fd(p.fuse_channel) });
+    chan.send(&[1], &[dev.as_fd()]).context("hand the FUSE descriptor to the runtime")?;
     Ok(chan)
 }
 
 /// In pid 1, after the view is entered: a pty of the container's own devpts for
 /// the program; the master goes to the runtime, the terminal is returned.
-fn make_terminal(chan: &OwnedFd) -> Result<OwnedFd> {
+fn make_terminal(chan: &Conn) -> Result<OwnedFd> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     let master =
         openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
@@ -551,7 +552,7 @@ fn make_terminal(chan: &OwnedFd) -> Result<OwnedFd> {
         rustix::fs::Mode::empty(),
     )
     .context("open the program's terminal")?;
-    crate::fdpass::send_fd(chan, master.as_fd()).context("hand the terminal to the runtime")?;
+    chan.send(&[2], &[master.as_fd()]).context("hand the terminal to the runtime")?;
     Ok(term)
 }
 
