@@ -67,10 +67,11 @@ pub struct RunArgs {
     /// from this one (the program never holds the caller's terminal).
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// The program's network: none (its own namespace, loopback only), host, or
-    /// pasta (its own namespace with outbound access through pasta).
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: Network,
+    /// The program's network: none (its own namespace, loopback only; the default),
+    /// host, or pasta (its own namespace with outbound access through pasta). A
+    /// bundle's linux.namespaces decide instead; only pasta adds to its own.
+    #[arg(long, value_enum)]
+    pub network: Option<Network>,
     /// Memory limit of the whole sandbox (program, FUSE server with the memory
     /// upper layer, gofers), e.g. 512m or 2g.
     #[arg(long, value_name = "BYTES")]
@@ -383,7 +384,6 @@ fn process(
         masked: paths::DEFAULT_MASKED.iter().map(|s| s.to_string()).collect(),
         readonly: paths::DEFAULT_READONLY.iter().map(|s| s.to_string()).collect(),
         sysctl: Vec::new(),
-        own_network: network != Network::Host,
         join: Vec::new(),
         new_ns: ["mount", "pid", "ipc", "uts", "cgroup"]
             .into_iter()
@@ -392,8 +392,8 @@ fn process(
             .collect(),
         time_offsets: Vec::new(),
         tty: false,
-        seccomp: None,
-        default_seccomp: true,
+        // The default profile (a bundle gets its own, or none, as with runc).
+        seccomp: (!from_bundle).then(sandfs_confine::seccomp::default_profile),
     };
     if from_bundle {
         if spec.root().is_none() {
@@ -424,7 +424,6 @@ fn process(
         }
         p.hostname = spec.hostname().clone();
         p.domainname = spec.domainname().clone();
-        p.default_seccomp = false;
         p.masked = Vec::new();
         p.readonly = Vec::new();
         if let Some(linux) = spec.linux() {
@@ -458,7 +457,6 @@ fn namespaces(p: &mut Params, linux: &oci_spec::runtime::Linux) -> Result<()> {
     use oci_spec::runtime::LinuxNamespaceType as T;
     let list = linux.namespaces().clone().unwrap_or_default();
     p.new_ns = vec!["mount".into(), "pid".into()];
-    p.own_network = false;
     for (i, n) in list.iter().enumerate() {
         let name = match n.typ() {
             T::Mount => "mount",
@@ -473,9 +471,6 @@ fn namespaces(p: &mut Params, linux: &oci_spec::runtime::Linux) -> Result<()> {
         match (n.path(), name) {
             (None, "user") => {}
             (None, _) => {
-                if name == "network" {
-                    p.own_network = true;
-                }
                 if !p.new_ns.iter().any(|t| t == name) {
                     p.new_ns.push(name.to_string());
                 }
@@ -684,7 +679,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         Some(p) => Some(std::fs::File::create(p).with_context(|| format!("--export-upper {}", p.display()))?),
         None => None,
     };
-    if args.network == Network::Pasta && sandfs_confine::pasta::available().is_none() {
+    if args.network == Some(Network::Pasta) && sandfs_confine::pasta::available().is_none() {
         bail!("--network pasta: pasta is not installed (install the `passt` package)");
     }
     let cfg = args.fs.config()?;
@@ -719,7 +714,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     container.ns.make_mount_point(b"/dev", FileType::Directory).context("make /dev in the view")?;
 
-    let mut params = process(&spec, args.fs.bundle.is_some(), &args.cmd, args.network)?;
+    if let Some(n @ (Network::None | Network::Host)) = args.network
+        && args.fs.bundle.is_some()
+    {
+        bail!(
+            "--network {}: a bundle's linux.namespaces decide its network (a network namespace \
+             listed: its own; none: the host's); only --network pasta adds to a bundle's own",
+            clap::ValueEnum::to_possible_value(&n).map(|v| v.get_name().to_string()).unwrap_or_default()
+        );
+    }
+    let network = args.network.unwrap_or(Network::None);
+    let mut params = process(&spec, args.fs.bundle.is_some(), &args.cmd, network)?;
     if !params.rlimits.iter().any(|r| r.0 == "RLIMIT_NOFILE") {
         let (soft, hard) = crate::limits::pair(&nofile);
         params.rlimits.push(("RLIMIT_NOFILE".into(), soft, hard));
@@ -737,9 +742,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     params.devices = devices(&spec)?;
     params.tty = args.tty
         || (args.fs.bundle.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
-    let mut saved = crate::tty::Saved(if params.tty { crate::tty::Relay::prepare()? } else { None });
-    let pasta = args.network == Network::Pasta;
-    if pasta && !params.own_network {
+    let mut raw = if params.tty { Some(crate::tty::Raw::enter()?) } else { None };
+    let pasta = network == Network::Pasta;
+    if pasta && !params.own_network() {
         bail!("--network pasta: the bundle lists no network namespace of its own (it shares the host's)");
     }
     let started = start_sandbox(&mut params, &map, &how, pasta)?;
@@ -779,7 +784,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
                 bail!("the sandbox could not make the program's terminal ({st}) {other:?}");
             }
         };
-        let relay = crate::tty::Relay::new(master, saved.0.take());
+        let relay = crate::tty::Relay::new(master, raw.take().context("the terminal")?);
         let out = relay.start()?;
         (Some(relay), Some(out))
     } else {

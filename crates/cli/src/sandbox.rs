@@ -93,8 +93,6 @@ pub struct Params {
     pub readonly: Vec<String>,
     /// Sysctls to write (already checked to be namespaced).
     pub sysctl: Vec<(String, String)>,
-    /// Whether the sandbox has its own network namespace (loopback brought up).
-    pub own_network: bool,
     /// Existing namespaces to join first (OCI type name, path).
     pub join: Vec<(String, PathBuf)>,
     /// Which namespaces to make new besides the user namespace (OCI type names).
@@ -105,8 +103,14 @@ pub struct Params {
     pub tty: bool,
     /// The seccomp profile (OCI JSON), if any.
     pub seccomp: Option<serde_json::Value>,
-    /// Use the default seccomp profile (no bundle).
-    pub default_seccomp: bool,
+}
+
+impl Params {
+    /// Whether the sandbox makes a network namespace of its own (loopback brought
+    /// up, sysfs mounted fresh); a joined or the host's one is not its own.
+    pub fn own_network(&self) -> bool {
+        self.new_ns.iter().any(|t| t == "network")
+    }
 }
 
 const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -199,7 +203,7 @@ fn kernel_mount(p: &Params, m: &KMount) -> Result<()> {
     match m.fstype.as_str() {
         "sandfs-dev" => return minimal_dev(&dest),
         "proc" => f |= MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        "sysfs" if !p.own_network => return bind_host_read_only("/sys", &dest),
+        "sysfs" if !p.own_network() => return bind_host_read_only("/sys", &dest),
         "cgroup" | "cgroup2" => {
             f |= MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
             if mount("cgroup2", &dest, "cgroup2", f, c"").is_ok() {
@@ -257,7 +261,7 @@ fn enter_view(p: &Params) -> Result<()> {
     if let Some(d) = &p.domainname {
         rustix::system::setdomainname(d.as_bytes()).context("setdomainname")?;
     }
-    if p.own_network {
+    if p.own_network() {
         sandfs_confine::net::loopback_up().map_err(anyhow::Error::msg)?;
     }
     Ok(())
@@ -556,14 +560,10 @@ fn make_terminal(chan: &Conn) -> Result<OwnedFd> {
     Ok(term)
 }
 
-/// The run's seccomp filter: the spec's profile, or the default one.
+/// The run's seccomp filter, from the profile the runtime chose (the spec's, or the
+/// default without a bundle).
 pub fn compile_filter(p: &Params) -> Result<Option<Filter>> {
-    let compiled = match &p.seccomp {
-        Some(profile) => sandfs_confine::seccomp::compile_json(profile)?,
-        None if p.default_seccomp => sandfs_confine::seccomp::default_filter()?,
-        None => return Ok(None),
-    };
-    Ok(Some(compiled.filter))
+    Ok(p.seccomp.as_ref().map(sandfs_confine::seccomp::compile_json).transpose()?.map(|c| c.filter))
 }
 
 /// `sandfs __sandbox PARAMS_FD`: runs in the new namespaces, in the runtime's pid

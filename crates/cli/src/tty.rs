@@ -13,10 +13,26 @@ use rustix::fd::{AsFd, OwnedFd};
 use rustix::termios::{OptionalActions, Termios};
 use std::io::{Read, Write};
 
-/// The caller's terminal mode, restored if the run fails before relaying.
-pub struct Saved(pub Option<Termios>);
+/// The caller's terminal in raw mode for the run; its mode is restored when this is
+/// dropped (after the relay, or when the run fails before it).
+pub struct Raw(Option<Termios>);
 
-impl Drop for Saved {
+impl Raw {
+    /// Put the caller's terminal (when stdin is one) in raw mode.
+    pub fn enter() -> Result<Raw> {
+        let stdin = std::io::stdin();
+        if !rustix::termios::isatty(stdin.as_fd()) {
+            return Ok(Raw(None));
+        }
+        let old = rustix::termios::tcgetattr(stdin.as_fd()).context("read the terminal's mode")?;
+        let mut raw = old.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &raw).context("raw mode")?;
+        Ok(Raw(Some(old)))
+    }
+}
+
+impl Drop for Raw {
     fn drop(&mut self) {
         if let Some(t) = self.0.take() {
             let _ = rustix::termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, &t);
@@ -24,30 +40,17 @@ impl Drop for Saved {
     }
 }
 
-/// The pty of a run and the caller's terminal state to restore.
+/// The pty of a run and the caller's terminal, restored when the relay is done.
 pub struct Relay {
     master: OwnedFd,
-    saved: Option<Termios>,
+    _raw: Raw,
 }
 
 impl Relay {
-    /// Put the caller's terminal (when stdin is one) in raw mode for the run.
-    pub fn prepare() -> Result<Option<Termios>> {
-        let stdin = std::io::stdin();
-        if !rustix::termios::isatty(stdin.as_fd()) {
-            return Ok(None);
-        }
-        let old = rustix::termios::tcgetattr(stdin.as_fd()).context("read the terminal's mode")?;
-        let mut raw = old.clone();
-        raw.make_raw();
-        rustix::termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &raw).context("raw mode")?;
-        Ok(Some(old))
-    }
-
-    /// Relay the program's terminal `master`; `saved` is restored when done.
-    pub fn new(master: OwnedFd, saved: Option<Termios>) -> Relay {
+    /// Relay the program's terminal `master` for the caller's terminal `raw`.
+    pub fn new(master: OwnedFd, raw: Raw) -> Relay {
         resize(&master);
-        Relay { master, saved }
+        Relay { master, _raw: raw }
     }
 
     /// A descriptor of the program's terminal for [`resize`] (the signal thread's).
@@ -94,13 +97,5 @@ impl Relay {
 pub fn resize(master: &OwnedFd) {
     if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin().as_fd()) {
         let _ = rustix::termios::tcsetwinsize(master, ws);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        if let Some(t) = &self.saved {
-            let _ = rustix::termios::tcsetattr(std::io::stdin().as_fd(), OptionalActions::Now, t);
-        }
     }
 }

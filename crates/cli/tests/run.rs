@@ -496,6 +496,36 @@ fn unsupported_fields_are_refused_and_devices_are_bound() {
     let out = run_with(&dev(min + 100), &["true"]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("linux.devices[0]"), "{}", text(&out.stderr));
+    // More the runtime would otherwise have ignored: shared propagation out of the
+    // sandbox, another personality, joining a user or mount namespace by path.
+    for (edit, field) in [
+        (
+            Box::new(|c: &mut serde_json::Value| c["linux"]["rootfsPropagation"] = "rshared".into())
+                as Box<dyn Fn(&mut serde_json::Value)>,
+            "linux.rootfsPropagation",
+        ),
+        (
+            Box::new(|c: &mut serde_json::Value| {
+                c["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"})
+            }),
+            "linux.personality",
+        ),
+        (
+            Box::new(
+                |c: &mut serde_json::Value| c["linux"]["namespaces"] = serde_json::json!([{"type": "user", "path": "/proc/1/ns/user"}, {"type": "pid"}, {"type": "mount"}]),
+            ),
+            "linux.namespaces[0]",
+        ),
+    ] {
+        let out = run_with(&*edit, &["true"]);
+        assert!(!out.status.success(), "{field} accepted");
+        assert!(text(&out.stderr).contains(field), "{field}: {}", text(&out.stderr));
+    }
+    // A flag the bundle would silently override is refused too.
+    std::fs::write(&config, base.to_string()).unwrap();
+    let out = run(&["--bundle", b.path().to_str().unwrap(), "--network", "host", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("--network host"), "{}", text(&out.stderr));
 }
 
 /// `--network pasta`: the program reaches a service on the host's own (non-loopback)

@@ -16,3 +16,12 @@ pub mod paths;
 pub mod seccomp;
 pub mod sysctl;
 pub mod userns;
+
+/// Where `tool` is on PATH (the first file of that name), if anywhere: the helpers
+/// the confinement starts (newuidmap, newgidmap, pasta) are found this way.
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file()))
+}

@@ -61,10 +61,7 @@ const SETUP_LIMIT_MS: i32 = 30_000;
 
 /// The `pasta` executable on PATH, if there is one.
 pub fn available() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("pasta"))
-        .find(|f| std::fs::metadata(f).is_ok_and(|m| m.is_file()))
+    crate::which("pasta")
 }
 
 /// A running pasta serving one sandbox's network namespace; killed and reaped on drop.

@@ -117,14 +117,9 @@ pub fn write_maps(pid: i32, map: &IdMap, how: &Writer) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `tool` is an executable on PATH.
+/// Whether `tool` is a file on PATH.
 pub fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| {
-            let f = d.join(tool);
-            std::fs::metadata(&f).is_ok_and(|m| m.is_file())
-        })
-    })
+    crate::which(tool).is_some()
 }
 
 /// The user's name, from /etc/passwd (empty when absent).
