@@ -109,17 +109,15 @@ impl FsArgs {
         let (mut spec, bundle) = match &self.bundle {
             Some(b) => {
                 let b = std::fs::canonicalize(b).with_context(|| format!("--bundle {}", b.display()))?;
-                precheck(&b.join("config.json"))?;
                 let config = b.join("config.json");
-                let spec = sandfs_container::setup::load_spec(&config).map_err(|e| {
-                    // serde names the bad value, not where it is: add its JSON path.
-                    let text = std::fs::read_to_string(&config).unwrap_or_default();
-                    match serde_json::from_str::<oci_spec::runtime::Spec>(&text) {
-                        Err(j) if j.line() > 0 => {
-                            anyhow::anyhow!("{}: {e}", json_path_at(&text, j.line(), j.column()))
-                        }
-                        _ => anyhow::Error::from(e),
-                    }
+                let text = std::fs::read_to_string(&config)
+                    .with_context(|| format!("config.json: {}", config.display()))?;
+                let raw: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("config.json: {}", config.display()))?;
+                precheck(&raw)?;
+                // serde names the bad value, not where it is: add its JSON path.
+                let spec = serde_json::from_str::<oci_spec::runtime::Spec>(&text).map_err(|j| {
+                    anyhow::anyhow!("{}: config.json: {j}", json_path_at(&text, j.line(), j.column()))
                 })?;
                 (spec, b)
             }
@@ -175,9 +173,7 @@ impl FsArgs {
 /// The security fields of a config.json checked on its raw JSON first, so that an
 /// unknown capability or seccomp action is an error naming its field (the typed
 /// parse would only say which value it did not know).
-fn precheck(config: &std::path::Path) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(config) else { return Ok(()) };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(()) };
+fn precheck(v: &serde_json::Value) -> Result<()> {
     if let Some(caps) = v.pointer("/process/capabilities").and_then(|c| c.as_object()) {
         for (set, names) in caps {
             let names: Vec<String> = names
@@ -191,7 +187,7 @@ fn precheck(config: &std::path::Path) -> Result<()> {
     if let Some(sc) = v.pointer("/linux/seccomp") {
         sandfs_confine::seccomp::compile_json(sc)?;
     }
-    refuse_unsupported(&v)
+    refuse_unsupported(v)
 }
 
 /// Fields sandfs does not apply are refused, never ignored: a spec that asks for an
@@ -844,23 +840,19 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let _ = fuse.unmount();
     drop(container);
     drop(sb);
-    if let Some(n) = cgroup.0.as_ref().and_then(|cg| cg.memory_events_oom()).filter(|&n| n > 0) {
+    if let Some(n) = cgroup.as_ref().and_then(|cg| cg.memory_events_oom()).filter(|&n| n > 0) {
         eprintln!("sandfs: the sandbox hit its memory limit ({n} times)");
     }
-    drop(cgroup);
     Ok(code)
 }
 
-/// The sandbox's cgroup while this process is in it. A reaper process, forked
-/// before this one joined (so outside the cgroup), waits for this process to end
-/// (the end of a pipe whose other end only this process holds, closed by the kernel
-/// at its exit, crash or SIGKILL included), then destroys the cgroup (whatever is
-/// left in it is killed). Moving this process back out first would cost a second
-/// cgroup migration (about 10 ms: an RCU grace period on cgroup v1) on every run.
-struct Joined(Option<Cgroup>);
-
-/// Fork the reaper of `cg` (this process must still be single-threaded and not
-/// yet in `cg`); returns the pipe end this process keeps until it exits.
+/// Fork the reaper of `cg` (this process must still be single-threaded and not yet
+/// in `cg`, which it disowns). The reaper, outside the cgroup, waits for this
+/// process to end (the end of a pipe whose other end only this process holds,
+/// closed by the kernel at its exit, crash or SIGKILL included), then destroys the
+/// cgroup (whatever is left in it is killed). Moving this process back out first
+/// would cost a second cgroup migration (about 10 ms: an RCU grace period on cgroup
+/// v1) on every run.
 fn start_reaper(cg: &mut Cgroup) -> Result<()> {
     let (mut r, w) = std::io::pipe().context("pipe for the cgroup reaper")?;
     // SAFETY: this process is single-threaded here (no gofer, server or signal
@@ -907,7 +899,7 @@ fn start_reaper(cg: &mut Cgroup) -> Result<()> {
 /// (gofers, the sandbox, the program) is in it, with the limits of the flags and
 /// the bundle's `linux.resources`. Without limits asked for, a host that gives no
 /// cgroup (rootless on cgroup v1) only gets a warning; with limits it is an error.
-fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Joined> {
+fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Option<Cgroup>> {
     let from_flags = args.memory.is_some() || args.pids_limit.is_some() || args.cpus.is_some();
     let linux = spec.linux().as_ref();
     let resources = linux.and_then(|l| l.resources().clone());
@@ -921,7 +913,7 @@ fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Join
             if rustix::process::geteuid().is_root() {
                 eprintln!("sandfs: warning: the sandbox has no cgroup of its own ({e})");
             }
-            return Ok(Joined(None));
+            return Ok(None);
         }
         Err(e) => return Err(anyhow::Error::from(e).context("make the sandbox's cgroup")),
     };
@@ -944,5 +936,5 @@ fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Join
     let mut cg = cg;
     start_reaper(&mut cg)?;
     cg.add_pid(std::process::id() as i32).context("join the sandbox's cgroup")?;
-    Ok(Joined(Some(cg)))
+    Ok(Some(cg))
 }
