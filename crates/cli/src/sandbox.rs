@@ -513,6 +513,9 @@ fn enter_namespaces(p: &Params, parent: Option<rustix::process::Pid>) -> Result<
     if !p.time_offsets.is_empty() {
         // Written before the first process enters the time namespace (pid 1).
         let text: String = p.time_offsets.iter().map(|(c, s, n)| format!("{c} {s} {n}\n")).collect();
+        // The identity change left this process not dumpable, which gives its /proc
+        // files to host root: dumpable again for the write (not dumpable at the end).
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable)?;
         std::fs::write("/proc/self/timens_offsets", text).context("linux.timeOffsets")?;
     }
     Ok(dev)

@@ -841,3 +841,38 @@ fn the_program_not_the_server_is_killed_out_of_memory() {
     assert_eq!(out.status.code(), Some(137), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("hit its memory limit"), "{}", text(&out.stderr));
 }
+
+/// Bundle fields applied by sandfs that no other test reads back from inside:
+/// process.user.umask, process.oomScoreAdj, domainname and a time namespace with
+/// linux.timeOffsets (the monotonic clock, and so /proc/uptime, moves by a day).
+#[test]
+fn bundle_umask_oom_score_domainname_and_time_namespace() {
+    if !root() {
+        return;
+    }
+    let Some(b) = busybox_bundle(false) else { return };
+    let config = b.path().join("config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["process"]["user"]["umask"] = 0o027.into();
+    c["process"]["oomScoreAdj"] = 321.into();
+    c["domainname"] = "sandfs.test".into();
+    c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "time"}));
+    c["linux"]["timeOffsets"] = serde_json::json!({"monotonic": {"secs": 86400, "nanosecs": 0}, "boottime": {"secs": 86400, "nanosecs": 0}});
+    std::fs::write(&config, c.to_string()).unwrap();
+    let out = run(&[
+        "--bundle",
+        b.path().to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "umask; cat /proc/self/oom_score_adj; cat /proc/sys/kernel/domainname; cut -d. -f1 /proc/uptime",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let o = text(&out.stdout);
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[..3], ["0027", "321", "sandfs.test"], "{o}");
+    let host_uptime: u64 =
+        std::fs::read_to_string("/proc/uptime").unwrap().split('.').next().unwrap().parse().unwrap();
+    let inside: u64 = lines[3].parse().unwrap();
+    assert!(inside >= host_uptime + 86400 - 5, "uptime inside {inside}, host {host_uptime}");
+}
