@@ -180,6 +180,16 @@ impl Bundle {
         let id = RuncContainer(unique("runc"));
         Some(Outcome::of(Command::new("runc").arg("run").arg("--bundle").arg(self.path()).arg(&id.0)))
     }
+
+    /// The same bundle under runc, which must succeed and print what sandfs printed
+    /// (`out`); the outcome for further checks, None without runc.
+    fn runc_agrees(&self, out: &Outcome) -> Option<Outcome> {
+        let r = self.runc()?;
+        println!("runc: {}", r.summary());
+        assert!(r.ok(), "runc: {r}");
+        assert_eq!(r.stdout, out.stdout, "runc printed something else");
+        Some(r)
+    }
 }
 
 /// The cgroup directories `sandfs/run-PID` (sandfs's name for the run of `pid`)
@@ -280,10 +290,7 @@ fn seccomp_errno_rule() {
     assert_eq!(out.stdout, "status=1\nabsent\n", "{out}");
     // errno 42 is ENOMSG.
     assert!(out.stderr.contains("No message of desired type"), "{out}");
-    if let Some(r) = b.runc() {
-        println!("runc: {}", r.summary());
-        assert!(r.ok(), "runc: {r}");
-        assert_eq!(r.stdout, out.stdout);
+    if let Some(r) = b.runc_agrees(&out) {
         assert!(r.stderr.contains("No message of desired type"), "runc: {r}");
     }
 }
@@ -338,10 +345,7 @@ fn masked_and_read_only_paths() {
     assert_eq!(out.stdout, want, "masked paths show content, or the write went through");
     assert!(out.stderr.contains("Read-only file system"), "{out}");
     println!("masked {masked:?}; host shmmax {}", shmmax.trim());
-    if let Some(r) = b.runc() {
-        println!("runc: {}", r.summary());
-        assert!(r.ok(), "runc: {r}");
-        assert_eq!(r.stdout, out.stdout);
+    if let Some(r) = b.runc_agrees(&out) {
         assert!(r.stderr.contains("Read-only file system"), "runc: {r}");
     }
 }
@@ -357,10 +361,7 @@ fn namespaced_sysctl() {
     assert!(out.ok(), "{out}");
     assert_eq!(out.stdout, "123456\n");
     assert_eq!(host(), before, "the host's kernel.shmmax changed");
-    if let Some(r) = b.runc() {
-        println!("runc: {}", r.summary());
-        assert!(r.ok(), "runc: {r}");
-        assert_eq!(r.stdout, out.stdout);
+    if b.runc_agrees(&out).is_some() {
         assert_eq!(host(), before, "runc changed the host's kernel.shmmax");
     }
 }
@@ -423,11 +424,7 @@ fn joined_network_namespace() {
     let out = b.sandfs();
     assert!(out.ok(), "{out}");
     assert_eq!(out.stdout, want);
-    if let Some(r) = b.runc() {
-        println!("runc: {}", r.summary());
-        assert!(r.ok(), "runc: {r}");
-        assert_eq!(r.stdout, want);
-    }
+    b.runc_agrees(&out);
 }
 
 #[test]
@@ -438,11 +435,7 @@ fn no_network_namespace_listed_is_the_hosts() {
     let out = b.sandfs();
     assert!(out.ok(), "{out}");
     assert_eq!(out.stdout, want);
-    if let Some(r) = b.runc() {
-        println!("runc: {}", r.summary());
-        assert!(r.ok(), "runc: {r}");
-        assert_eq!(r.stdout, want);
-    }
+    b.runc_agrees(&out);
 }
 
 #[test]
