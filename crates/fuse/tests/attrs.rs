@@ -11,11 +11,13 @@
 //!
 //! Needs root, /dev/fuse, unshare, setpriv, chattr and lsattr; otherwise skipped.
 
-use sandfs_fuse::{Background, CachePolicy, Options, Server};
-use sandfs_vfs::{Filesystem, MountFlags, MountNamespace};
-use std::path::{Path, PathBuf};
+mod mnt;
+
+use mnt::Mnt;
+use sandfs_fuse::CachePolicy;
+use sandfs_vfs::Filesystem;
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
 const SCRIPT: &str = r#"
 r() { if out=$("$@" 2>&1); then echo "ok: $*"; else echo "FAIL: $* (${out##*: })"; fi; }
@@ -69,32 +71,6 @@ fn skip(test: &str) -> bool {
     false
 }
 
-/// A mounted namespace; unmounted (detached) and its server joined on drop.
-struct Mnt {
-    bg: Option<Background>,
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Mnt {
-    fn new(fs: Arc<dyn Filesystem>) -> Mnt {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).expect("mkdir mnt");
-        let ns = MountNamespace::new(fs, MountFlags::empty());
-        let opts = Options { cache: CachePolicy::Exclusive, ..Options::default() };
-        let bg = Server::mount(ns, &path, &opts).expect("mount").spawn().expect("spawn");
-        Mnt { bg: Some(bg), path, _dir: dir }
-    }
-}
-
-impl Drop for Mnt {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
-        self.bg.take();
-    }
-}
-
 fn transcript(out: std::process::Output) -> String {
     assert!(out.status.success(), "script: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -138,7 +114,7 @@ fn attributes_match_kernel_tmpfs_through_fuse() {
     }
     let kernel = on_kernel_tmpfs();
     assert!(kernel.contains("ctime moved for a user"), "{kernel}");
-    let m = Mnt::new(sandfs_tmpfs::Tmpfs::new_default());
+    let m = Mnt::new(sandfs_tmpfs::Tmpfs::new_default(), CachePolicy::Exclusive);
     compare(&kernel, &on(&m), "tmpfs");
 }
 
@@ -152,6 +128,6 @@ fn attributes_match_kernel_tmpfs_through_fuse_on_an_overlay() {
     lower.root().setattr(&sandfs_vfs::SetAttr { mode: Some(0o755), ..Default::default() }).expect("chmod");
     let upper = sandfs_tmpfs::Tmpfs::new_default();
     let fs = sandfs_overlay::Overlay::new(upper, vec![lower]).expect("overlay");
-    let m = Mnt::new(fs);
+    let m = Mnt::new(fs, CachePolicy::Exclusive);
     compare(&kernel, &on(&m), "overlay");
 }

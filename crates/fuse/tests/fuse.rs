@@ -6,10 +6,13 @@
 //! directory and the guard unmounts (MNT_DETACH) even when the test fails.
 
 use rustix::fs::{Mode, OFlags, RenameFlags};
-use sandfs_fuse::{Background, CachePolicy, Options, Server};
-use sandfs_vfs::{Filesystem, MountFlags, MountNamespace};
+mod mnt;
+
+use mnt::Mnt;
+use sandfs_fuse::CachePolicy;
+use sandfs_vfs::{MountFlags, MountNamespace};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -23,50 +26,6 @@ fn skip(test: &str) -> bool {
         return true;
     }
     false
-}
-
-/// A mounted namespace; unmounted (detached) and its server joined on drop.
-struct Mnt {
-    bg: Option<Background>,
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Mnt {
-    fn new(fs: Arc<dyn Filesystem>, cache: CachePolicy) -> Mnt {
-        Mnt::with_flags(fs, cache, MountFlags::empty())
-    }
-
-    fn with_flags(fs: Arc<dyn Filesystem>, cache: CachePolicy, flags: MountFlags) -> Mnt {
-        Mnt::of(MountNamespace::new(fs, flags), cache)
-    }
-
-    fn of(ns: Arc<MountNamespace>, cache: CachePolicy) -> Mnt {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).expect("mkdir mnt");
-        let opts = Options { cache, ..Options::default() };
-        let bg = Server::mount(ns, &path, &opts).expect("mount").spawn().expect("spawn");
-        Mnt { bg: Some(bg), path, _dir: dir }
-    }
-
-    fn tmpfs() -> Mnt {
-        let fs = sandfs_tmpfs::Tmpfs::new_default();
-        Mnt::new(fs, CachePolicy::Exclusive)
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.path.join(rel)
-    }
-}
-
-impl Drop for Mnt {
-    fn drop(&mut self) {
-        let _ = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH);
-        if let Some(bg) = self.bg.take() {
-            drop(bg);
-        }
-    }
 }
 
 fn sh(dir: &Path, script: &str) -> String {
