@@ -71,3 +71,9 @@ replace_section() {
     END { if (!done) { print ""; emit() } }
   ' "$md" | cat -s >"$tmp" && mv "$tmp" "$md"
 }
+
+# machine_line: the machine and time a section was measured on, for its last line.
+machine_line() {
+  echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); Linux $(uname -r);" \
+    "$(date -u '+%Y-%m-%d %H:%M') UTC; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+}

@@ -129,8 +129,7 @@ sec=$TMP/section
   echo "|---|---|---|---|---|---|"
   echo "$rows"
   echo
-  echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); Linux $(uname -r);" \
-    "$(date -u '+%Y-%m-%d %H:%M') UTC; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  machine_line
   echo
 } >"$sec"
 cat "$sec"
