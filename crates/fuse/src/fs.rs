@@ -284,8 +284,7 @@ impl SandFs {
     /// Count one kernel reference to `loc` and describe it.
     fn entry(&self, loc: &Location) -> sandfs_vfs::Result<(u64, FileAttr)> {
         let a = loc.node.attr()?;
-        let id = self.nodes.remember(loc);
-        self.nodes.told(id, Some(&a));
+        let id = self.nodes.remember(loc, &a);
         Ok((id, fattr(id, &a)))
     }
 
@@ -804,8 +803,7 @@ impl fuser::Filesystem for SandFs {
                 }
                 _ => match self.ns.lookup(&creds, &dir, e.name).and_then(|l| Ok((l.node.attr()?, l))) {
                     Ok((a, loc)) => {
-                        let id = self.nodes.remember(&loc);
-                        self.nodes.told(id, Some(&a));
+                        let id = self.nodes.remember(&loc, &a);
                         let ttl = self.attr_ttl(&loc);
                         if reply.add(INodeNo(id), e.offset, name, &ttl, &fattr(id, &a), zero) {
                             self.nodes.forget(id, 1);

@@ -114,8 +114,9 @@ impl Nodes {
         if mount == self.root_mount { ino } else { ino ^ mount.wrapping_mul(0x9e37_79b9_7f4a_7c15) }
     }
 
-    /// Register one kernel lookup of `loc`; returns its node id.
-    pub fn remember(&self, loc: &Location) -> u64 {
+    /// Register one kernel lookup of `loc`, given the attributes `attr`; returns its
+    /// node id.
+    pub fn remember(&self, loc: &Location, attr: &Attr) -> u64 {
         let key = (loc.mount.id(), loc.node.ino());
         let derived = self.derive(key.0, key.1);
         let mut t = self.table.lock();
@@ -125,6 +126,7 @@ impl Nodes {
             e.nlookup += 1;
             // The newest node object for this inode (a cache may have replaced it).
             e.loc = loc.clone();
+            e.told = Some(Stamp::of(attr));
             return id;
         }
         let mut id = derived;
@@ -133,7 +135,7 @@ impl Nodes {
             t.next_fallback += 1;
             t.fallback.insert(key, id);
         }
-        t.by_id.insert(id, Entry { loc: loc.clone(), nlookup: 1, told: None });
+        t.by_id.insert(id, Entry { loc: loc.clone(), nlookup: 1, told: Some(Stamp::of(attr)) });
         id
     }
 
