@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxResources;
 
-pub use devices::default_device_rules;
+pub use devices::{default_device_rules, device_rule};
 pub use flags::{CPU_PERIOD_US, parse_cpus, parse_memory, resources_from_flags};
 pub use mounts::{CgroupVersion, detect};
 

@@ -204,19 +204,11 @@ fn flag_limits_are_written() {
 }
 
 fn dev_rule(allow: bool, typ: LinuxDeviceType, major: i64, minor: i64, access: &str) -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_allow(allow);
-    r.set_typ(Some(typ));
-    r.set_major(Some(major));
-    r.set_minor(Some(minor));
-    r.set_access(Some(access.to_owned()));
-    r
+    sandfs_confine::cgroup::device_rule(allow, Some(typ), Some(major), Some(minor), access)
 }
 
 fn deny_all() -> LinuxDeviceCgroup {
-    let mut r = LinuxDeviceCgroup::default();
-    r.set_access(Some("rwm".to_owned()));
-    r
+    sandfs_confine::cgroup::device_rule(false, None, None, None, "rwm")
 }
 
 #[test]

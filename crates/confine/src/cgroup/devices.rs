@@ -70,19 +70,29 @@ impl Rule {
     }
 }
 
+/// One `linux.resources.devices` rule: allow or deny `access` (r, w, m) to devices
+/// of `typ` with `major`/`minor` (`None`: any). With `typ` `None`, all devices.
+pub fn device_rule(
+    allow: bool,
+    typ: Option<LinuxDeviceType>,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(allow);
+    r.set_typ(typ);
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_owned()));
+    r
+}
+
 /// The devices every sandbox may use, as runc allows them: mknod of any character
 /// or block device (the user namespace forbids it anyway), /dev/null, zero, full,
 /// random, urandom, tty, console, ptmx and the pty slaves.
 pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
-    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(true);
-        r.set_typ(Some(typ));
-        r.set_major(major);
-        r.set_minor(minor);
-        r.set_access(Some(access.to_owned()));
-        r
-    };
+    let rule = |typ, major, minor, access| device_rule(true, Some(typ), major, minor, access);
     use LinuxDeviceType::{B, C};
     vec![
         rule(C, None, None, "m"),
@@ -205,19 +215,11 @@ mod tests {
     use super::*;
 
     fn rule(allow: bool, typ: LinuxDeviceType, major: i64, minor: i64, access: &str) -> LinuxDeviceCgroup {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_allow(allow);
-        r.set_typ(Some(typ));
-        r.set_major(Some(major));
-        r.set_minor(Some(minor));
-        r.set_access(Some(access.to_owned()));
-        r
+        device_rule(allow, Some(typ), Some(major), Some(minor), access)
     }
 
     fn deny_all() -> LinuxDeviceCgroup {
-        let mut r = LinuxDeviceCgroup::default();
-        r.set_access(Some("rwm".to_owned()));
-        r
+        device_rule(false, None, None, None, "rwm")
     }
 
     #[test]
