@@ -141,7 +141,7 @@ pub fn run(args: GoferArgs) -> Result<()> {
     // Descriptors are shared by every mount this process serves: raise the soft
     // limit to the hard one and give each connection an equal share.
     let per_mount = {
-        crate::limits::raise_nofile();
+        sandfs_runtime::limits::raise_nofile();
         let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
         (soft as usize).saturating_sub(64) / mounts.len().max(1)
     };

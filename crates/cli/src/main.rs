@@ -1,16 +1,12 @@
 //! The `sandfs` command: run programs on a sandboxed, in-memory-overlaid view of a
 //! filesystem. Subcommands arrive with the layers they drive.
 
-mod export;
 mod gofer;
-mod host;
 mod info;
-mod limits;
 mod mount;
-mod run;
-mod sandbox;
 mod spec;
-mod tty;
+
+use sandfs_runtime::{run, sandbox};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -102,7 +102,7 @@ pub fn run(args: MountArgs) -> Result<()> {
     if args.daemon {
         return daemonize();
     }
-    crate::limits::raise_nofile();
+    sandfs_runtime::limits::raise_nofile();
     let ready = match args.ready_fd {
         Some(fd) => Some(inherited(fd)?),
         None => None,
