@@ -4,6 +4,7 @@
 mod gofer;
 mod info;
 mod mount;
+mod oci;
 mod spec;
 
 use sandfs_runtime::{run, sandbox};
@@ -18,6 +19,31 @@ struct Cli {
     /// Print errors with their full chain and backtrace (RUST_BACKTRACE alone does not).
     #[arg(long, global = true)]
     debug: bool,
+    /// The state directory of containers (default /run/sandfs; rootless
+    /// $XDG_RUNTIME_DIR/sandfs).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
+    /// Also write errors (and the monitor's warnings) to FILE, as engines read them.
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
+    /// How --log writes: text or json (one object per line, as runc's).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// cgroupsPath is systemd's slice:prefix:name; sandfs makes the cgroup where
+    /// systemd would put it, itself (it does not ask systemd).
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// The writable layers: none | root:MEDIUM | all:MEDIUM, optionally ,size=N;
+    /// MEDIUM: memory, self (a hidden store file in the mount source) or dir=PATH.
+    /// Default root:memory.
+    #[arg(long, global = true, value_name = "SPEC")]
+    overlay2: Option<String>,
+    /// File access mode of the root: exclusive (default) or shared.
+    #[arg(long, global = true, value_name = "MODE")]
+    file_access: Option<String>,
+    /// File access mode of bind mounts: exclusive or shared (default).
+    #[arg(long, global = true, value_name = "MODE")]
+    file_access_mounts: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -36,6 +62,26 @@ enum Command {
     Run(run::RunArgs),
     /// Write a starter config.json (and, with --rootfs-busybox, a busybox rootfs).
     Spec(spec::SpecArgs),
+    /// Create a container from a bundle; its program waits for `start`.
+    Create(oci::CreateArgs),
+    /// Let a created container's program run.
+    Start(oci::IdArg),
+    /// Print a container's OCI state JSON.
+    State(oci::IdArg),
+    /// Send a signal to a container's pid 1 (or every process with --all).
+    Kill(oci::KillArgs),
+    /// Free a stopped container (--force: kill it first).
+    Delete(oci::DeleteArgs),
+    /// List containers.
+    List(oci::ListArgs),
+    /// List a container's processes.
+    Ps(oci::PsArgs),
+    /// Freeze a container's processes.
+    Pause(oci::IdArg),
+    /// Thaw a paused container.
+    Resume(oci::IdArg),
+    /// Change a live container's resources.
+    Update(oci::UpdateArgs),
     /// The container process (started by `sandfs run`, not by users).
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
@@ -45,9 +91,19 @@ enum Command {
     },
 }
 
+/// How `--log` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `time level msg` lines.
+    Text,
+    /// JSON objects with level, msg and time, one per line.
+    Json,
+}
+
 fn main() {
     let cli = Cli::parse();
     let debug = cli.debug;
+    let log = cli.log.clone().map(|p| (p, cli.log_format));
     // User errors are one line (the chain of contexts); the backtrace anyhow keeps
     // when RUST_BACKTRACE is set is printed only with --debug.
     if let Err(e) = run(cli) {
@@ -56,7 +112,44 @@ fn main() {
         } else {
             eprintln!("sandfs: {e:#}");
         }
+        if let Some((path, format)) = log {
+            write_log(&path, format, &format!("{e:#}"));
+        }
         std::process::exit(1);
+    }
+}
+
+/// Appends an error to the `--log` file.
+fn write_log(path: &std::path::Path, format: LogFormat, msg: &str) {
+    use std::io::Write;
+    let time = sandfs_runtime::state::now_rfc3339();
+    let line = match format {
+        LogFormat::Json => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
+        LogFormat::Text => format!("{time} error {msg}"),
+    };
+    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The runtime flags, with their defaults.
+fn global(cli: &Cli) -> sandfs_runtime::lifecycle::Global {
+    let root = cli.root.clone().unwrap_or_else(|| {
+        match std::env::var_os("XDG_RUNTIME_DIR").filter(|_| !rustix::process::geteuid().is_root()) {
+            Some(d) => std::path::PathBuf::from(d).join("sandfs"),
+            None => "/run/sandfs".into(),
+        }
+    });
+    sandfs_runtime::lifecycle::Global {
+        root,
+        overlay2: cli.overlay2.clone().unwrap_or_else(|| sandfs_runtime::run::DEFAULT_OVERLAY2.into()),
+        file_access: cli.file_access.clone().unwrap_or_else(|| sandfs_runtime::run::DEFAULT_FILE_ACCESS.into()),
+        file_access_mounts: cli
+            .file_access_mounts
+            .clone()
+            .unwrap_or_else(|| sandfs_runtime::run::DEFAULT_FILE_ACCESS_MOUNTS.into()),
+        systemd_cgroup: cli.systemd_cgroup,
+        log: cli.log.clone(),
     }
 }
 
@@ -67,13 +160,37 @@ fn run(cli: Cli) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    let g = global(&cli);
     match cli.command {
         Some(Command::Gofer(args)) => gofer::run(args),
-        Some(Command::Mount(args)) => mount::run(args),
-        Some(Command::Run(args)) => {
+        Some(Command::Mount(mut args)) => {
+            if let Some(o) = cli.overlay2 {
+                args.overlay2 = o;
+            }
+            if let Some(f) = cli.file_access {
+                args.file_access = f;
+            }
+            mount::run(args)
+        }
+        Some(Command::Run(mut args)) => {
+            (args.fs.overlay2, args.fs.file_access, args.fs.file_access_mounts) =
+                (g.overlay2, g.file_access, g.file_access_mounts);
             let code = run::run(args)?;
             std::process::exit(code)
         }
+        Some(Command::Create(a)) => oci::create(&g, &a),
+        Some(Command::Start(a)) => sandfs_runtime::lifecycle::start(&g, &a.id),
+        Some(Command::State(a)) => {
+            println!("{}", sandfs_runtime::lifecycle::state(&g, &a.id)?);
+            Ok(())
+        }
+        Some(Command::Kill(a)) => oci::kill(&g, &a),
+        Some(Command::Delete(a)) => oci::delete(&g, &a),
+        Some(Command::List(a)) => oci::list(&g, &a),
+        Some(Command::Ps(a)) => oci::ps(&g, &a),
+        Some(Command::Pause(a)) => sandfs_runtime::lifecycle::pause(&g, &a.id),
+        Some(Command::Resume(a)) => sandfs_runtime::lifecycle::resume(&g, &a.id),
+        Some(Command::Update(a)) => oci::update(&g, &a),
         Some(Command::Spec(args)) => spec::run(args),
         Some(Command::Sandbox { params_fd }) => {
             let code = sandbox::run(params_fd)?;

@@ -38,15 +38,17 @@ pub struct MountArgs {
     /// Host directory served as the root, through a gofer.
     #[arg(long, value_name = "DIR", default_value = "/")]
     rootfs: PathBuf,
-    /// Writable layer over the root: `root:memory` (a tmpfs upper layer) or `none`.
-    #[arg(long, value_name = "none|root:memory", default_value = "root:memory")]
-    overlay2: String,
+    /// Writable layer over the root: `root:memory` (a tmpfs upper layer) or `none`
+    /// (the global `--overlay2`).
+    #[arg(skip = String::from("root:memory"))]
+    pub overlay2: String,
     /// With `--overlay2 none`: serve the root writable (writes reach the host).
     #[arg(long)]
     rw: bool,
-    /// Who else changes the files: `exclusive` (cache long) or `shared` (revalidate).
-    #[arg(long = "file-access", value_name = "exclusive|shared", default_value = "exclusive")]
-    file_access: String,
+    /// Who else changes the files: `exclusive` (cache long) or `shared` (revalidate)
+    /// (the global `--file-access`).
+    #[arg(skip = String::from("exclusive"))]
+    pub file_access: String,
     /// Mount a host path at DST (writable on the host unless `:ro`). Repeatable.
     #[arg(long = "bind", value_name = "SRC:DST[:ro]")]
     binds: Vec<String>,

@@ -146,7 +146,7 @@ impl CgroupError {
 }
 
 /// The sandbox's cgroup in one hierarchy.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Dir {
     /// The v1 controllers of the hierarchy; `None` for a v2 tree.
     controllers: Option<Vec<String>>,
@@ -174,7 +174,9 @@ impl Dir {
 }
 
 /// One sandbox's cgroup, in every hierarchy the host has; dropping it destroys it.
-#[derive(Debug)]
+/// It serializes (a container's state file keeps it for later commands); a value
+/// read back is disowned: only [`Cgroup::destroy_now`] removes it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Cgroup {
     id: String,
     version: CgroupVersion,
@@ -182,7 +184,13 @@ pub struct Cgroup {
     dirs: Vec<Dir>,
     /// Hybrid: the group in the v2 tree (membership and `cgroup.kill` only).
     unified: Option<Dir>,
+    #[serde(skip, default = "disowned")]
     destroyed: bool,
+}
+
+/// A cgroup read back from a state file is not removed by being dropped.
+fn disowned() -> bool {
+    true
 }
 
 /// Where the cgroup goes, within a hierarchy.
@@ -563,6 +571,15 @@ impl Cgroup {
             }
             std::thread::sleep(nap);
             nap = (nap * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether the cgroup is frozen (paused); false without a freezer.
+    pub fn is_frozen(&self) -> bool {
+        match self.freezer() {
+            Ok((dir, true)) => read_trim(&dir.join("freezer.state")).is_ok_and(|s| s == "FROZEN" || s == "FREEZING"),
+            Ok((dir, false)) => read_trim(&dir.join("cgroup.freeze")).is_ok_and(|s| s == "1"),
+            Err(_) => false,
         }
     }
 

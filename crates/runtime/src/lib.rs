@@ -5,8 +5,11 @@
 //! that builds the namespaces, and the program as pid 1 of its pid namespace.
 
 pub mod export;
+pub mod hooks;
 pub mod host;
+pub mod lifecycle;
 pub mod limits;
 pub mod run;
 pub mod sandbox;
+pub mod state;
 pub mod tty;

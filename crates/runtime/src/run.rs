@@ -8,7 +8,7 @@
 //! dies with the runtime, and the overlay upper lives in memory.
 
 use crate::host::ProcessHost;
-use crate::sandbox::{KMount, Params};
+use crate::sandbox::{KMount, Params, msg};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use sandfs_confine::caps::Sets;
@@ -21,7 +21,14 @@ use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
-/// Flags shared by `run` and `mount` that shape the filesystem.
+/// `--overlay2` unless given.
+pub const DEFAULT_OVERLAY2: &str = "root:memory";
+/// `--file-access` unless given.
+pub const DEFAULT_FILE_ACCESS: &str = "exclusive";
+/// `--file-access-mounts` unless given.
+pub const DEFAULT_FILE_ACCESS_MOUNTS: &str = "shared";
+
+/// Flags of `run` that shape the filesystem.
 #[derive(Args, Debug, Clone)]
 pub struct FsArgs {
     /// An OCI bundle: config.json and its rootfs.
@@ -36,15 +43,14 @@ pub struct FsArgs {
     /// Mount a tmpfs (repeatable).
     #[arg(long, value_name = "DST[:size=N]")]
     pub tmpfs: Vec<String>,
-    /// none | root:MEDIUM | all:MEDIUM, optionally ,size=N; MEDIUM: memory, self (a hidden
-    /// store file in the mount source) or dir=PATH (a store file in PATH).
-    #[arg(long, default_value = "root:memory")]
+    /// The global `--overlay2`.
+    #[arg(skip = String::from(DEFAULT_OVERLAY2))]
     pub overlay2: String,
-    /// File access mode of the root: exclusive or shared.
-    #[arg(long, default_value = "exclusive")]
+    /// The global `--file-access`.
+    #[arg(skip = String::from(DEFAULT_FILE_ACCESS))]
     pub file_access: String,
-    /// File access mode of bind mounts: exclusive or shared.
-    #[arg(long, default_value = "shared")]
+    /// The global `--file-access-mounts`.
+    #[arg(skip = String::from(DEFAULT_FILE_ACCESS_MOUNTS))]
     pub file_access_mounts: String,
 }
 
@@ -204,7 +210,6 @@ fn refuse_unsupported(v: &serde_json::Value) -> Result<()> {
         })
     };
     for (ptr, field, why) in [
-        ("/hooks", "hooks", "hooks are not run by sandfs"),
         ("/process/apparmorProfile", "process.apparmorProfile", "sandfs applies no AppArmor profile"),
         ("/process/selinuxLabel", "process.selinuxLabel", "sandfs applies no SELinux label"),
         ("/linux/mountLabel", "linux.mountLabel", "sandfs applies no SELinux label"),
@@ -326,7 +331,7 @@ fn json_path_at(text: &str, line: usize, column: usize) -> String {
 
 /// /dev belongs to the sandbox process (a minimal one, with real device nodes):
 /// the spec's own /dev mounts are replaced by it.
-fn split_dev(spec: &mut oci_spec::runtime::Spec) {
+pub fn split_dev(spec: &mut oci_spec::runtime::Spec) {
     let keep: Vec<_> = spec
         .mounts()
         .clone()
@@ -388,6 +393,9 @@ fn process(
             .collect(),
         time_offsets: Vec::new(),
         tty: false,
+        attached: false,
+        start_hooks: Vec::new(),
+        console_size: None,
         // The default profile (a bundle gets its own, or none, as with runc).
         seccomp: (!from_bundle).then(sandfs_confine::seccomp::default_profile),
     };
@@ -642,21 +650,256 @@ fn protect_from_oom() {
     }
 }
 
-/// The next descriptor the sandbox sends on its channel; `None` when it ended
-/// without sending one.
-fn recv_fd(chan: &sandfs_gofer::transport::Conn) -> Result<Option<std::os::fd::OwnedFd>> {
-    let (mut buf, mut fds) = (Vec::new(), Vec::new());
-    match chan.recv(&mut buf, &mut fds) {
-        Ok(()) => Ok(fds.pop()),
-        Err(sandfs_gofer::transport::RecvError::Closed) => Ok(None),
-        Err(e) => bail!("the sandbox channel: {e:?}"),
+/// Mark every descriptor this process inherited close-on-exec: the gofers, the
+/// sandbox and the program get only what is passed to them by name.
+pub fn seal_inherited() {
+    let _ = sandfs_confine::fds::cloexec_from(3);
+}
+
+/// Everything a container needs before its sandbox process starts: the spec, the
+/// composed filesystem (gofers running), the sandbox's parameters and id map.
+pub struct Prepared {
+    /// The container's spec (its /dev mounts taken out: the sandbox makes /dev).
+    pub spec: oci_spec::runtime::Spec,
+    /// The bundle directory (`/` without one).
+    pub bundle: PathBuf,
+    /// The runtime flags.
+    pub cfg: RuntimeConfig,
+    /// What the sandbox process is told.
+    pub params: Params,
+    /// The user namespace's id map.
+    pub map: IdMap,
+    /// Who writes the map.
+    pub how: userns::Writer,
+    /// The gofers.
+    pub sb: Sandbox<ProcessHost>,
+    /// The composed mount namespace.
+    pub container: sandfs_container::ContainerFs,
+    /// pasta is to be attached to the sandbox's network namespace.
+    pub pasta: bool,
+}
+
+/// What a run asks for beyond the spec.
+pub struct Ask<'a> {
+    /// The command overriding the spec's `process.args` (or the whole process
+    /// without a bundle).
+    pub cmd: &'a [String],
+    /// `--network`.
+    pub network: Option<Network>,
+    /// `-t`.
+    pub tty: bool,
+    /// `sandfs run` (see [`Params::attached`]).
+    pub attached: bool,
+}
+
+/// Composes the container's filesystem (starting its gofers) and its sandbox
+/// parameters. The caller has joined the container's cgroup, if any, first.
+pub fn prepare(fs: &FsArgs, cfg: RuntimeConfig, spec: oci_spec::runtime::Spec, bundle: PathBuf, ask: &Ask) -> Result<Prepared> {
+    let annotations: BTreeMap<String, String> =
+        spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    let (mut map, how) = userns::for_caller();
+    if let Some(m) = bundle_map(&spec)? {
+        if how != userns::Writer::Direct || !rustix::process::geteuid().is_root() {
+            bail!("linux.uidMappings: only a root-started sandfs can apply a bundle's own id maps");
+        }
+        map = m;
+    }
+    let host = ProcessHost::new(Some(map.clone()));
+    let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
+    let container = sb.container("sandfs", &spec, &bundle)?;
+    for w in sb.warnings.iter().chain(&container.warnings) {
+        tracing::warn!("{w}");
+        eprintln!("sandfs: warning: {w}");
+    }
+    container.ns.make_mount_point(b"/dev", FileType::Directory).context("make /dev in the view")?;
+    let from_bundle = fs.bundle.is_some();
+    if let Some(n @ (Network::None | Network::Host)) = ask.network
+        && from_bundle
+    {
+        bail!(
+            "--network {}: a bundle's linux.namespaces decide its network (a network namespace \
+             listed: its own; none: the host's); only --network pasta adds to a bundle's own",
+            clap::ValueEnum::to_possible_value(&n).map(|v| v.get_name().to_string()).unwrap_or_default()
+        );
+    }
+    let network = ask.network.unwrap_or(Network::None);
+    let mut params = process(&spec, from_bundle, ask.cmd, network)?;
+    params.attached = ask.attached;
+    if !params.rlimits.iter().any(|r| r.0 == "RLIMIT_NOFILE") {
+        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        let (soft, hard) = crate::limits::pair(&nofile);
+        params.rlimits.push(("RLIMIT_NOFILE".into(), soft, hard));
+    }
+    params.mounts.push(KMount {
+        destination: "/dev".into(),
+        fstype: "sandfs-dev".into(),
+        data: Vec::new(),
+        ro: false,
+        nosuid: true,
+        nodev: false,
+        noexec: true,
+    });
+    params.mounts.extend(container.kernel.iter().map(kmount));
+    params.devices = devices(&spec)?;
+    params.tty = ask.tty || (from_bundle && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
+    if params.tty
+        && let Some(size) = spec.process().as_ref().and_then(|p| p.console_size())
+    {
+        params.console_size = Some((size.height() as u16, size.width() as u16));
+    }
+    params.start_hooks = crate::hooks::Point::StartContainer.of(&spec);
+    let pasta = network == Network::Pasta;
+    if pasta && !params.own_network() {
+        bail!("--network pasta: the bundle lists no network namespace of its own (it shares the host's)");
+    }
+    Ok(Prepared { spec, bundle, cfg, params, map, how, sb, container, pasta })
+}
+
+/// A container whose pid 1 is set up and waits for [`Launched::start`].
+pub struct Launched {
+    /// The sandbox process (attached: it exits with the program's status).
+    pub sandbox: std::process::Child,
+    /// pid 1 of the container, in this process's pid namespace.
+    pub pid1: i32,
+    chan: sandfs_gofer::transport::Conn,
+    /// The FUSE server of the view.
+    pub fuse: sandfs_fuse::Background,
+    /// The master of the program's terminal, when it has one.
+    pub master: Option<std::os::fd::OwnedFd>,
+    _pasta: Option<sandfs_confine::pasta::Pasta>,
+}
+
+/// A launch that failed: why, and the sandbox's exit status if it ended.
+pub struct Failed {
+    /// What went wrong.
+    pub error: anyhow::Error,
+    /// The status to exit with (the sandbox's: 127 for a program not found).
+    pub status: Option<i32>,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failed {
+    fn from(e: E) -> Failed {
+        Failed { error: e.into(), status: None }
     }
 }
 
-/// Mark every descriptor this process inherited close-on-exec: the gofers, the
-/// sandbox and the program get only what is passed to them by name.
-fn seal_inherited() {
-    let _ = sandfs_confine::fds::cloexec_from(3);
+/// The next message from the sandbox, which must be `want`: its payload and
+/// descriptors. An error message, or the channel closing, ends the launch.
+fn expect_msg(
+    chan: &sandfs_gofer::transport::Conn,
+    want: u8,
+    child: &mut std::process::Child,
+) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), Failed> {
+    let (mut buf, mut fds) = (Vec::new(), Vec::new());
+    let got = chan.recv(&mut buf, &mut fds);
+    let why = match (got, buf.split_first()) {
+        (Ok(()), Some((&t, rest))) if t == want => return Ok((rest.to_vec(), fds)),
+        (Ok(()), Some((&msg::ERROR, rest))) => String::from_utf8_lossy(rest).into_owned(),
+        (Ok(()), _) => "unexpected message from the sandbox".to_string(),
+        (Err(sandfs_gofer::transport::RecvError::Closed), _) => String::new(),
+        (Err(e), _) => format!("the sandbox channel: {e:?}"),
+    };
+    // The sandbox ends after an error (attached: with pid 1's status).
+    let status = child.wait().ok();
+    let code = status.and_then(|s| s.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&s).map(|n| 128 + n)));
+    let why = if why.is_empty() {
+        format!("the sandbox ended during setup ({})", status.map_or("?".into(), |s| s.to_string()))
+    } else {
+        why
+    };
+    Err(Failed { error: anyhow::anyhow!(why), status: code })
+}
+
+/// Starts the sandbox process and serves its view until pid 1 is set up and waits
+/// for `start`. The createRuntime (and prestart) hooks run here, in this process's
+/// namespaces, and the createContainer hooks in the container's, both before
+/// pivot_root; `state` gives their stdin for pid 1's pid.
+pub fn launch(prep: &mut Prepared, state: &dyn Fn(i32) -> Vec<u8>) -> Result<Launched, Failed> {
+    use crate::hooks::{Point, run_all};
+    let started = start_sandbox(&mut prep.params, &prep.map, &prep.how, prep.pasta)?;
+    protect_from_oom();
+    let mut child = started.child;
+    let chan = started.fuse;
+    let (_, mut fds) = expect_msg(&chan, msg::FUSE, &mut child)?;
+    let fuse_fd = fds.pop().ok_or_else(|| anyhow::anyhow!("the sandbox sent no FUSE descriptor"))?;
+    let opts = sandfs_fuse::Options {
+        cache: if prep.cfg.file_access == sandfs_gofer::client::FileAccess::Shared {
+            sandfs_fuse::CachePolicy::Shared
+        } else {
+            sandfs_fuse::CachePolicy::Exclusive
+        },
+        ids: Some(prep.map.clone()),
+        // Handing the kernel backing files needs CAP_SYS_ADMIN: not rootless.
+        passthrough: rustix::process::geteuid().is_root(),
+        ..sandfs_fuse::Options::default()
+    };
+    let server = sandfs_fuse::Server::from_fd(prep.container.ns.clone(), fuse_fd, &prep.params.root, &opts)
+        .context("serve the FUSE view")?;
+    let fuse = server.spawn().context("serve the FUSE view")?;
+    let (pid, _) = expect_msg(&chan, msg::PID, &mut child)?;
+    let pid1 = pid.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32).unwrap_or(0);
+    expect_msg(&chan, msg::MOUNTED, &mut child)?;
+    let early: Vec<_> = Point::Prestart.of(&prep.spec).into_iter().chain(Point::CreateRuntime.of(&prep.spec)).collect();
+    let in_container = Point::CreateContainer.of(&prep.spec);
+    if !early.is_empty() || !in_container.is_empty() {
+        let st = state(pid1);
+        let hooks = (|| -> Result<()> {
+            run_all(Point::CreateRuntime, &early, &st)?;
+            if !in_container.is_empty() {
+                crate::hooks::run_in_container(pid1, &in_container, &st)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = hooks {
+            let _ = child.kill();
+            let _ = rustix::process::Pid::from_raw(pid1)
+                .map(|p| rustix::process::kill_process(p, rustix::process::Signal::KILL));
+            let _ = child.wait();
+            return Err(e.into());
+        }
+    }
+    chan.send(&[msg::PIVOT], &[]).context("tell the sandbox")?;
+    let master = if prep.params.tty {
+        let (_, mut fds) = expect_msg(&chan, msg::TERMINAL, &mut child)?;
+        Some(fds.pop().ok_or_else(|| anyhow::anyhow!("the sandbox sent no terminal"))?)
+    } else {
+        None
+    };
+    expect_msg(&chan, msg::CREATED, &mut child)?;
+    Ok(Launched { sandbox: child, pid1, chan, fuse, master, _pasta: started._pasta })
+}
+
+impl Launched {
+    /// Lets pid 1 run the startContainer hooks (with `state` on their stdin) and
+    /// exec the program; returns once it has (the channel closes at exec), or why
+    /// not.
+    pub fn start(&self, state: &[u8]) -> Result<()> {
+        let mut m = vec![msg::START];
+        m.extend_from_slice(state);
+        self.chan.send(&m, &[]).context("tell the container to start")?;
+        let (mut buf, mut fds) = (Vec::new(), Vec::new());
+        match self.chan.recv(&mut buf, &mut fds) {
+            Err(sandfs_gofer::transport::RecvError::Closed) => Ok(()),
+            Ok(()) => match buf.split_first() {
+                Some((&msg::ERROR, why)) => bail!("{}", String::from_utf8_lossy(why)),
+                _ => bail!("unexpected message from the container"),
+            },
+            Err(e) => bail!("the container channel: {e:?}"),
+        }
+    }
+}
+
+/// The OCI state JSON of a container, as hooks read it on stdin.
+pub fn hook_state(id: &str, status: &str, pid: i32, bundle: &std::path::Path, spec: &oci_spec::runtime::Spec) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": spec.annotations().clone().unwrap_or_default(),
+    }))
+    .unwrap_or_default()
 }
 
 /// Run `sandfs run`; returns the exit status to exit with.
@@ -664,7 +907,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     seal_inherited();
     // Signals to forward are blocked before any thread exists; one thread waits.
     let sigs = crate::sandbox::take_signals(&[])?;
-    let nofile = crate::limits::raise_nofile();
+    crate::limits::raise_nofile();
     // Opened now: the path is the caller's, and a bad one should fail before the run.
     let diff_out: Option<Option<std::fs::File>> = match &args.diff {
         Some(p) if p.as_os_str() == "-" => Some(None),
@@ -681,112 +924,45 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let cfg = args.fs.config()?;
     let (mut spec, bundle) = args.fs.spec()?;
     split_dev(&mut spec);
-    let annotations: BTreeMap<String, String> =
-        spec.annotations().clone().unwrap_or_default().into_iter().collect();
-    let cgroup = sandbox_cgroup(&args, &spec)?;
-    let (mut map, how) = userns::for_caller();
-    if let Some(m) = bundle_map(&spec)? {
-        if how != userns::Writer::Direct || !rustix::process::geteuid().is_root() {
-            bail!("linux.uidMappings: only a root-started sandfs can apply a bundle's own id maps");
-        }
-        map = m;
-    }
-    let host = ProcessHost::new(Some(map.clone()));
-    let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
-    let container = sb.container("sandfs", &spec, &bundle)?;
+    let limits = Limits { memory: args.memory.clone(), pids: args.pids_limit, cpus: args.cpus.clone() };
+    let id = format!("run-{}", std::process::id());
+    let cgroup = sandbox_cgroup(&limits, &spec, &id, true)?;
+    let ask = Ask { cmd: &args.cmd, network: args.network, tty: args.tty, attached: true };
+    let mut prep = prepare(&args.fs, cfg, spec, bundle, &ask)?;
     // Mounts that write to the host have no upper layer for --diff to walk: their
     // gofer clients journal the paths changed through them, from before the program
     // starts.
     let journals: Vec<(PathBuf, std::sync::Arc<sandfs_gofer::journal::Journal>)> = match args.diff {
-        Some(_) => container
+        Some(_) => prep
+            .container
             .host_writes
             .iter()
             .filter_map(|(dest, fs)| Some((dest.clone(), sandfs_gofer::client::GoferFs::journal_of(&**fs)?)))
             .collect(),
         None => Vec::new(),
     };
-    for w in sb.warnings.iter().chain(&container.warnings) {
-        eprintln!("sandfs: warning: {w}");
-    }
-    container.ns.make_mount_point(b"/dev", FileType::Directory).context("make /dev in the view")?;
-
-    if let Some(n @ (Network::None | Network::Host)) = args.network
-        && args.fs.bundle.is_some()
-    {
-        bail!(
-            "--network {}: a bundle's linux.namespaces decide its network (a network namespace \
-             listed: its own; none: the host's); only --network pasta adds to a bundle's own",
-            clap::ValueEnum::to_possible_value(&n).map(|v| v.get_name().to_string()).unwrap_or_default()
-        );
-    }
-    let network = args.network.unwrap_or(Network::None);
-    let mut params = process(&spec, args.fs.bundle.is_some(), &args.cmd, network)?;
-    if !params.rlimits.iter().any(|r| r.0 == "RLIMIT_NOFILE") {
-        let (soft, hard) = crate::limits::pair(&nofile);
-        params.rlimits.push(("RLIMIT_NOFILE".into(), soft, hard));
-    }
-    params.mounts.push(KMount {
-        destination: "/dev".into(),
-        fstype: "sandfs-dev".into(),
-        data: Vec::new(),
-        ro: false,
-        nosuid: true,
-        nodev: false,
-        noexec: true,
-    });
-    params.mounts.extend(container.kernel.iter().map(kmount));
-    params.devices = devices(&spec)?;
-    params.tty = args.tty
-        || (args.fs.bundle.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
-    let mut raw = if params.tty { Some(crate::tty::Raw::enter()?) } else { None };
-    let pasta = network == Network::Pasta;
-    if pasta && !params.own_network() {
-        bail!("--network pasta: the bundle lists no network namespace of its own (it shares the host's)");
-    }
-    let started = start_sandbox(&mut params, &map, &how, pasta)?;
-    protect_from_oom();
-    let mut child = started.child;
-    let fuse_fd = match recv_fd(&started.fuse) {
-        Ok(Some(fd)) => fd,
-        other => {
-            let st = child.wait().context("wait for the sandbox")?;
-            let why = match other {
-                Err(e) => format!(": {e}"),
-                _ => String::new(),
-            };
-            bail!("the sandbox could not mount its view ({st}){why}");
+    let mut raw = if prep.params.tty { Some(crate::tty::Raw::enter()?) } else { None };
+    let (spec_bundle, spec_copy) = (prep.bundle.clone(), prep.spec.clone());
+    let state = |pid: i32, status: &str| hook_state(&id, status, pid, &spec_bundle, &spec_copy);
+    let launched = match launch(&mut prep, &|pid| state(pid, "created")) {
+        Ok(l) => l,
+        Err(f) => {
+            drop(raw);
+            eprintln!("sandfs: {:#}", f.error);
+            return Ok(f.status.unwrap_or(125));
         }
     };
-    let opts = sandfs_fuse::Options {
-        cache: if cfg.file_access == sandfs_gofer::client::FileAccess::Shared {
-            sandfs_fuse::CachePolicy::Shared
-        } else {
-            sandfs_fuse::CachePolicy::Exclusive
-        },
-        ids: Some(map.clone()),
-        // Handing the kernel backing files needs CAP_SYS_ADMIN: not rootless.
-        passthrough: rustix::process::geteuid().is_root(),
-        ..sandfs_fuse::Options::default()
+    let mut launched = launched;
+    // With -t the sandbox sent the master of the program's terminal.
+    let (relay, output) = match launched.master.take() {
+        Some(master) => {
+            let relay = crate::tty::Relay::new(master, raw.take().context("the terminal")?);
+            let out = relay.start()?;
+            (Some(relay), Some(out))
+        }
+        None => (None, None),
     };
-    let server = sandfs_fuse::Server::from_fd(container.ns.clone(), fuse_fd, &params.root, &opts)
-        .context("serve the FUSE view")?;
-    let fuse = server.spawn().context("serve the FUSE view")?;
-    // With -t the sandbox sends the master of the program's terminal next.
-    let (relay, output) = if params.tty {
-        let master = match recv_fd(&started.fuse) {
-            Ok(Some(fd)) => fd,
-            other => {
-                let st = child.wait().context("wait for the sandbox")?;
-                bail!("the sandbox could not make the program's terminal ({st}) {other:?}");
-            }
-        };
-        let relay = crate::tty::Relay::new(master, raw.take().context("the terminal")?);
-        let out = relay.start()?;
-        (Some(relay), Some(out))
-    } else {
-        (None, None)
-    };
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let pid = nix::unistd::Pid::from_raw(launched.sandbox.id() as i32);
     let resize = relay.as_ref().map(|r| r.resizer()).transpose()?;
     std::thread::spawn(move || {
         while let Ok(sig) = sigs.wait() {
@@ -800,17 +976,27 @@ pub fn run(args: RunArgs) -> Result<i32> {
             }
         }
     });
-    let status = child.wait().context("wait for the sandbox")?;
+    if let Err(e) = launched.start(&state(launched.pid1, "created")) {
+        eprintln!("sandfs: {e:#}");
+    } else {
+        for w in crate::hooks::run_warn(
+            crate::hooks::Point::Poststart,
+            &crate::hooks::Point::Poststart.of(&prep.spec),
+            &state(launched.pid1, "running"),
+        ) {
+            eprintln!("sandfs: warning: {w}");
+        }
+    }
+    let status = launched.sandbox.wait().context("wait for the sandbox")?;
     if let (Some(r), Some(out)) = (relay, output) {
         r.finish(out);
     }
-    let code = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+    let mut code = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
         (Some(c), _) => c,
         (None, Some(s)) => 128 + s,
         _ => 1,
     };
-    let mut code = code;
-    if let Some((pid, st)) = sb.host().any_exited() {
+    if let Some((pid, st)) = prep.sb.host().any_exited() {
         eprintln!(
             "sandfs: error: the gofer (pid {pid}) died during the run ({st}); files it served gave EIO"
         );
@@ -819,7 +1005,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     }
     if args.diff.is_some() || export.is_some() {
-        let ov = container.root_overlay.as_deref();
+        let ov = prep.container.root_overlay.as_deref();
         if ov.is_none() {
             eprintln!("sandfs: --diff/--export-upper need an overlaid root (--overlay2 root:... or all:...)");
         }
@@ -837,9 +1023,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
             crate::export::write_layer(ov, file)?;
         }
     }
-    let _ = fuse.unmount();
-    drop(container);
-    drop(sb);
+    let poststop = crate::hooks::Point::Poststop.of(&prep.spec);
+    let pid1 = launched.pid1;
+    let _ = launched.fuse.unmount();
+    for w in crate::hooks::run_warn(crate::hooks::Point::Poststop, &poststop, &state(pid1, "stopped")) {
+        eprintln!("sandfs: warning: {w}");
+    }
+    drop(prep);
     if let Some(n) = cgroup.as_ref().and_then(|cg| cg.memory_events_oom()).filter(|&n| n > 0) {
         eprintln!("sandfs: the sandbox hit its memory limit ({n} times)");
     }
@@ -895,18 +1085,30 @@ fn start_reaper(cg: &mut Cgroup) -> Result<()> {
     }
 }
 
+/// The limits given by flags (`--memory`, `--pids-limit`, `--cpus`).
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// Memory, e.g. 512m.
+    pub memory: Option<String>,
+    /// Most tasks.
+    pub pids: Option<i64>,
+    /// CPUs' worth of time.
+    pub cpus: Option<String>,
+}
+
 /// The sandbox's cgroup, joined by this process so that everything it starts
 /// (gofers, the sandbox, the program) is in it, with the limits of the flags and
 /// the bundle's `linux.resources`. Without limits asked for, a host that gives no
 /// cgroup (rootless on cgroup v1) only gets a warning; with limits it is an error.
-fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Option<Cgroup>> {
-    let from_flags = args.memory.is_some() || args.pids_limit.is_some() || args.cpus.is_some();
+/// With `reaper`, a forked reaper removes it when this process ends; otherwise the
+/// caller keeps it (disowned: `delete` removes it).
+pub fn sandbox_cgroup(limits: &Limits, spec: &oci_spec::runtime::Spec, id: &str, reaper: bool) -> Result<Option<Cgroup>> {
+    let from_flags = limits.memory.is_some() || limits.pids.is_some() || limits.cpus.is_some();
     let linux = spec.linux().as_ref();
     let resources = linux.and_then(|l| l.resources().clone());
     let path = linux.and_then(|l| l.cgroups_path().clone());
     let wanted = from_flags || resources.is_some() || path.is_some();
-    let id = format!("run-{}", std::process::id());
-    let cg = match Cgroup::create(path.as_deref(), &id) {
+    let cg = match Cgroup::create(path.as_deref(), id) {
         Ok(cg) => cg,
         Err(e) if !wanted => {
             // Expected rootless (no delegated cgroup); worth a word when root.
@@ -924,9 +1126,9 @@ fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Opti
     }
     if from_flags {
         let r = sandfs_confine::cgroup::resources_from_flags(
-            args.memory.as_deref(),
-            args.pids_limit,
-            args.cpus.as_deref(),
+            limits.memory.as_deref(),
+            limits.pids,
+            limits.cpus.as_deref(),
         )
         .context("--memory/--pids-limit/--cpus")?;
         for w in cg.apply(&r)? {
@@ -934,7 +1136,9 @@ fn sandbox_cgroup(args: &RunArgs, spec: &oci_spec::runtime::Spec) -> Result<Opti
         }
     }
     let mut cg = cg;
-    start_reaper(&mut cg)?;
+    if reaper {
+        start_reaper(&mut cg)?;
+    }
     cg.add_pid(std::process::id() as i32).context("join the sandbox's cgroup")?;
     Ok(Some(cg))
 }

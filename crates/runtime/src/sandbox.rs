@@ -103,6 +103,13 @@ pub struct Params {
     pub tty: bool,
     /// The seccomp profile (OCI JSON), if any.
     pub seccomp: Option<serde_json::Value>,
+    /// `sandfs run`: the sandbox process stays, forwards signals and exits with the
+    /// program's status; otherwise (`create`) it leaves pid 1 to the caller's reaper.
+    pub attached: bool,
+    /// The startContainer hooks, run by pid 1 in the container before the program.
+    pub start_hooks: Vec<oci_spec::runtime::Hook>,
+    /// The terminal's size (height, width), `process.consoleSize`.
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl Params {
@@ -225,9 +232,9 @@ fn bind_host_read_only(src: &str, dest: &Path) -> Result<()> {
         .with_context(|| format!("make {} read-only", dest.display()))
 }
 
-/// In pid 1 of the container: kernel mounts, sysctls, masked and read-only paths,
-/// pivot_root into the view, hostname, loopback.
-fn enter_view(p: &Params) -> Result<()> {
+/// In pid 1 of the container, before pivot_root: kernel mounts, devices, sysctls,
+/// masked and read-only paths.
+fn mount_all(p: &Params) -> Result<()> {
     for m in &p.mounts {
         kernel_mount(p, m)?;
     }
@@ -251,6 +258,11 @@ fn enter_view(p: &Params) -> Result<()> {
     for r in &p.readonly {
         sandfs_confine::paths::read_only(&p.root, r).map_err(anyhow::Error::msg)?;
     }
+    Ok(())
+}
+
+/// In pid 1: pivot_root into the view, hostname, domain name, loopback.
+fn pivot(p: &Params) -> Result<()> {
     rustix::process::chdir(&p.root).context("enter the view")?;
     rustix::process::pivot_root(".", ".").context("pivot_root into the view")?;
     unmount(".", UnmountFlags::DETACH).context("detach the old root")?;
@@ -423,23 +435,77 @@ pub fn take_signals(extra: &[nix::sys::signal::Signal]) -> Result<nix::sys::sign
     Ok(set)
 }
 
-/// Wait for `child`, forwarding the [`FORWARDED`] signals (blocked in `sigs`); its
-/// exit status, or 128+N for a signal.
-fn supervise(child: nix::unistd::Pid, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
+/// Whether the process of `proc_dir` (its /proc directory) has a handler for `sig`
+/// or ignores it (its status masks). The kernel drops a signal that pid 1 of a
+/// namespace neither handles nor ignores when it comes from outside (SIGKILL and
+/// SIGSTOP aside).
+fn handles(proc_dir: &OwnedFd, sig: nix::sys::signal::Signal) -> bool {
+    let status = rustix::fs::openat(proc_dir, "status", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+        .ok()
+        .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok());
+    let Some(status) = status else { return true };
+    let bit = 1u64 << (sig as i32 - 1);
+    status.lines().any(|l| {
+        let (k, v) = l.split_once(':').unwrap_or((l, ""));
+        (k == "SigCgt" || k == "SigIgn") && u64::from_str_radix(v.trim(), 16).is_ok_and(|m| m & bit != 0)
+    })
+}
+
+/// Wait for `child` (the program, pid 1 of its namespace), forwarding the
+/// [`FORWARDED`] signals (blocked in `sigs`); its exit status, or 128+N for a
+/// signal. A terminating signal the program neither handles nor ignores would be
+/// dropped by the kernel (it is pid 1): it is given SIGKILL instead and the exit
+/// reported as that signal's, as if the program were not pid 1.
+struct Supervisor {
+    child: nix::unistd::Pid,
+    proc_dir: OwnedFd,
+}
+
+impl Supervisor {
+    /// Opened before pid 1 goes on: its pivot_root moves this process's root (same
+    /// mount namespace) to the view, whose /proc shows only the container.
+    fn new(child: nix::unistd::Pid) -> Result<Supervisor> {
+        let proc_dir = rustix::fs::open(
+            format!("/proc/{child}"),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .context("open pid 1's /proc directory")?;
+        Ok(Supervisor { child, proc_dir })
+    }
+
+    fn run(&self, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
+        supervise(self.child, &self.proc_dir, sigs)
+    }
+}
+
+fn supervise(child: nix::unistd::Pid, proc_dir: &OwnedFd, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
     use nix::sys::signal::Signal;
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let mut killed_for: Option<Signal> = None;
     loop {
         let sig = sigs.wait().context("wait for signals")?;
         if sig != Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(child, sig);
+            if sig != Signal::SIGWINCH && !handles(proc_dir, sig) {
+                killed_for.get_or_insert(sig);
+                let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+            } else {
+                let _ = nix::sys::signal::kill(child, sig);
+            }
             continue;
         }
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) if pid == child => return Ok(code),
-                Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => return Ok(128 + s as i32),
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => {
+                    let s = match (s, killed_for) {
+                        (Signal::SIGKILL, Some(f)) => f,
+                        _ => s,
+                    };
+                    return Ok(128 + s as i32);
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue, // an orphan reaped (we may be pid 1)
+                Ok(_) => continue,
             }
         }
     }
@@ -545,8 +611,9 @@ fn mount_view(p: &Params, dev: OwnedFd) -> Result<Conn> {
 }
 
 /// In pid 1, after the view is entered: a pty of the container's own devpts for
-/// the program; the master goes to the runtime, the terminal is returned.
-fn make_terminal(chan: &Conn) -> Result<OwnedFd> {
+/// the program (sized as `process.consoleSize` asks); the master goes to the
+/// runtime, the terminal is returned.
+fn make_terminal(chan: &Conn, size: Option<(u16, u16)>) -> Result<OwnedFd> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     let master =
         openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
@@ -559,7 +626,11 @@ fn make_terminal(chan: &Conn) -> Result<OwnedFd> {
         rustix::fs::Mode::empty(),
     )
     .context("open the program's terminal")?;
-    chan.send(&[2], &[master.as_fd()]).context("hand the terminal to the runtime")?;
+    if let Some((height, width)) = size {
+        let ws = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+        rustix::termios::tcsetwinsize(&master, ws).context("process.consoleSize")?;
+    }
+    chan.send(&[msg::TERMINAL], &[master.as_fd()]).context("hand the terminal to the runtime")?;
     Ok(term)
 }
 
@@ -569,11 +640,107 @@ pub fn compile_filter(p: &Params) -> Result<Option<Filter>> {
     Ok(p.seccomp.as_ref().map(sandfs_confine::seccomp::compile_json).transpose()?.map(|c| c.filter))
 }
 
+/// The messages on the channel between the runtime and the sandbox: the first byte
+/// of each.
+pub mod msg {
+    /// Sandbox process to runtime, with the /dev/fuse descriptor of the view.
+    pub const FUSE: u8 = 1;
+    /// pid 1 to runtime, with the master of the program's terminal.
+    pub const TERMINAL: u8 = 2;
+    /// pid 1: the kernel mounts are made; pivot_root waits for [`PIVOT`] (the
+    /// createRuntime and createContainer hooks run meanwhile).
+    pub const MOUNTED: u8 = 3;
+    /// pid 1: everything is set up; the program waits for [`START`].
+    pub const CREATED: u8 = 4;
+    /// Runtime to pid 1: run the startContainer hooks (the rest of the message is
+    /// the state JSON they read) and exec the program.
+    pub const START: u8 = 5;
+    /// Sandbox process to runtime: pid 1's pid in the runtime's pid namespace (u32,
+    /// little endian).
+    pub const PID: u8 = 6;
+    /// Runtime to pid 1: go on to pivot_root.
+    pub const PIVOT: u8 = 7;
+    /// pid 1 to runtime: setup or exec failed; the rest is the reason.
+    pub const ERROR: u8 = 0xff;
+}
+
+/// In pid 1: wait for the runtime's `want`; its payload. A closed channel means
+/// the runtime is gone.
+fn expect(chan: &Conn, want: u8) -> Result<Vec<u8>> {
+    let (mut buf, mut fds) = (Vec::new(), Vec::new());
+    chan.recv(&mut buf, &mut fds).map_err(|e| anyhow::anyhow!("the runtime is gone ({e:?})"))?;
+    match buf.split_first() {
+        Some((&t, rest)) if t == want => Ok(rest.to_vec()),
+        _ => bail!("unexpected message from the runtime"),
+    }
+}
+
+/// The program's path as exec will find it, checked before the container is
+/// reported created (runc's wording, which engines map to exit status 127).
+fn find_program(p: &Params) -> Result<(), String> {
+    let Some(prog) = p.args.first() else { return Err("process.args: empty".into()) };
+    let runnable = |path: &Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+    };
+    if prog.contains('/') {
+        let path = if Path::new(prog).is_absolute() { PathBuf::from(prog) } else { p.cwd.join(prog) };
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Err(format!("exec: \"{prog}\": stat {prog}: no such file or directory"));
+        }
+        return Ok(());
+    }
+    let path = p
+        .env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    if path.split(':').any(|d| runnable(&Path::new(d).join(prog))) {
+        Ok(())
+    } else {
+        Err(format!("exec: \"{prog}\": executable file not found in $PATH"))
+    }
+}
+
+/// pid 1 of the container: mounts (then the runtime's hooks), pivot_root, the
+/// terminal, then waits for `start`, runs the startContainer hooks and becomes the
+/// program. Returns only on failure: the reason and the exit status.
+fn pid1(p: &Params, chan: &Conn, filter: Option<&Filter>) -> (String, i32) {
+    let setup = (|| -> Result<Option<OwnedFd>> {
+        mount_all(p)?;
+        chan.send(&[msg::MOUNTED], &[]).context("tell the runtime")?;
+        expect(chan, msg::PIVOT)?;
+        pivot(p)?;
+        let term = if p.tty { Some(make_terminal(chan, p.console_size)?) } else { None };
+        Ok(term)
+    })();
+    let term = match setup {
+        Ok(t) => t,
+        Err(e) => return (format!("{e:#}"), 125),
+    };
+    if let Err(why) = find_program(p) {
+        return (why, 127);
+    }
+    if let Err(e) = chan.send(&[msg::CREATED], &[]) {
+        return (format!("tell the runtime: {e}"), 125);
+    }
+    let state = match expect(chan, msg::START) {
+        Ok(s) => s,
+        Err(e) => return (format!("{e:#}"), 125),
+    };
+    if let Err(e) = crate::hooks::run_all(crate::hooks::Point::StartContainer, &p.start_hooks, &state) {
+        return (format!("{e:#}"), 125);
+    }
+    exec_program(p, filter, term)
+}
+
 /// `sandfs __sandbox PARAMS_FD`: runs in the new namespaces, in the runtime's pid
-/// namespace; its child is pid 1 of the container (an init that mounts, pivots and
-/// supervises), whose child execs the program. Each level dies with its parent.
+/// namespace; its child is pid 1 of the container, which sets up the view and
+/// becomes the program. Attached (`sandfs run`) this process stays, forwards
+/// signals, and exits with the program's status; otherwise it exits once pid 1
+/// exists, which then belongs to whoever reaps orphans for the caller (an engine's
+/// subreaper: conmon, containerd's shim), as a runc container's init does.
 pub fn run(params_fd: i32) -> Result<i32> {
-    use nix::sys::signal::{SigSet, Signal};
+    use nix::sys::signal::Signal;
     use nix::unistd::ForkResult;
     use std::io::Read;
     if params_fd < 3 {
@@ -587,55 +754,50 @@ pub fn run(params_fd: i32) -> Result<i32> {
     drop(pipe);
     let p: Params = serde_json::from_slice(&json).context("sandbox parameters")?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-    let sigs: SigSet = take_signals(&[Signal::SIGCHLD])?;
+    let sigs = if p.attached { Some(take_signals(&[Signal::SIGCHLD])?) } else { None };
     let runtime = rustix::process::getppid();
     let dev = enter_namespaces(&p, runtime)?;
     let chan = mount_view(&p, dev)?;
     // Built before any fork: allocation and name resolution happen here, the child
     // only installs it.
     let filter = compile_filter(&p)?;
+    // pid 1 waits until its pid is sent, so the runtime hears of it first.
+    let (mut go_r, go_w) = std::io::pipe().context("pipe")?;
     let init = match fork_or_die()? {
         ForkResult::Parent { child } => child,
         ForkResult::Child => {
-            // pid 1: when it dies the kernel kills everything in the namespace.
-            let code = (|| -> Result<i32> {
-                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-                enter_view(&p)?;
-                let term = if p.tty { Some(make_terminal(&chan)?) } else { None };
-                drop(chan);
-                match fork_or_die()? {
-                    ForkResult::Parent { child } => {
-                        // Its parent is outside the pid namespace: getppid says 0.
-                        drop_all_caps(None)?;
-                        // pid 1 runs without the program's seccomp filter: the program
-                        // must not be able to ptrace it (or read its memory) to make
-                        // system calls the filter refuses. Not dumpable: attaching
-                        // then needs CAP_SYS_PTRACE, which the default set lacks.
-                        rustix::process::set_dumpable_behavior(
-                            rustix::process::DumpableBehavior::NotDumpable,
-                        )
-                        .context("make pid 1 not dumpable")?;
-                        supervise(child, &sigs)
-                    }
-                    ForkResult::Child => {
-                        let _ = sigs.thread_unblock();
-                        let (why, code) = exec_program(&p, filter.as_ref(), term);
-                        eprintln!("sandfs: {why}");
-                        std::process::exit(code);
-                    }
-                }
-            })();
-            match code {
-                Ok(c) => std::process::exit(c),
-                Err(e) => {
-                    eprintln!("sandfs: {e:#}");
-                    std::process::exit(125);
-                }
+            drop(go_w);
+            let mut b = [0u8; 1];
+            let _ = go_r.read(&mut b);
+            drop(go_r);
+            if p.attached {
+                // Dies with this process, which dies with the runtime.
+                let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
             }
+            if let Some(s) = &sigs {
+                let _ = s.thread_unblock();
+            }
+            let (why, code) = pid1(&p, &chan, filter.as_ref());
+            let mut m = vec![msg::ERROR];
+            m.extend_from_slice(why.as_bytes());
+            if chan.send(&m, &[]).is_err() {
+                eprintln!("sandfs: {why}");
+            }
+            std::process::exit(code);
         }
     };
+    drop(go_r);
+    let mut m = vec![msg::PID];
+    m.extend_from_slice(&(init.as_raw() as u32).to_le_bytes());
+    chan.send(&m, &[]).context("tell the runtime pid 1's pid")?;
+    let Some(sigs) = sigs else { return Ok(0) };
+    // Before pid 1 goes on (and pivot_roots this process along with it).
+    let supervisor = Supervisor::new(init)?;
+    drop(go_w);
+    // The channel is pid 1's alone from here: the runtime sees it close at exec.
+    drop(chan);
     drop_all_caps(runtime)?;
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .context("make the sandbox process not dumpable")?;
-    supervise(init, &sigs)
+    supervisor.run(&sigs)
 }

@@ -12,7 +12,7 @@ pub(super) const V1_CONTROLLERS: [&str; 8] =
     ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
 
 /// Which cgroup layout the host has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CgroupVersion {
     /// Only v1 hierarchies, one mount per controller (or per group of controllers).
     V1,
