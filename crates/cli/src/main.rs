@@ -82,6 +82,8 @@ enum Command {
     Resume(oci::IdArg),
     /// Change a live container's resources.
     Update(oci::UpdateArgs),
+    /// Run another process in a container.
+    Exec(oci::ExecArgs),
     /// The container process (started by `sandfs run`, not by users).
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
@@ -191,6 +193,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Pause(a)) => sandfs_runtime::lifecycle::pause(&g, &a.id),
         Some(Command::Resume(a)) => sandfs_runtime::lifecycle::resume(&g, &a.id),
         Some(Command::Update(a)) => oci::update(&g, &a),
+        Some(Command::Exec(a)) => {
+            let code = oci::exec(&g, a)?;
+            std::process::exit(code)
+        }
         Some(Command::Spec(args)) => spec::run(args),
         Some(Command::Sandbox { params_fd }) => {
             let code = sandbox::run(params_fd)?;

@@ -172,3 +172,60 @@ pub fn update(g: &Global, a: &UpdateArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `exec`.
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// An OCI process JSON file (replaces the container's process and CMD).
+    #[arg(short, long, value_name = "FILE")]
+    process: Option<PathBuf>,
+    /// Give the process a terminal.
+    #[arg(short, long)]
+    tty: bool,
+    /// A unix socket to send the terminal's master to.
+    #[arg(long, value_name = "SOCK")]
+    console_socket: Option<PathBuf>,
+    /// Write the process's pid here.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    detach: bool,
+    /// Working directory in the container.
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// More environment (repeatable).
+    #[arg(short, long, value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// uid[:gid] to run as.
+    #[arg(short, long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// More supplementary groups (repeatable).
+    #[arg(short = 'g', long = "additional-gids", value_name = "GID")]
+    additional_gids: Vec<u32>,
+    /// The container id.
+    id: String,
+    /// The command.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
+}
+
+/// Runs `exec`; the status to exit with.
+pub fn exec(g: &Global, a: ExecArgs) -> Result<i32> {
+    sandfs_runtime::exec::exec(
+        g,
+        &sandfs_runtime::exec::ExecArgs {
+            id: a.id,
+            process: a.process,
+            tty: a.tty,
+            console_socket: a.console_socket,
+            pid_file: a.pid_file,
+            detach: a.detach,
+            cwd: a.cwd,
+            env: a.env,
+            user: a.user,
+            additional_gids: a.additional_gids,
+            cmd: a.cmd,
+        },
+    )
+}

@@ -4,6 +4,7 @@
 //! one launch path: gofers, the FUSE view served by a monitor, the sandbox process
 //! that builds the namespaces, and the program as pid 1 of its pid namespace.
 
+pub mod exec;
 pub mod export;
 pub mod hooks;
 pub mod host;

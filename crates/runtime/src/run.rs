@@ -454,6 +454,13 @@ fn process(
     Ok(p)
 }
 
+/// The parameters of a process exec'd into a running container: its spec's
+/// process (identity, capabilities, rlimits, no_new_privs) and seccomp profile,
+/// `cmd` replacing the args when given.
+pub fn exec_params(spec: &oci_spec::runtime::Spec, cmd: &[String]) -> Result<Params> {
+    process(spec, true, cmd, Network::None)
+}
+
 /// The bundle's `linux.namespaces`: new ones, joined ones (by path), the network
 /// shared with the host when none is listed (as runc). A user namespace is made
 /// always, and mount and pid namespaces too: sandfs's view and its init need them.

@@ -341,7 +341,7 @@ fn exec_failure(prog: &str, err: &std::io::Error) -> (String, i32) {
 
 /// In the program's process: session, limits, umask, identity, descriptors,
 /// seccomp, exec. Returns only on failure, with the exit status to use.
-fn exec_program(p: &Params, filter: Option<&Filter>, term: Option<OwnedFd>) -> (String, i32) {
+pub(crate) fn exec_program(p: &Params, filter: Option<&Filter>, term: Option<OwnedFd>) -> (String, i32) {
     let setup = (|| -> Result<()> {
         if let Some(t) = term {
             rustix::process::setsid().context("setsid")?;

@@ -1,0 +1,263 @@
+//! `exec`: another process in a running container. It joins the container's
+//! cgroup and namespaces (those of its pid 1), then takes the same confinement as
+//! the program: identity, capabilities, rlimits, no_new_privs and the container's
+//! seccomp filter, through the same code ([`crate::sandbox::exec_program`]).
+//! Attached, this process waits for it and exits with its status; `--detach`
+//! leaves it to the caller's reaper, as runc does.
+
+use crate::lifecycle::{Global, spec_of};
+use crate::state::{Status, Store};
+use anyhow::{Context, Result, bail};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Arguments of `exec`.
+#[derive(Clone, Debug, Default)]
+pub struct ExecArgs {
+    /// The container id.
+    pub id: String,
+    /// An OCI `process` JSON file; replaces the container's process.
+    pub process: Option<PathBuf>,
+    /// Give the process a terminal.
+    pub tty: bool,
+    /// Send the terminal's master here.
+    pub console_socket: Option<PathBuf>,
+    /// Write the process's pid here.
+    pub pid_file: Option<PathBuf>,
+    /// Return once it runs.
+    pub detach: bool,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+    /// More environment, NAME=VALUE.
+    pub env: Vec<String>,
+    /// uid[:gid].
+    pub user: Option<String>,
+    /// More supplementary groups.
+    pub additional_gids: Vec<u32>,
+    /// The command (without --process).
+    pub cmd: Vec<String>,
+}
+
+/// The namespaces joined, in the order tried; the user namespace comes last for a
+/// root runtime (whose capabilities reach every namespace below the host's) and is
+/// retried first for what was refused (rootless: only the user namespace's
+/// capabilities reach the rest).
+const NAMESPACES: &[(&str, rustix::thread::LinkNameSpaceType)] = {
+    use rustix::thread::LinkNameSpaceType as T;
+    &[
+        ("cgroup", T::ControlGroup),
+        ("ipc", T::InterProcessCommunication),
+        ("uts", T::HostNameAndNISDomainName),
+        ("net", T::Network),
+        ("pid", T::ProcessID),
+        ("time", T::Time),
+        ("mnt", T::Mount),
+    ]
+};
+
+/// The process to run, as sandbox parameters: the container's process (or the
+/// `--process` file) with the flags' changes.
+fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
+    let mut spec = spec_of(store, &a.id)?;
+    if let Some(p) = &a.process {
+        let text = std::fs::read(p).with_context(|| format!("--process {}", p.display()))?;
+        let proc_: oci_spec::runtime::Process =
+            serde_json::from_slice(&text).with_context(|| format!("--process {}", p.display()))?;
+        if proc_.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
+            bail!("--process: apparmorProfile: sandfs applies no AppArmor profile");
+        }
+        if proc_.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
+            bail!("--process: selinuxLabel: sandfs applies no SELinux label");
+        }
+        spec.set_process(Some(proc_));
+    } else if a.cmd.is_empty() {
+        bail!("exec: no command given (and no --process)");
+    }
+    let mut p = crate::run::exec_params(&spec, &a.cmd)?;
+    if let Some(c) = &a.cwd {
+        p.cwd = c.clone();
+    }
+    for kv in &a.env {
+        let key = kv.split('=').next().unwrap_or("");
+        p.env.retain(|e| e.split('=').next() != Some(key));
+        p.env.push(kv.clone());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u.as_str(), "0"));
+        p.uid = uid.parse().with_context(|| format!("--user {u}: want uid[:gid] numbers"))?;
+        p.gid = gid.parse().with_context(|| format!("--user {u}: want uid[:gid] numbers"))?;
+    }
+    p.groups.extend(&a.additional_gids);
+    p.tty = a.tty || (a.process.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
+    Ok(p)
+}
+
+/// Writes `pid` to `name` in the directory `dir` (opened before this process left
+/// the host's mount namespace), atomically.
+fn write_pid(dir: &OwnedFd, name: &Path, pid: i32) -> Result<()> {
+    use rustix::fs::{Mode, OFlags};
+    let tmp = format!(".{}.{}", name.display(), std::process::id());
+    let fd = rustix::fs::openat(dir, tmp.as_str(), OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+        .context("--pid-file")?;
+    rustix::io::write(&fd, pid.to_string().as_bytes()).context("--pid-file")?;
+    rustix::fs::renameat(dir, tmp.as_str(), dir, name).context("--pid-file")?;
+    Ok(())
+}
+
+/// Runs `exec`; the exit status to exit with.
+pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
+    crate::run::seal_inherited();
+    let store = Store::open(&g.root)?;
+    let st = store.load(&a.id)?;
+    match st.status() {
+        Status::Running | Status::Created => {}
+        Status::Paused => bail!("cannot exec in a paused container"),
+        Status::Stopped => bail!("cannot exec in a stopped container"),
+    }
+    let p = params(&store, a)?;
+    let filter = crate::sandbox::compile_filter(&p)?;
+    if p.tty && a.detach && a.console_socket.is_none() {
+        bail!("--tty with --detach needs --console-socket");
+    }
+    // Everything on the host's side is opened first.
+    let console = a
+        .console_socket
+        .as_ref()
+        .filter(|_| p.tty)
+        .map(|s| {
+            std::os::unix::net::UnixStream::connect(s).with_context(|| format!("--console-socket {}", s.display()))
+        })
+        .transpose()?;
+    let pid_file = match &a.pid_file {
+        Some(f) => {
+            let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+            let dir = f.parent().unwrap_or(Path::new("/"));
+            let fd = rustix::fs::open(dir, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .with_context(|| format!("--pid-file {}", f.display()))?;
+            Some((fd, PathBuf::from(f.file_name().context("--pid-file: no file name")?)))
+        }
+        None => None,
+    };
+    let sigs = if a.detach { None } else { Some(crate::sandbox::take_signals(&[])?) };
+    let raw = if p.tty && console.is_none() { Some(crate::tty::Raw::enter()?) } else { None };
+    if let Some(cg) = &st.cgroup {
+        cg.add_pid(std::process::id() as i32).context("join the container's cgroup")?;
+    }
+    join(st.pid)?;
+    // In the container's mount namespace: its /dev/pts.
+    let (master, term) = if p.tty { pty()? } else { (None, None) };
+    // SAFETY: this process is single-threaded (no thread was started: joining the
+    // user namespace above required it), so the child may run ordinary code.
+    let child = match unsafe { nix::unistd::fork() }.context("fork")? {
+        nix::unistd::ForkResult::Child => {
+            drop(master);
+            if let Some(s) = &sigs {
+                let _ = s.thread_unblock();
+            }
+            let (why, code) = crate::sandbox::exec_program(&p, filter.as_ref(), term);
+            eprintln!("sandfs: exec: {why}");
+            std::process::exit(code);
+        }
+        nix::unistd::ForkResult::Parent { child } => child,
+    };
+    drop(term);
+    if let Some((dir, name)) = &pid_file {
+        write_pid(dir, name, child.as_raw())?;
+    }
+    let mut relay = None;
+    if let Some(m) = master {
+        match (&console, raw) {
+            (Some(sock), _) => {
+                let conn = sandfs_gofer::transport::Conn::new(OwnedFd::from(sock.try_clone()?));
+                conn.send(b"/dev/ptmx", &[m.as_fd()]).context("--console-socket")?;
+            }
+            (None, Some(raw)) => {
+                let r = crate::tty::Relay::new(m, raw);
+                let out = r.start()?;
+                relay = Some((r, out));
+            }
+            (None, None) => {}
+        }
+    }
+    let Some(sigs) = sigs else { return Ok(0) };
+    let code = wait_forwarding(child, &sigs)?;
+    if let Some((r, out)) = relay {
+        r.finish(out);
+    }
+    Ok(code)
+}
+
+/// Joins pid 1's namespaces (those that differ from this process's).
+fn join(pid1: i32) -> Result<()> {
+    let same = |t: &str| {
+        let a = std::fs::metadata(format!("/proc/self/ns/{t}"));
+        let b = std::fs::metadata(format!("/proc/{pid1}/ns/{t}"));
+        matches!((a, b), (Ok(a), Ok(b)) if std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b))
+    };
+    let open = |t: &str| -> Result<std::fs::File> {
+        std::fs::File::open(format!("/proc/{pid1}/ns/{t}")).with_context(|| format!("open the container's {t} namespace"))
+    };
+    // All opened first: once in the container's mount namespace, /proc is its own.
+    let mut todo = Vec::new();
+    for &(name, typ) in NAMESPACES {
+        if same(name) || !Path::new(&format!("/proc/{pid1}/ns/{name}")).exists() {
+            continue;
+        }
+        todo.push((name, typ, open(name)?));
+    }
+    let user = if same("user") { None } else { Some(open("user")?) };
+    let mut later = Vec::new();
+    for (name, typ, f) in todo {
+        match rustix::thread::move_into_link_name_space(f.as_fd(), Some(typ)) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::PERM) => later.push((name, typ, f)),
+            Err(e) => bail!("join the container's {name} namespace: {e}"),
+        }
+    }
+    if let Some(f) = user {
+        rustix::thread::move_into_link_name_space(f.as_fd(), Some(rustix::thread::LinkNameSpaceType::User))
+            .context("join the container's user namespace")?;
+    }
+    for (name, typ, f) in later {
+        rustix::thread::move_into_link_name_space(f.as_fd(), Some(typ))
+            .with_context(|| format!("join the container's {name} namespace"))?;
+    }
+    Ok(())
+}
+
+/// A pty of the container's devpts: (master, terminal).
+fn pty() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
+    grantpt(&master).context("grantpt")?;
+    unlockpt(&master).context("unlockpt")?;
+    let name = ptsname(&master, Vec::new()).context("ptsname")?;
+    let term = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .context("open the terminal")?;
+    Ok((Some(master), Some(term)))
+}
+
+/// Waits for `child`, forwarding signals; its status (128+N for a signal).
+fn wait_forwarding(child: nix::unistd::Pid, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    let c = child;
+    let mut set = *sigs;
+    set.add(nix::sys::signal::Signal::SIGCHLD);
+    set.thread_block().context("block signals")?;
+    loop {
+        match waitpid(c, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) => {}
+            Err(e) => bail!("wait for the process: {e}"),
+        }
+        let sig = set.wait().context("wait for signals")?;
+        if sig != nix::sys::signal::Signal::SIGCHLD {
+            let _ = nix::sys::signal::kill(c, sig);
+        }
+    }
+}
