@@ -145,7 +145,10 @@ fn global(cli: &Cli) -> sandfs_runtime::lifecycle::Global {
     sandfs_runtime::lifecycle::Global {
         root,
         overlay2: cli.overlay2.clone().unwrap_or_else(|| sandfs_runtime::run::DEFAULT_OVERLAY2.into()),
-        file_access: cli.file_access.clone().unwrap_or_else(|| sandfs_runtime::run::DEFAULT_FILE_ACCESS.into()),
+        file_access: cli
+            .file_access
+            .clone()
+            .unwrap_or_else(|| sandfs_runtime::run::DEFAULT_FILE_ACCESS.into()),
         file_access_mounts: cli
             .file_access_mounts
             .clone()

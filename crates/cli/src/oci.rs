@@ -36,9 +36,13 @@ impl CreateArgs {
     /// The lifecycle's arguments.
     pub fn lifecycle(&self) -> Result<lifecycle::CreateArgs> {
         if self.preserve_fds != 0 {
-            anyhow::bail!("--preserve-fds {}: passing descriptors into the container is not supported", self.preserve_fds);
+            anyhow::bail!(
+                "--preserve-fds {}: passing descriptors into the container is not supported",
+                self.preserve_fds
+            );
         }
-        let bundle = std::fs::canonicalize(&self.bundle).with_context(|| format!("--bundle {}", self.bundle.display()))?;
+        let bundle = std::fs::canonicalize(&self.bundle)
+            .with_context(|| format!("--bundle {}", self.bundle.display()))?;
         Ok(lifecycle::CreateArgs {
             id: self.id.clone(),
             bundle,

@@ -577,7 +577,9 @@ impl Cgroup {
     /// Whether the cgroup is frozen (paused); false without a freezer.
     pub fn is_frozen(&self) -> bool {
         match self.freezer() {
-            Ok((dir, true)) => read_trim(&dir.join("freezer.state")).is_ok_and(|s| s == "FROZEN" || s == "FREEZING"),
+            Ok((dir, true)) => {
+                read_trim(&dir.join("freezer.state")).is_ok_and(|s| s == "FROZEN" || s == "FREEZING")
+            }
             Ok((dir, false)) => read_trim(&dir.join("cgroup.freeze")).is_ok_and(|s| s == "1"),
             Err(_) => false,
         }

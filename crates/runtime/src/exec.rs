@@ -88,7 +88,8 @@ fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
         p.gid = gid.parse().with_context(|| format!("--user {u}: want uid[:gid] numbers"))?;
     }
     p.groups.extend(&a.additional_gids);
-    p.tty = a.tty || (a.process.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
+    p.tty =
+        a.tty || (a.process.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
     Ok(p)
 }
 
@@ -97,8 +98,13 @@ fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
 fn write_pid(dir: &OwnedFd, name: &Path, pid: i32) -> Result<()> {
     use rustix::fs::{Mode, OFlags};
     let tmp = format!(".{}.{}", name.display(), std::process::id());
-    let fd = rustix::fs::openat(dir, tmp.as_str(), OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-        .context("--pid-file")?;
+    let fd = rustix::fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .context("--pid-file")?;
     rustix::io::write(&fd, pid.to_string().as_bytes()).context("--pid-file")?;
     rustix::fs::renameat(dir, tmp.as_str(), dir, name).context("--pid-file")?;
     Ok(())
@@ -125,15 +131,20 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         .as_ref()
         .filter(|_| p.tty)
         .map(|s| {
-            std::os::unix::net::UnixStream::connect(s).with_context(|| format!("--console-socket {}", s.display()))
+            std::os::unix::net::UnixStream::connect(s)
+                .with_context(|| format!("--console-socket {}", s.display()))
         })
         .transpose()?;
     let pid_file = match &a.pid_file {
         Some(f) => {
             let f = std::path::absolute(f).unwrap_or_else(|_| f.clone());
             let dir = f.parent().unwrap_or(Path::new("/"));
-            let fd = rustix::fs::open(dir, rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                .with_context(|| format!("--pid-file {}", f.display()))?;
+            let fd = rustix::fs::open(
+                dir,
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .with_context(|| format!("--pid-file {}", f.display()))?;
             Some((fd, PathBuf::from(f.file_name().context("--pid-file: no file name")?)))
         }
         None => None,
@@ -195,7 +206,8 @@ fn join(pid1: i32) -> Result<()> {
         matches!((a, b), (Ok(a), Ok(b)) if std::os::unix::fs::MetadataExt::ino(&a) == std::os::unix::fs::MetadataExt::ino(&b))
     };
     let open = |t: &str| -> Result<std::fs::File> {
-        std::fs::File::open(format!("/proc/{pid1}/ns/{t}")).with_context(|| format!("open the container's {t} namespace"))
+        std::fs::File::open(format!("/proc/{pid1}/ns/{t}"))
+            .with_context(|| format!("open the container's {t} namespace"))
     };
     // All opened first: once in the container's mount namespace, /proc is its own.
     let mut todo = Vec::new();
@@ -228,7 +240,8 @@ fn join(pid1: i32) -> Result<()> {
 /// A pty of the container's devpts: (master, terminal).
 fn pty() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
+    let master =
+        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
     grantpt(&master).context("grantpt")?;
     unlockpt(&master).context("unlockpt")?;
     let name = ptsname(&master, Vec::new()).context("ptsname")?;

@@ -81,8 +81,10 @@ pub fn run_warn(point: Point, hooks: &[Hook], state: &[u8]) -> Vec<String> {
 /// the container's root.
 pub fn run_in_container(pid1: i32, hooks: &[Hook], state: &[u8]) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let user = std::fs::File::open(format!("/proc/{pid1}/ns/user")).context("the container's user namespace")?;
-    let mnt = std::fs::File::open(format!("/proc/{pid1}/ns/mnt")).context("the container's mount namespace")?;
+    let user =
+        std::fs::File::open(format!("/proc/{pid1}/ns/user")).context("the container's user namespace")?;
+    let mnt =
+        std::fs::File::open(format!("/proc/{pid1}/ns/mnt")).context("the container's mount namespace")?;
     let (user, mnt) = (user.as_raw_fd(), mnt.as_raw_fd());
     for (i, h) in hooks.iter().enumerate() {
         let mut cmd = command(h);

@@ -64,6 +64,7 @@ impl Global {
 /// `create`: returns once the container is created (its monitor running).
 pub fn create(g: &Global, a: &CreateArgs) -> Result<()> {
     crate::run::seal_inherited();
+    crate::limits::raise_nofile();
     let store = Store::open(&g.root)?;
     let dir = store.reserve(&a.id)?;
     let failed = |e: anyhow::Error| -> Result<()> {
@@ -146,8 +147,9 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
             && let Some(p) = linux.cgroups_path().clone()
         {
             let text = p.display().to_string();
-            let mapped = systemd_path(&text)
-                .with_context(|| format!("linux.cgroupsPath {text:?}: want slice:prefix:name with --systemd-cgroup"))?;
+            let mapped = systemd_path(&text).with_context(|| {
+                format!("linux.cgroupsPath {text:?}: want slice:prefix:name with --systemd-cgroup")
+            })?;
             linux.set_cgroups_path(Some(mapped));
         }
         std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec)?).context("keep the spec")?;
@@ -156,8 +158,9 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
         let ask = Ask { cmd: &[], network: None, tty: false, attached: false };
         let mut prep = crate::run::prepare(&fs, cfg, spec, bundle, &ask)?;
         let (id, b, s) = (a.id.clone(), prep.bundle.clone(), prep.spec.clone());
-        let launched = crate::run::launch(&mut prep, &|pid| crate::run::hook_state(&id, "creating", pid, &b, &s))
-            .map_err(|f| f.error)?;
+        let launched =
+            crate::run::launch(&mut prep, &|pid| crate::run::hook_state(&id, "creating", pid, &b, &s))
+                .map_err(|f| f.error)?;
         Ok((prep, launched))
     })();
     let (prep, mut launched) = match launched {
@@ -467,7 +470,8 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     }
     // The monitor ends with pid 1; a stuck one is killed.
     if !wait_gone(st.monitor, st.monitor_start, 5) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.monitor), nix::sys::signal::Signal::SIGKILL);
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.monitor), nix::sys::signal::Signal::SIGKILL);
         wait_gone(st.monitor, st.monitor_start, 5);
     }
     if let Some(mut cg) = st.cgroup {
@@ -579,7 +583,11 @@ pub fn ps(g: &Global, id: &str, json: bool, ps_args: &[String]) -> Result<String
     let col = header.split_whitespace().position(|h| h == "PID").context("ps printed no PID column")?;
     let mut res = format!("{header}\n");
     for l in lines {
-        if l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok()).is_some_and(|p| pids.contains(&p)) {
+        if l.split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse::<i32>().ok())
+            .is_some_and(|p| pids.contains(&p))
+        {
             res.push_str(l);
             res.push('\n');
         }
@@ -593,7 +601,10 @@ mod tests {
 
     #[test]
     fn systemd_paths_nest_slices_as_systemd_does() {
-        assert_eq!(systemd_path("machine-a.slice:libpod:abc").unwrap(), Path::new("/machine.slice/machine-a.slice/libpod-abc.scope"));
+        assert_eq!(
+            systemd_path("machine-a.slice:libpod:abc").unwrap(),
+            Path::new("/machine.slice/machine-a.slice/libpod-abc.scope")
+        );
         assert_eq!(systemd_path(":docker:x").unwrap(), Path::new("/system.slice/docker-x.scope"));
         assert!(systemd_path("/plain/path").is_none());
     }

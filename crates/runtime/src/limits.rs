@@ -7,9 +7,19 @@
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
+/// The limits this process started with (before [`raise_nofile`]).
+static ORIGINAL: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+
+/// The descriptor limits this process was started with, as (soft, hard): what the
+/// program gets back.
+pub fn original_nofile() -> (u64, u64) {
+    *ORIGINAL.get_or_init(|| pair(&getrlimit(Resource::Nofile)))
+}
+
 /// Raise the soft descriptor limit to the hard one; the limits as they were.
 pub fn raise_nofile() -> Rlimit {
     let before = getrlimit(Resource::Nofile);
+    let _ = ORIGINAL.set(pair(&before));
     let raised = Rlimit { current: before.maximum, maximum: before.maximum };
     if let Err(e) = setrlimit(Resource::Nofile, raised) {
         tracing::debug!("raising RLIMIT_NOFILE to its hard limit: {e}");

@@ -701,7 +701,13 @@ pub struct Ask<'a> {
 
 /// Composes the container's filesystem (starting its gofers) and its sandbox
 /// parameters. The caller has joined the container's cgroup, if any, first.
-pub fn prepare(fs: &FsArgs, cfg: RuntimeConfig, spec: oci_spec::runtime::Spec, bundle: PathBuf, ask: &Ask) -> Result<Prepared> {
+pub fn prepare(
+    fs: &FsArgs,
+    cfg: RuntimeConfig,
+    spec: oci_spec::runtime::Spec,
+    bundle: PathBuf,
+    ask: &Ask,
+) -> Result<Prepared> {
     let annotations: BTreeMap<String, String> =
         spec.annotations().clone().unwrap_or_default().into_iter().collect();
     let (mut map, how) = userns::for_caller();
@@ -733,8 +739,7 @@ pub fn prepare(fs: &FsArgs, cfg: RuntimeConfig, spec: oci_spec::runtime::Spec, b
     let mut params = process(&spec, from_bundle, ask.cmd, network)?;
     params.attached = ask.attached;
     if !params.rlimits.iter().any(|r| r.0 == "RLIMIT_NOFILE") {
-        let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        let (soft, hard) = crate::limits::pair(&nofile);
+        let (soft, hard) = crate::limits::original_nofile();
         params.rlimits.push(("RLIMIT_NOFILE".into(), soft, hard));
     }
     params.mounts.push(KMount {
@@ -748,7 +753,8 @@ pub fn prepare(fs: &FsArgs, cfg: RuntimeConfig, spec: oci_spec::runtime::Spec, b
     });
     params.mounts.extend(container.kernel.iter().map(kmount));
     params.devices = devices(&spec)?;
-    params.tty = ask.tty || (from_bundle && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
+    params.tty =
+        ask.tty || (from_bundle && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
     if params.tty
         && let Some(size) = spec.process().as_ref().and_then(|p| p.console_size())
     {
@@ -808,7 +814,9 @@ fn expect_msg(
     };
     // The sandbox ends after an error (attached: with pid 1's status).
     let status = child.wait().ok();
-    let code = status.and_then(|s| s.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&s).map(|n| 128 + n)));
+    let code = status.and_then(|s| {
+        s.code().or_else(|| std::os::unix::process::ExitStatusExt::signal(&s).map(|n| 128 + n))
+    });
     let why = if why.is_empty() {
         format!("the sandbox ended during setup ({})", status.map_or("?".into(), |s| s.to_string()))
     } else {
@@ -846,7 +854,8 @@ pub fn launch(prep: &mut Prepared, state: &dyn Fn(i32) -> Vec<u8>) -> Result<Lau
     let (pid, _) = expect_msg(&chan, msg::PID, &mut child)?;
     let pid1 = pid.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32).unwrap_or(0);
     expect_msg(&chan, msg::MOUNTED, &mut child)?;
-    let early: Vec<_> = Point::Prestart.of(&prep.spec).into_iter().chain(Point::CreateRuntime.of(&prep.spec)).collect();
+    let early: Vec<_> =
+        Point::Prestart.of(&prep.spec).into_iter().chain(Point::CreateRuntime.of(&prep.spec)).collect();
     let in_container = Point::CreateContainer.of(&prep.spec);
     if !early.is_empty() || !in_container.is_empty() {
         let st = state(pid1);
@@ -897,7 +906,13 @@ impl Launched {
 }
 
 /// The OCI state JSON of a container, as hooks read it on stdin.
-pub fn hook_state(id: &str, status: &str, pid: i32, bundle: &std::path::Path, spec: &oci_spec::runtime::Spec) -> Vec<u8> {
+pub fn hook_state(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &std::path::Path,
+    spec: &oci_spec::runtime::Spec,
+) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "ociVersion": "1.2.0",
         "id": id,
@@ -1109,7 +1124,12 @@ pub struct Limits {
 /// cgroup (rootless on cgroup v1) only gets a warning; with limits it is an error.
 /// With `reaper`, a forked reaper removes it when this process ends; otherwise the
 /// caller keeps it (disowned: `delete` removes it).
-pub fn sandbox_cgroup(limits: &Limits, spec: &oci_spec::runtime::Spec, id: &str, reaper: bool) -> Result<Option<Cgroup>> {
+pub fn sandbox_cgroup(
+    limits: &Limits,
+    spec: &oci_spec::runtime::Spec,
+    id: &str,
+    reaper: bool,
+) -> Result<Option<Cgroup>> {
     let from_flags = limits.memory.is_some() || limits.pids.is_some() || limits.cpus.is_some();
     let linux = spec.linux().as_ref();
     let resources = linux.and_then(|l| l.resources().clone());

@@ -440,9 +440,14 @@ pub fn take_signals(extra: &[nix::sys::signal::Signal]) -> Result<nix::sys::sign
 /// namespace neither handles nor ignores when it comes from outside (SIGKILL and
 /// SIGSTOP aside).
 fn handles(proc_dir: &OwnedFd, sig: nix::sys::signal::Signal) -> bool {
-    let status = rustix::fs::openat(proc_dir, "status", rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
-        .ok()
-        .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok());
+    let status = rustix::fs::openat(
+        proc_dir,
+        "status",
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()
+    .and_then(|fd| std::io::read_to_string(std::fs::File::from(fd)).ok());
     let Some(status) = status else { return true };
     let bit = 1u64 << (sig as i32 - 1);
     status.lines().any(|l| {
@@ -680,12 +685,14 @@ fn expect(chan: &Conn, want: u8) -> Result<Vec<u8>> {
 fn find_program(p: &Params) -> Result<(), String> {
     let Some(prog) = p.args.first() else { return Err("process.args: empty".into()) };
     let runnable = |path: &Path| {
-        std::fs::metadata(path).is_ok_and(|m| m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+        std::fs::metadata(path).is_ok_and(|m| {
+            m.is_file() && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+        })
     };
     if prog.contains('/') {
         let path = if Path::new(prog).is_absolute() { PathBuf::from(prog) } else { p.cwd.join(prog) };
         if std::fs::symlink_metadata(&path).is_err() {
-            return Err(format!("exec: \"{prog}\": stat {prog}: no such file or directory"));
+            return Err(format!("exec {prog}: no such file or directory"));
         }
         return Ok(());
     }
@@ -697,7 +704,7 @@ fn find_program(p: &Params) -> Result<(), String> {
     if path.split(':').any(|d| runnable(&Path::new(d).join(prog))) {
         Ok(())
     } else {
-        Err(format!("exec: \"{prog}\": executable file not found in $PATH"))
+        Err(format!("exec {prog}: executable file not found in $PATH"))
     }
 }
 

@@ -197,9 +197,24 @@ pub fn probe(what: &str, args: &[String]) -> String {
                 };
                 format!("{a} {b}")
             }
-            // Attach to pid 1 (sandfs's init, which runs without the program's
-            // seccomp filter).
-            "ptrace-init" => res(libc::ptrace(libc::PTRACE_ATTACH, 1, 0, 0)),
+            // Every other process this one can see that runs without a seccomp
+            // filter (a ptrace or /proc/PID/mem target that could make the system
+            // calls the filter refuses): "none", or their pids.
+            "unfiltered" => {
+                let me = std::process::id().to_string();
+                let mut found = Vec::new();
+                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    if n == me || !n.bytes().all(|b| b.is_ascii_digit()) {
+                        continue;
+                    }
+                    let st = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+                    if st.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('0')) {
+                        found.push(n);
+                    }
+                }
+                if found.is_empty() { "none".into() } else { format!("pids {}", found.len()) }
+            }
             "whoami" => format!("{} {}", libc::getuid(), libc::geteuid()),
             "unshare-user" => res(libc::unshare(libc::CLONE_NEWUSER) as _),
             "mknod-char" => {
