@@ -9,8 +9,12 @@ set -eu
 # external suites and real programs in the FUSE tests; runc: the reference OCI
 # runtime the bundle tests compare with; uidmap: newuidmap/newgidmap for rootless
 # runs with subordinate ids; iproute2: ip, for the network escape probes; passt:
-# pasta, for --network pasta.
-PACKAGES="util-linux mount fuse3 stress-ng busybox-static runc uidmap iproute2 passt"
+# pasta, for --network pasta; podman, docker.io and containerd: the container
+# engines scripts/engines.sh drives with a given OCI runtime (conmon, netavark,
+# fuse-overlayfs and containerd-shim-runc-v2 come as their dependencies); crun: a
+# second reference OCI runtime for those flows; catatonit: podman's --init binary.
+PACKAGES="util-linux mount fuse3 stress-ng busybox-static runc uidmap iproute2 passt
+podman docker.io containerd crun catatonit"
 
 missing=""
 for p in $PACKAGES; do

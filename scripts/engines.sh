@@ -1,0 +1,836 @@
+#!/bin/sh
+# End-to-end flows through real container engines with a given OCI runtime binary:
+# podman (--runtime PATH, via conmon) and docker (dockerd with its own managed
+# containerd, the runtime registered as a named runtime and reached through
+# containerd-shim-runc-v2). The same script runs with runc or crun (references) and
+# with sandfs. Prints one line per check ("ok NAME", "FAIL NAME: reason",
+# "skip NAME: reason") and a closing "engines: N passed, N failed[, N skipped]";
+# exits non-zero when anything failed. Needs root; no image registry: the image is
+# a busybox-static rootfs imported from a tar.
+#
+#   scripts/engines.sh RUNTIME_PATH [podman|docker|all]      (default: all)
+#
+#   ENGINES_CALL_LOG=FILE  reach the runtime through a wrapper (same basename, in the
+#                          temp dir) that appends "[caller] args..." to FILE, one
+#                          line per invocation, keeps the cwd, open fds and
+#                          environment of each caller's (conmon, podman,
+#                          containerd-shim) first call as FILE.CALLER.env, the
+#                          first config.json it hands to create as
+#                          FILE.CALLER.config.json and the first exec --process
+#                          file as FILE.CALLER.process.json, then execs the runtime
+#   ENGINES_TIMEOUT=S      limit for any one engine command (default 60)
+#   ENGINES_ONLY="a b"     run only these checks (names as printed)
+#   ENGINES_LOOPS=N        rounds of p-loop (default 50)
+#   ENGINES_KEEP=1         keep the temp dir (state, daemon logs) for a look
+#
+# Isolation: everything lives in one mktemp -d dir $T, and the script re-executes
+# itself in a private mount namespace and a new network namespace (unshare), where
+# it mounts a tmpfs over /run and over /var/lib/containers. So the state that the
+# engines keep at fixed paths (/run/runc, /run/crun, /run/libpod,
+# /run/containers/networks, /run/containerd/s shim sockets, /run/netns, podman's
+# blob-info cache in /var/lib/containers/cache), the bridge and firewall rules that
+# netavark sets up for podman's default network, and every mount an engine makes
+# go away with the namespaces, and nothing in /etc, /var/lib or /run is touched
+# on the host. Cgroups are not namespaced: the containers go under cgroup parents
+# named after $T (podman --cgroup-parent, dockerd --cgroup-parent; cgroupfs
+# manager), removed at the end. The exit trap removes the containers, stops
+# dockerd (which stops its containerd), ends any process left in the private
+# mount namespace or in those cgroups, unmounts what is under $T and removes $T,
+# even when a check failed or the run was interrupted.
+#
+# Docker client: Debian's /usr/bin/docker (20.10, the version of docker.io's
+# dockerd, API 1.41) by full path, not the docker 28 CLI in /usr/local/bin that
+# comes first in PATH: a client newer than the daemon has to negotiate the API
+# down and may use flags the old daemon lacks.
+#
+# Machine quirks (Debian 12 in this sandbox): the bounding set lacks
+# CAP_SYS_RESOURCE and the hard RLIMIT_NOFILE is 20000, while podman as root asks
+# the runtime for nofile=1048576 and nproc=4194304; runc then fails with "error
+# setting rlimit type 7: operation not permitted". containers.conf's
+# default_ulimits (nofile=1024:1024, nproc=1024:1024) avoids that for every
+# podman container, the same values as passing --ulimit to each run.
+set -u
+
+usage() {
+    echo "usage: $0 RUNTIME_PATH [podman|docker|all]" >&2
+    exit 2
+}
+
+[ $# -ge 1 ] || usage
+WHICH=${2:-all}
+case $WHICH in podman|docker|all) ;; *) usage ;; esac
+TMO=${ENGINES_TIMEOUT:-60}
+
+# --- outer half: temp dir, namespaces, last-resort cleanup -------------------------
+if [ "${ENGINES_INNER:-}" != 1 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "engines: needs root (container engines, namespaces)" >&2
+        exit 2
+    fi
+    # Absolute, symlinks kept: a multicall binary may look at its name.
+    case $1 in /*) RT=$1 ;; *) RT=$PWD/$1 ;; esac
+    if [ ! -f "$RT" ] || [ ! -x "$RT" ]; then
+        echo "engines: runtime $1 is not an executable file" >&2
+        exit 2
+    fi
+    for tool in unshare timeout script; do
+        command -v $tool >/dev/null 2>&1 || { echo "engines: $tool missing" >&2; exit 2; }
+    done
+    if [ "$WHICH" != docker ] && ! command -v podman >/dev/null 2>&1; then
+        echo "engines: podman missing (scripts/install-deps.sh)" >&2; exit 2
+    fi
+    if [ "$WHICH" != podman ] && { [ ! -x /usr/bin/docker ] || ! command -v dockerd >/dev/null 2>&1; }; then
+        echo "engines: docker.io missing (scripts/install-deps.sh)" >&2; exit 2
+    fi
+    T=$(mktemp -d /tmp/engines.XXXXXX)
+    chmod 755 "$T"
+    # Mount points the inner half covers with a tmpfs; made here when absent and
+    # removed again at the end.
+    made=""
+    for d in /var/lib/containers; do
+        [ -d "$d" ] || { mkdir -p "$d" && made="$made $d"; }
+    done
+    inner=""
+    outer_cleanup() {
+        trap '' INT TERM
+        if [ -n "$inner" ]; then
+            kill -TERM "$inner" 2>/dev/null
+            wait "$inner" 2>/dev/null
+        fi
+        # Anything still alive in the inner mount namespace was started by this run.
+        ns=$(cat "$T/mntns" 2>/dev/null)
+        if [ -n "$ns" ]; then
+            for p in /proc/[0-9]*; do
+                [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$ns" ] && kill -KILL "${p#/proc/}" 2>/dev/null
+            done
+        fi
+        if [ "${ENGINES_KEEP:-}" = 1 ]; then
+            echo "engines: kept $T" >&2
+        else
+            rm -rf "$T"
+        fi
+        for d in $made; do rmdir "$d" 2>/dev/null; done
+    }
+    trap outer_cleanup EXIT
+    # The inner half gets the signal too (same process group) and cleans up; wait for it.
+    trap 'kill -TERM "$inner" 2>/dev/null' INT TERM
+    if [ -n "${ENGINES_CALL_LOG:-}" ]; then
+        case $ENGINES_CALL_LOG in /*) ;; *) ENGINES_CALL_LOG=$PWD/$ENGINES_CALL_LOG ;; esac
+        export ENGINES_CALL_LOG
+    fi
+    ENGINES_INNER=1 ENGINES_T=$T ENGINES_RT=$RT \
+        unshare --mount --net --propagation private -- /bin/sh "$0" "$@" &
+    inner=$!
+    while :; do
+        wait "$inner"
+        rc=$?
+        # wait returns >128 when interrupted by a trapped signal; the child may live on.
+        kill -0 "$inner" 2>/dev/null || break
+    done
+    inner=""
+    exit $rc
+fi
+
+# --- inner half: in the private mount and network namespaces ---------------------
+T=$ENGINES_T
+RT=$ENGINES_RT
+readlink /proc/self/ns/mnt > "$T/mntns"
+mkdir -p "$T/tmp" "$T/run" "$T/storage"
+export TMPDIR="$T/tmp"
+mount -t tmpfs -o mode=755 engines-run /run || { echo "engines: cannot mount a tmpfs on /run" >&2; exit 2; }
+mount -t tmpfs -o mode=700 engines-varlib /var/lib/containers || exit 2
+ip link set lo up
+
+# The runtime the engines are given: the binary itself, or a logging wrapper of the
+# same basename (podman decides some features from the runtime's name).
+RTNAME=$(basename "$RT")
+RUNTIME=$RT
+if [ -n "${ENGINES_CALL_LOG:-}" ]; then
+    mkdir -p "$T/rtwrap"
+    RUNTIME=$T/rtwrap/$RTNAME
+    cat > "$RUNTIME" <<EOF
+#!/bin/sh
+caller=\$(cat /proc/\$PPID/comm 2>/dev/null)
+printf '[%s] %s\\n' "\$caller" "\$*" >> '$ENGINES_CALL_LOG'
+if [ ! -e '$ENGINES_CALL_LOG'.\$caller.env ]; then
+    # fds as the runtime gets them (10 and up are this shell's own)
+    fds=\$(for f in /proc/\$\$/fd/*; do echo "# fd \${f##*/} -> \$(readlink "\$f")"; done)
+    { echo "# \$*"; echo "# cwd \$(pwd -P)"; echo "\$fds"; env; } > '$ENGINES_CALL_LOG'.\$caller.env
+fi
+prev=
+for a in "\$@"; do
+    if [ "\$prev" = --bundle ] && [ ! -e '$ENGINES_CALL_LOG'.\$caller.config.json ]; then
+        cp "\$a/config.json" '$ENGINES_CALL_LOG'.\$caller.config.json 2>/dev/null
+    fi
+    if [ "\$prev" = --process ] && [ ! -e '$ENGINES_CALL_LOG'.\$caller.process.json ]; then
+        cp "\$a" '$ENGINES_CALL_LOG'.\$caller.process.json 2>/dev/null
+    fi
+    prev=\$a
+done
+exec '$RT' "\$@"
+EOF
+    chmod 755 "$RUNTIME"
+fi
+
+# crun (1.8, Debian 12) refuses a hybrid cgroup layout whose v2 hierarchy has any
+# controller ("cgroups in hybrid mode not supported, drop all controllers from
+# cgroupv2"); here hugetlb is bound to v2 and the rest to v1. For crun only, a
+# private tmpfs covers the unified mount in this mount namespace, so crun sees
+# plain v1; runc and other runtimes see the host's layout. (Not a bare umount:
+# crun then makes its directories and cgroup.procs files for the "0::" line in the
+# host's /sys/fs/cgroup tmpfs under the unified mount point.) The leftover probe
+# skips that fake tree: crun leaves its directories there.
+CG_PRUNE=/nonexistent
+if [ "$RTNAME" = crun ] && [ -n "$(cat /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null)" ]; then
+    mount -t tmpfs -o mode=755 engines-no-cgroup2 /sys/fs/cgroup/unified || exit 2
+    CG_PRUNE=/sys/fs/cgroup/unified
+fi
+
+# Cgroup parents of this run's containers (and of conmon), removed at the end.
+PODMAN_CGPARENT=$(basename "$T")-podman
+DOCKER_CGPARENT=$(basename "$T")-docker
+# cgdirs NAME: that cgroup in every hierarchy (v1 controllers, v2 unified or root)
+cgdirs() {
+    for d in /sys/fs/cgroup/"$1" /sys/fs/cgroup/*/"$1"; do
+        [ -d "$d" ] && [ "${d#"$CG_PRUNE"}" = "$d" ] && echo "$d"
+    done
+}
+
+PASS=0
+FAILN=0
+SKIPN=0
+START=$(date +%s)
+DOCKERD_PID=""
+
+# --- helpers ----------------------------------------------------------------------
+# Run a command with the time limit; stdout to $T/o, stderr to $T/e.
+t() { timeout -k 5 "$TMO" "$@" >"$T/o" 2>"$T/e"; }
+# Why the last t failed, for a reason: its last stderr line that says error, else
+# the last lines of stderr and stdout.
+why() {
+    { grep -i error "$T/e" | tail -n 1 | grep . || { tail -n 2 "$T/e"; tail -n 2 "$T/o"; }; } |
+        tr '\n' ' ' | cut -c1-300
+}
+# Inside a check (a subshell): end it with a reason.
+fail() { printf '%s\n' "$*" > "$T/reason"; exit 1; }
+skip() { printf '%s\n' "$*" > "$T/reason"; exit 3; }
+# Run a command that must succeed: must DESC cmd...
+must() {
+    d=$1; shift
+    t "$@"; r=$?
+    [ $r -eq 0 ] || fail "$d: exit $r: $(why)"
+}
+# Poll up to N tenths of a second until cmd succeeds: poll N cmd...
+poll() {
+    n=$1; shift
+    while [ "$n" -gt 0 ]; do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+        n=$((n - 1))
+    done
+    return 1
+}
+# Run one check: check NAME function. Each check runs in a subshell.
+check() {
+    name=$1; fn=$2
+    if [ -n "${ENGINES_ONLY:-}" ]; then
+        case " $ENGINES_ONLY " in *" $name "*) ;; *) return 0 ;; esac
+    fi
+    rm -f "$T/reason"
+    ( "$fn" ) </dev/null
+    r=$?
+    reason=$(cat "$T/reason" 2>/dev/null)
+    case $r in
+        0) echo "ok $name"; PASS=$((PASS + 1)) ;;
+        3) echo "skip $name: $reason"; SKIPN=$((SKIPN + 1)) ;;
+        *) echo "FAIL $name: ${reason:-exit $r}"; FAILN=$((FAILN + 1)) ;;
+    esac
+    "${ENGINE}_clean"
+}
+
+# --- image: a busybox-static rootfs --------------------------------------------------
+make_rootfs() {
+    R=$T/rootfs
+    mkdir -p "$R/bin" "$R/sbin" "$R/usr/bin" "$R/usr/sbin" "$R/etc" "$R/tmp" "$R/root" \
+        "$R/proc" "$R/sys" "$R/dev" "$R/data" "$R/var/tmp" "$R/run"
+    chmod 1777 "$R/tmp" "$R/var/tmp"
+    cp /bin/busybox "$R/bin/busybox" || return 1
+    chroot "$R" /bin/busybox --install -s || return 1
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$R/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
+    tar -C "$R" -cf "$T/busybox.tar" . || return 1
+}
+
+# --- podman ------------------------------------------------------------------------
+podman_setup() {
+    mkdir -p "$T/networks" "$T/podman-tmp"
+    cat > "$T/containers.conf" <<EOF
+[containers]
+# See the header: no CAP_SYS_RESOURCE here, and a hard nofile limit below podman's default.
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$T/podman-events.log"
+tmp_dir = "$T/podman-tmp"
+image_copy_tmp_dir = "$T/tmp"
+runtime = "$RTNAME"
+
+[engine.runtimes]
+"$RTNAME" = ["$RUNTIME"]
+
+[network]
+network_config_dir = "$T/networks"
+EOF
+    cat > "$T/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$T/storage"
+runroot = "$T/run"
+EOF
+    cat > "$T/registries.conf" <<EOF
+unqualified-search-registries = []
+short-name-mode = "permissive"
+EOF
+    export CONTAINERS_CONF="$T/containers.conf"
+    export CONTAINERS_STORAGE_CONF="$T/storage.conf"
+    export CONTAINERS_REGISTRIES_CONF="$T/registries.conf"
+    P="podman --root $T/storage --runroot $T/run --cgroup-manager cgroupfs --events-backend file --runtime $RUNTIME"
+    PR="$P run --cgroup-parent /$PODMAN_CGPARENT"
+    PC="$P create --cgroup-parent /$PODMAN_CGPARENT"
+    IMG=localhost/engines-busybox:latest
+    # overlay on ext4 works; fall back to vfs where it does not.
+    if ! t $P import --change 'CMD ["/bin/sh"]' "$T/busybox.tar" $IMG; then
+        echo "engines: podman import with overlay failed ($(why)); trying vfs" >&2
+        sed -i 's/^driver = .*/driver = "vfs"/' "$T/storage.conf"
+        rm -rf "$T/storage" "$T/run"
+        P="$P --storage-driver vfs"
+        PR="$P run --cgroup-parent /$PODMAN_CGPARENT"
+        PC="$P create --cgroup-parent /$PODMAN_CGPARENT"
+        t $P import --change 'CMD ["/bin/sh"]' "$T/busybox.tar" $IMG || return 1
+    fi
+}
+
+podman_clean() {
+    t $P ps -aq
+    [ -s "$T/o" ] && t $P rm -f -t 0 $(cat "$T/o")
+    return 0
+}
+
+# Run a detached container: prun NAME ARGS... (name recorded in $T/cid).
+prun() {
+    n=$1; shift
+    t $PR -d --name "$n" "$@"; r=$?
+    [ $r -eq 0 ] || fail "run -d: exit $r: $(why)"
+    cat "$T/o" > "$T/cid"
+}
+plogs_have() { $P logs "$1" 2>&1 | grep -q "$2"; }
+pinspect() { t $P inspect --format "$2" "$1" && cat "$T/o"; }
+
+SLEEPER='trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done'
+
+p_run_rm() {
+    must "run --rm" $PR --rm $IMG echo hello-run
+    [ "$(cat "$T/o")" = hello-run ] || fail "output '$(cat "$T/o")'"
+    t $P ps -aq
+    [ ! -s "$T/o" ] || fail "container left after --rm: $(cat "$T/o")"
+}
+
+p_run_d_logs() {
+    prun p-logs $IMG sh -c 'echo out-line; echo err-line >&2; exec sleep 1000'
+    poll 100 plogs_have p-logs out-line || fail "stdout line not in logs: $($P logs p-logs 2>&1 | head -3)"
+    poll 50 plogs_have p-logs err-line || fail "stderr line not in logs"
+    [ "$(pinspect p-logs '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o"), not running"
+}
+
+p_exec() {
+    prun p-exec $IMG sleep 1000
+    must "exec" $P exec p-exec sh -c 'echo exec-ok; cat /proc/1/cmdline | tr "\0" " "'
+    grep -q exec-ok "$T/o" || fail "exec output: $(why)"
+    grep -q 'sleep 1000' "$T/o" || fail "exec did not see the container's pid 1: $(why)"
+    t $P exec p-exec sh -c 'exit 7'; r=$?
+    [ $r -eq 7 ] || fail "exec exit code $r, not 7"
+    must "exec -u" $P exec -u 65534 p-exec id -u
+    [ "$(cat "$T/o")" = 65534 ] || fail "exec -u 65534 ran as $(cat "$T/o")"
+}
+
+# Run a command line under a pty from script(1) (-it wants a terminal on stdin),
+# script's own stdin a pipe that stays open: at EOF on its stdin script passes an
+# end-of-file to the terminal, which raced with the engine's attach (an empty output
+# now and then).
+ttyrun() {
+    rm -f "$T/ttyin"
+    mkfifo "$T/ttyin"
+    sleep $((TMO + 10)) > "$T/ttyin" &
+    w=$!
+    t script -qec "$1" /dev/null < "$T/ttyin"; r=$?
+    kill "$w" 2>/dev/null
+    wait "$w" 2>/dev/null
+    return $r
+}
+
+p_exec_tty() {
+    prun p-tty $IMG sleep 1000
+    ttyrun "$P exec -it p-tty sh -c 'tty; echo tty-done'"; r=$?
+    [ $r -eq 0 ] || fail "exec -it: exit $r: $(why)"
+    grep -q '/dev/pts/' "$T/o" || fail "no pty in the exec: $(why)"
+    grep -q tty-done "$T/o" || fail "exec output: $(why)"
+}
+
+p_run_tty() {
+    ttyrun "$PR -it --rm $IMG sh -c 'tty; echo tty-done'"; r=$?
+    [ $r -eq 0 ] || fail "run -it: exit $r: $(why)"
+    grep -q '/dev/pts/' "$T/o" || fail "no pty in the container: $(why)"
+    grep -q tty-done "$T/o" || fail "output: $(why)"
+}
+
+# SIGTERM reaches a trap: the exit code is the trap's, not SIGKILL's.
+p_stop_term() {
+    prun p-stop $IMG sh -c 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'
+    poll 100 plogs_have p-stop ready || fail "container never ready"
+    must "stop" $P stop -t 30 p-stop
+    [ "$(pinspect p-stop '{{.State.ExitCode}}')" = 42 ] || fail "exit code $(cat "$T/o"), not 42 from the TERM trap"
+}
+
+# SIGTERM ignored: stop -t 2 falls back to SIGKILL.
+p_stop_kill() {
+    prun p-stopk $IMG sh -c 'trap "" TERM; echo ready; while :; do sleep 0.1; done'
+    poll 100 plogs_have p-stopk ready || fail "container never ready"
+    must "stop -t 2" $P stop -t 2 p-stopk
+    [ "$(pinspect p-stopk '{{.State.ExitCode}}')" = 137 ] || fail "exit code $(cat "$T/o"), not 137"
+}
+
+p_kill_hup() {
+    prun p-hup $IMG sh -c 'trap "echo got-hup" HUP; echo ready; while :; do sleep 0.1; done'
+    poll 100 plogs_have p-hup ready || fail "container never ready"
+    must "kill -s HUP" $P kill -s HUP p-hup
+    poll 100 plogs_have p-hup got-hup || fail "trap never saw HUP"
+    [ "$(pinspect p-hup '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after HUP"
+}
+
+p_top() {
+    prun p-top $IMG sleep 1000
+    must "top" $P top p-top
+    grep -q 'sleep 1000' "$T/o" || fail "top lacks the container's process: $(why)"
+}
+
+# A counter in a host dir: unchanged while paused (state "paused"), advancing again after.
+p_pause() {
+    mkdir -p "$T/vol-pause"
+    prun p-pause -v "$T/vol-pause:/data" $IMG sh -c 'i=0; while :; do i=$((i+1)); echo $i > /data/n; sleep 0.05; done'
+    poll 100 test -s "$T/vol-pause/n" || fail "counter never written"
+    must "pause" $P pause p-pause
+    [ "$(pinspect p-pause '{{.State.Status}}')" = paused ] || fail "state $(cat "$T/o"), not paused"
+    a=$(cat "$T/vol-pause/n")
+    sleep 1
+    b=$(cat "$T/vol-pause/n")
+    [ "$a" = "$b" ] || fail "counter went on while paused ($a -> $b)"
+    t $P exec p-pause true && fail "exec into a paused container was accepted"
+    must "unpause" $P unpause p-pause
+    [ "$(pinspect p-pause '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after unpause"
+    advanced() { c=$(cat "$T/vol-pause/n"); [ -n "$c" ] && [ "$c" != "$b" ]; }
+    poll 100 advanced || fail "counter stuck after unpause"
+}
+
+p_rm_f() {
+    prun p-rmf $IMG sleep 1000
+    pid=$(pinspect p-rmf '{{.State.Pid}}')
+    must "rm -f" $P rm -f -t 0 p-rmf
+    t $P ps -aq
+    [ ! -s "$T/o" ] || fail "container still listed"
+    poll 50 sh -c "! kill -0 $pid" || fail "container process $pid still alive"
+}
+
+p_volume() {
+    mkdir -p "$T/vol"
+    echo from-host > "$T/vol/in"
+    must "run -v" $PR --rm -v "$T/vol:/data" $IMG sh -c 'cat /data/in; echo from-container > /data/out'
+    grep -q from-host "$T/o" || fail "host file not seen inside: $(why)"
+    [ "$(cat "$T/vol/out" 2>/dev/null)" = from-container ] || fail "file written inside not on the host"
+}
+
+p_read_only() {
+    must "run --read-only" $PR --rm --read-only $IMG sh -c 'if touch /x 2>/dev/null; then echo root-writable; else echo root-ro; fi'
+    [ "$(cat "$T/o")" = root-ro ] || fail "a write to / worked: $(why)"
+}
+
+p_tmpfs() {
+    must "run --tmpfs" $PR --rm --read-only --tmpfs /scratch $IMG sh -c 'echo x > /scratch/f && cat /scratch/f && grep " /scratch " /proc/mounts'
+    grep -q '^x$' "$T/o" || fail "/scratch not writable: $(why)"
+    grep -q ' /scratch tmpfs ' "$T/o" || fail "/scratch is no tmpfs: $(why)"
+}
+
+p_network_none() {
+    must "run --network none" $PR --rm --network none $IMG ip -o link
+    [ "$(wc -l < "$T/o")" -eq 1 ] && grep -q ': lo:' "$T/o" || fail "links other than lo: $(why)"
+}
+
+# Podman's default network (netavark bridge; in this script's own network namespace).
+p_network_bridge() {
+    must "run (default network)" $PR --rm $IMG ip -o addr
+    grep -q 'eth0.*inet ' "$T/o" || fail "no eth0 address: $(why)"
+}
+
+# What is left of the engine's and the runtime's state: mount points, processes,
+# cgroup dirs and files or dirs named after a container id.
+# (/run/netns itself becomes a mount point at podman's first network namespace and
+# stays one; the namespaces' own mounts under it are counted.)
+mounts() { awk '$5 != "/run/netns" {print $5}' /proc/self/mountinfo | sort; }
+mountdiff() {
+    printf '%s\n' "$1" > "$T/m1"
+    printf '%s\n' "$2" > "$T/m2"
+    diff "$T/m1" "$T/m2" | grep '^[<>]' | head -5 | tr '\n' ';'
+}
+leftovers() { # leftovers ID...
+    for id in "$@"; do
+        grep -F "$id" /proc/self/mountinfo | awk '{print "mount " $5}'
+        for p in /proc/[0-9]*; do
+            c=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline")
+            case $c in *"$id"*) echo "process ${p#/proc/}: $(echo "$c" | cut -c1-120)" ;; esac
+        done
+        find /sys/fs/cgroup -maxdepth 5 -path "$CG_PRUNE" -prune -o -type d -name "*$id*" -print 2>/dev/null | sed 's/^/cgroup /'
+        find /run "$T" -name "*$id*" 2>/dev/null | sed 's/^/file /'
+    done
+}
+
+# SIGKILL of the container's pid 1 from the host: exit code 137, and after rm
+# nothing of it is left.
+p_sigkill_host() {
+    before=$(mounts)
+    prun p-k9 $IMG sh -c "$SLEEPER"
+    id=$(cat "$T/cid")
+    poll 100 plogs_have p-k9 ready || fail "container never ready"
+    pid=$(pinspect p-k9 '{{.State.Pid}}')
+    [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
+    kill -KILL "$pid" || fail "kill -9 $pid failed"
+    must "wait" $P wait p-k9
+    [ "$(cat "$T/o")" = 137 ] || fail "podman wait says $(cat "$T/o"), not 137"
+    [ "$(pinspect p-k9 '{{.State.ExitCode}}')" = 137 ] || fail "inspect exit code $(cat "$T/o"), not 137"
+    # the probe is not blind: it sees the stopped container's state before rm
+    [ -n "$(leftovers "$id")" ] || fail "leftover probe finds nothing even before rm"
+    must "rm" $P rm p-k9
+    kill -0 "$pid" 2>/dev/null && fail "pid $pid still alive"
+    left=$(leftovers "$id")
+    [ -z "$left" ] || fail "left after rm: $(echo "$left" | head -5 | tr '\n' ';')"
+    after=$(mounts)
+    [ "$before" = "$after" ] || fail "mounts differ: $(mountdiff "$before" "$after")"
+}
+
+# 50 rounds of create+rm and run --rm: nothing left behind.
+P_LOOPS=${ENGINES_LOOPS:-50}
+p_loop() {
+    before=$(mounts)
+    i=0
+    ids=""
+    while [ $i -lt "$P_LOOPS" ]; do
+        i=$((i + 1))
+        must "create #$i" $PC --name "p-loop-c$i" $IMG true
+        ids="$ids $(cat "$T/o")"
+        must "rm #$i" $P rm "p-loop-c$i"
+        must "run --rm #$i" $PR --rm --name "p-loop-r$i" $IMG true
+    done
+    t $P ps -aq
+    [ ! -s "$T/o" ] || fail "containers left: $(cat "$T/o" | tr '\n' ' ')"
+    left=$(leftovers $ids p-loop-r)
+    [ -z "$left" ] || fail "left: $(echo "$left" | head -5 | tr '\n' ';')"
+    after=$(mounts)
+    [ "$before" = "$after" ] || fail "mounts differ: $(mountdiff "$before" "$after")"
+    # run --rm ids are gone with the containers: look for their cgroups by count.
+    n=$(for d in $(cgdirs "$PODMAN_CGPARENT"); do find "$d" -mindepth 1 -maxdepth 1 -type d -name 'libpod-*'; done | wc -l)
+    [ "$n" -eq 0 ] || fail "$n container cgroups left under $PODMAN_CGPARENT"
+}
+
+run_podman() {
+    ENGINE=podman
+    if ! podman_setup; then
+        echo "FAIL podman-setup: $(why)"
+        FAILN=$((FAILN + 1))
+        return
+    fi
+    check p-run-rm p_run_rm
+    check p-run-d-logs p_run_d_logs
+    check p-exec p_exec
+    check p-exec-tty p_exec_tty
+    check p-run-tty p_run_tty
+    check p-stop-term p_stop_term
+    check p-stop-kill p_stop_kill
+    check p-kill-hup p_kill_hup
+    check p-top p_top
+    check p-pause p_pause
+    check p-rm-f p_rm_f
+    check p-volume p_volume
+    check p-read-only p_read_only
+    check p-tmpfs p_tmpfs
+    check p-network-none p_network_none
+    check p-network-bridge p_network_bridge
+    check p-sigkill-host p_sigkill_host
+    check p-loop p_loop
+}
+
+# --- docker ------------------------------------------------------------------------
+D=/usr/bin/docker
+docker_setup() {
+    mkdir -p "$T/docker" "$T/dexec" "$T/docker-cli"
+    cat > "$T/daemon.json" <<EOF
+{
+  "runtimes": { "undertest": { "path": "$RUNTIME" } },
+  "default-runtime": "runc"
+}
+EOF
+    export DOCKER_HOST="unix://$T/docker.sock"
+    export DOCKER_CONFIG="$T/docker-cli"
+    # dockerd starts its own containerd (config, root and state under --data-root and
+    # --exec-root); no iptables, no bridge, no userland proxy.
+    dockerd --config-file "$T/daemon.json" --data-root "$T/docker" --exec-root "$T/dexec" \
+        --pidfile "$T/docker.pid" --host "$DOCKER_HOST" --storage-driver overlay2 \
+        --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/$DOCKER_CGPARENT" \
+        --iptables=false --ip6tables=false --bridge=none --ip-masq=false --ip-forward=false \
+        --userland-proxy=false --log-level warn >"$T/dockerd.log" 2>&1 &
+    DOCKERD_PID=$!
+    up() { $D version >/dev/null 2>&1; }
+    if ! poll 300 up; then
+        echo "engines: dockerd did not come up: $(tail -3 "$T/dockerd.log" | tr '\n' ' ')" > "$T/e"
+        : > "$T/o"
+        return 1
+    fi
+    DIMG=engines-busybox:latest
+    t $D import --change 'CMD ["/bin/sh"]' "$T/busybox.tar" $DIMG || return 1
+    DR="$D run --runtime undertest"
+}
+
+docker_clean() {
+    t $D ps -aq
+    [ -s "$T/o" ] && t $D rm -f $(cat "$T/o")
+    return 0
+}
+
+drun() {
+    n=$1; shift
+    t $DR -d --name "$n" "$@"; r=$?
+    [ $r -eq 0 ] || fail "run -d: exit $r: $(why)"
+    cat "$T/o" > "$T/cid"
+}
+dlogs_have() { $D logs "$1" 2>&1 | grep -q "$2"; }
+dinspect() { t $D inspect --format "$2" "$1" && cat "$T/o"; }
+
+d_run_rm() {
+    must "run --rm" $DR --rm $DIMG echo hello-run
+    [ "$(cat "$T/o")" = hello-run ] || fail "output '$(cat "$T/o")'"
+    t $D ps -aq
+    [ ! -s "$T/o" ] || fail "container left after --rm"
+}
+
+d_run_d_logs() {
+    drun d-logs $DIMG sh -c 'echo out-line; echo err-line >&2; exec sleep 1000'
+    poll 100 dlogs_have d-logs out-line || fail "stdout line not in logs"
+    poll 50 dlogs_have d-logs err-line || fail "stderr line not in logs"
+    [ "$(dinspect d-logs '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o"), not running"
+}
+
+d_exec() {
+    drun d-exec $DIMG sleep 1000
+    must "exec" $D exec d-exec sh -c 'echo exec-ok; cat /proc/1/cmdline | tr "\0" " "'
+    grep -q exec-ok "$T/o" || fail "exec output: $(why)"
+    grep -q 'sleep 1000' "$T/o" || fail "exec did not see the container's pid 1: $(why)"
+    t $D exec d-exec sh -c 'exit 7'; r=$?
+    [ $r -eq 7 ] || fail "exec exit code $r, not 7"
+}
+
+d_exec_tty() {
+    drun d-tty $DIMG sleep 1000
+    ttyrun "$D exec -it d-tty sh -c 'tty; echo tty-done'"; r=$?
+    [ $r -eq 0 ] || fail "exec -it: exit $r: $(why)"
+    grep -q '/dev/pts/' "$T/o" || fail "no pty in the exec: $(why)"
+}
+
+d_run_tty() {
+    ttyrun "$DR -it --rm $DIMG sh -c 'tty; echo tty-done'"; r=$?
+    [ $r -eq 0 ] || fail "run -it: exit $r: $(why)"
+    grep -q '/dev/pts/' "$T/o" || fail "no pty in the container: $(why)"
+    grep -q tty-done "$T/o" || fail "output: $(why)"
+}
+
+d_top() {
+    drun d-top $DIMG sleep 1000
+    must "top" $D top d-top
+    grep -q 'sleep 1000' "$T/o" || fail "top lacks the container's process: $(why)"
+}
+
+d_stop_term() {
+    drun d-stop $DIMG sh -c 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'
+    poll 100 dlogs_have d-stop ready || fail "container never ready"
+    must "stop" $D stop -t 30 d-stop
+    [ "$(dinspect d-stop '{{.State.ExitCode}}')" = 42 ] || fail "exit code $(cat "$T/o"), not 42 from the TERM trap"
+}
+
+d_stop_kill() {
+    drun d-stopk $DIMG sh -c 'trap "" TERM; echo ready; while :; do sleep 0.1; done'
+    poll 100 dlogs_have d-stopk ready || fail "container never ready"
+    must "stop -t 2" $D stop -t 2 d-stopk
+    [ "$(dinspect d-stopk '{{.State.ExitCode}}')" = 137 ] || fail "exit code $(cat "$T/o"), not 137"
+}
+
+d_kill_hup() {
+    drun d-hup $DIMG sh -c 'trap "echo got-hup" HUP; echo ready; while :; do sleep 0.1; done'
+    poll 100 dlogs_have d-hup ready || fail "container never ready"
+    must "kill -s HUP" $D kill -s HUP d-hup
+    poll 100 dlogs_have d-hup got-hup || fail "trap never saw HUP"
+}
+
+d_pause() {
+    mkdir -p "$T/dvol-pause"
+    drun d-pause -v "$T/dvol-pause:/data" $DIMG sh -c 'i=0; while :; do i=$((i+1)); echo $i > /data/n; sleep 0.05; done'
+    poll 100 test -s "$T/dvol-pause/n" || fail "counter never written"
+    must "pause" $D pause d-pause
+    [ "$(dinspect d-pause '{{.State.Status}}')" = paused ] || fail "state $(cat "$T/o"), not paused"
+    a=$(cat "$T/dvol-pause/n")
+    sleep 1
+    b=$(cat "$T/dvol-pause/n")
+    [ "$a" = "$b" ] || fail "counter went on while paused ($a -> $b)"
+    must "unpause" $D unpause d-pause
+    [ "$(dinspect d-pause '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after unpause"
+    advanced() { c=$(cat "$T/dvol-pause/n"); [ -n "$c" ] && [ "$c" != "$b" ]; }
+    poll 100 advanced || fail "counter stuck after unpause"
+}
+
+d_rm_f() {
+    drun d-rmf $DIMG sleep 1000
+    pid=$(dinspect d-rmf '{{.State.Pid}}')
+    must "rm -f" $D rm -f d-rmf
+    t $D ps -aq
+    [ ! -s "$T/o" ] || fail "container still listed"
+    poll 50 sh -c "! kill -0 $pid" || fail "container process $pid still alive"
+}
+
+d_volume() {
+    mkdir -p "$T/dvol"
+    echo from-host > "$T/dvol/in"
+    must "run -v" $DR --rm -v "$T/dvol:/data" $DIMG sh -c 'cat /data/in; echo from-container > /data/out'
+    grep -q from-host "$T/o" || fail "host file not seen inside: $(why)"
+    [ "$(cat "$T/dvol/out" 2>/dev/null)" = from-container ] || fail "file written inside not on the host"
+}
+
+d_read_only() {
+    must "run --read-only" $DR --rm --read-only $DIMG sh -c 'if touch /x 2>/dev/null; then echo root-writable; else echo root-ro; fi'
+    [ "$(cat "$T/o")" = root-ro ] || fail "a write to / worked: $(why)"
+}
+
+d_tmpfs() {
+    must "run --tmpfs" $DR --rm --read-only --tmpfs /scratch $DIMG sh -c 'echo x > /scratch/f && cat /scratch/f && grep " /scratch " /proc/mounts'
+    grep -q '^x$' "$T/o" || fail "/scratch not writable: $(why)"
+    grep -q ' /scratch tmpfs ' "$T/o" || fail "/scratch is no tmpfs: $(why)"
+}
+
+d_network_none() {
+    must "run --network none" $DR --rm --network none $DIMG ip -o link
+    [ "$(wc -l < "$T/o")" -eq 1 ] && grep -q ': lo:' "$T/o" || fail "links other than lo: $(why)"
+}
+
+d_sigkill_host() {
+    before=$(mounts)
+    drun d-k9 $DIMG sh -c "$SLEEPER"
+    id=$(cat "$T/cid")
+    poll 100 dlogs_have d-k9 ready || fail "container never ready"
+    pid=$(dinspect d-k9 '{{.State.Pid}}')
+    [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
+    kill -KILL "$pid" || fail "kill -9 $pid failed"
+    must "wait" $D wait d-k9
+    [ "$(cat "$T/o")" = 137 ] || fail "docker wait says $(cat "$T/o"), not 137"
+    [ "$(dinspect d-k9 '{{.State.ExitCode}}')" = 137 ] || fail "inspect exit code $(cat "$T/o"), not 137"
+    [ -n "$(leftovers "$id")" ] || fail "leftover probe finds nothing even before rm"
+    must "rm" $D rm d-k9
+    kill -0 "$pid" 2>/dev/null && fail "pid $pid still alive"
+    # the shim goes away on its own after the delete
+    gone() { [ -z "$(leftovers "$id")" ]; }
+    poll 50 gone || fail "left after rm: $(leftovers "$id" | head -5 | tr '\n' ';')"
+    after=$(mounts)
+    [ "$before" = "$after" ] || fail "mounts differ: $(mountdiff "$before" "$after")"
+}
+
+run_docker() {
+    ENGINE=docker
+    if ! docker_setup; then
+        echo "FAIL docker-setup: $(why)"
+        FAILN=$((FAILN + 1))
+        return
+    fi
+    check d-run-rm d_run_rm
+    check d-run-d-logs d_run_d_logs
+    check d-exec d_exec
+    check d-exec-tty d_exec_tty
+    check d-run-tty d_run_tty
+    check d-stop-term d_stop_term
+    check d-stop-kill d_stop_kill
+    check d-kill-hup d_kill_hup
+    check d-pause d_pause
+    check d-rm-f d_rm_f
+    check d-volume d_volume
+    check d-read-only d_read_only
+    check d-tmpfs d_tmpfs
+    check d-network-none d_network_none
+    check d-top d_top
+    check d-sigkill-host d_sigkill_host
+}
+
+# --- teardown ----------------------------------------------------------------------
+inner_cleanup() {
+    trap '' INT TERM
+    if [ -n "${P:-}" ]; then
+        TMO=30 podman_clean
+    fi
+    if [ -n "$DOCKERD_PID" ]; then
+        TMO=30 docker_clean
+        kill -TERM "$DOCKERD_PID" 2>/dev/null
+        n=150
+        while [ $n -gt 0 ] && kill -0 "$DOCKERD_PID" 2>/dev/null; do sleep 0.1; n=$((n - 1)); done
+        kill -KILL "$DOCKERD_PID" 2>/dev/null
+        wait "$DOCKERD_PID" 2>/dev/null
+    fi
+    # Processes left in the engines' cgroups (containers) and in this mount
+    # namespace (conmon, shims, containerd): all started by this run.
+    self=$(readlink /proc/self/ns/mnt)
+    for round in 1 2; do
+        for d in $(cgdirs "$PODMAN_CGPARENT") $(cgdirs "$DOCKER_CGPARENT"); do
+            find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+        done
+        for p in /proc/[0-9]*; do
+            pid=${p#/proc/}
+            [ "$pid" = $$ ] && continue
+            [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$self" ] || continue
+            # not this shell's own helpers (subshells, the command substitution here)
+            case " $(cat "$p/stat" 2>/dev/null | awk '{print $4}') " in " $$ ") continue ;; esac
+            kill -KILL "$pid" 2>/dev/null
+        done
+        sleep 0.2
+    done
+    # Unmount what is under $T, deepest first.
+    awk -v t="$T" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+    done
+    for d in $(cgdirs "$PODMAN_CGPARENT") $(cgdirs "$DOCKER_CGPARENT"); do
+        find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
+    done
+}
+trap inner_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ENGINE=none
+none_clean() { :; }
+if ! make_rootfs; then
+    echo "engines: cannot build the busybox rootfs" >&2
+    exit 2
+fi
+case $WHICH in
+    podman) run_podman ;;
+    docker) run_docker ;;
+    all) run_podman; run_docker ;;
+esac
+echo "engines: $RTNAME, $(($(date +%s) - START))s"
+if [ $SKIPN -gt 0 ]; then
+    echo "engines: $PASS passed, $FAILN failed, $SKIPN skipped"
+else
+    echo "engines: $PASS passed, $FAILN failed"
+fi
+[ $FAILN -eq 0 ]
