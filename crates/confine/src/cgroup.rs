@@ -477,7 +477,14 @@ impl Cgroup {
     /// Moves a process (and so its future children) into the cgroup, in every
     /// hierarchy.
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        for d in self.all_dirs() {
+        self.add_pid_except(pid, &[])
+    }
+
+    /// [`Cgroup::add_pid`], leaving out the v1 hierarchies holding any of
+    /// `controllers` (the runtime's FUSE server joins for the limits, not for the
+    /// container's device rules: its workers open /dev/fuse as they start).
+    pub fn add_pid_except(&self, pid: i32, controllers: &[&str]) -> Result<(), CgroupError> {
+        for d in self.all_dirs().filter(|d| !controllers.iter().any(|c| d.has(c))) {
             let path = d.path.join("cgroup.procs");
             write_file(&path, &pid.to_string()).map_err(|source| CgroupError::Io {
                 op: format!("adding pid {pid} to"),

@@ -37,6 +37,11 @@ impl ProcessHost {
         }
     }
 
+    /// The gofers' pids.
+    pub fn pids(&self) -> Vec<i32> {
+        self.children.iter().map(|c| c.id() as i32).collect()
+    }
+
     /// Whether any gofer has exited.
     pub fn any_exited(&mut self) -> Option<(u32, std::process::ExitStatus)> {
         self.children.iter_mut().find_map(|c| c.try_wait().ok().flatten().map(|s| (c.id(), s)))

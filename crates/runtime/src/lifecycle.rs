@@ -158,9 +158,10 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
         let ask = Ask { cmd: &[], network: None, tty: false, attached: false };
         let mut prep = crate::run::prepare(&fs, cfg, spec, bundle, &ask)?;
         let (id, b, s) = (a.id.clone(), prep.bundle.clone(), prep.spec.clone());
-        let launched =
-            crate::run::launch(&mut prep, &|pid| crate::run::hook_state(&id, "creating", pid, &b, &s))
-                .map_err(|f| f.error)?;
+        let launched = crate::run::launch(&mut prep, cg_keep.as_ref(), &|pid| {
+            crate::run::hook_state(&id, "creating", pid, &b, &s)
+        })
+        .map_err(|f| f.error)?;
         Ok((prep, launched))
     })();
     let (prep, mut launched) = match launched {

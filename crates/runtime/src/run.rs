@@ -564,7 +564,13 @@ struct Started {
 /// `map`'s first id, written here when it says it is ready), then new mount, pid,
 /// ipc, uts, cgroup and, unless `own_network` is false, network namespaces owned by
 /// it.
-fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer, pasta: bool) -> Result<Started> {
+fn start_sandbox(
+    params: &mut Params,
+    map: &IdMap,
+    how: &userns::Writer,
+    pasta: bool,
+    cgroup: Option<&Cgroup>,
+) -> Result<Started> {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
     let (ours, theirs) = sandfs_gofer::transport::Conn::pair().context("socketpair")?;
@@ -611,6 +617,11 @@ fn start_sandbox(params: &mut Params, map: &IdMap, how: &userns::Writer, pasta: 
             bail!(
                 "the sandbox process could not make a user namespace (are user namespaces allowed? see `sandfs info`)"
             );
+        }
+        // /dev/fuse is open: the cgroup's device rules may apply from here, to it
+        // and the container it forks.
+        if let Some(cg) = cgroup {
+            cg.add_pid(child.id() as i32).context("move the sandbox process into its cgroup")?;
         }
         if let Some(adj) = params.oom_score_adj {
             // Written by the runtime, with its privileges (lowering it needs them).
@@ -829,9 +840,19 @@ fn expect_msg(
 /// for `start`. The createRuntime (and prestart) hooks run here, in this process's
 /// namespaces, and the createContainer hooks in the container's, both before
 /// pivot_root; `state` gives their stdin for pid 1's pid.
-pub fn launch(prep: &mut Prepared, state: &dyn Fn(i32) -> Vec<u8>) -> Result<Launched, Failed> {
+pub fn launch(
+    prep: &mut Prepared,
+    cgroup: Option<&Cgroup>,
+    state: &dyn Fn(i32) -> Vec<u8>,
+) -> Result<Launched, Failed> {
     use crate::hooks::{Point, run_all};
-    let started = start_sandbox(&mut prep.params, &prep.map, &prep.how, prep.pasta)?;
+    let started = start_sandbox(&mut prep.params, &prep.map, &prep.how, prep.pasta, cgroup)?;
+    if let Some(cg) = cgroup {
+        // The gofers: the sandbox's limits cover them too.
+        for pid in prep.sb.host().pids() {
+            cg.add_pid(pid).context("move the gofers into the sandbox's cgroup")?;
+        }
+    }
     protect_from_oom();
     let mut child = started.child;
     let chan = started.fuse;
@@ -851,6 +872,12 @@ pub fn launch(prep: &mut Prepared, state: &dyn Fn(i32) -> Vec<u8>) -> Result<Lau
     let server = sandfs_fuse::Server::from_fd(prep.container.ns.clone(), fuse_fd, &prep.params.root, &opts)
         .context("serve the FUSE view")?;
     let fuse = server.spawn().context("serve the FUSE view")?;
+    if let Some(cg) = cgroup {
+        // This process too (the FUSE server, with the memory upper layer), for the
+        // limits; not for the container's device rules (its workers open
+        // /dev/fuse as they start, which a spec's deny-all would refuse).
+        cg.add_pid_except(std::process::id() as i32, &["devices"]).context("join the sandbox's cgroup")?;
+    }
     let (pid, _) = expect_msg(&chan, msg::PID, &mut child)?;
     let pid1 = pid.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32).unwrap_or(0);
     expect_msg(&chan, msg::MOUNTED, &mut child)?;
@@ -966,7 +993,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut raw = if prep.params.tty { Some(crate::tty::Raw::enter()?) } else { None };
     let (spec_bundle, spec_copy) = (prep.bundle.clone(), prep.spec.clone());
     let state = |pid: i32, status: &str| hook_state(&id, status, pid, &spec_bundle, &spec_copy);
-    let launched = match launch(&mut prep, &|pid| state(pid, "created")) {
+    let launched = match launch(&mut prep, cgroup.as_ref(), &|pid| state(pid, "created")) {
         Ok(l) => l,
         Err(f) => {
             drop(raw);
@@ -1123,7 +1150,10 @@ pub struct Limits {
 /// the bundle's `linux.resources`. Without limits asked for, a host that gives no
 /// cgroup (rootless on cgroup v1) only gets a warning; with limits it is an error.
 /// With `reaper`, a forked reaper removes it when this process ends; otherwise the
-/// caller keeps it (disowned: `delete` removes it).
+/// caller keeps it (disowned: `delete` removes it). Nothing joins it here: the
+/// sandbox process must open /dev/fuse before it is subject to the cgroup's
+/// device rules (a spec's deny-all would refuse it), so [`launch`] moves the
+/// gofers, the sandbox process and this process in once that is done.
 pub fn sandbox_cgroup(
     limits: &Limits,
     spec: &oci_spec::runtime::Spec,
@@ -1166,6 +1196,5 @@ pub fn sandbox_cgroup(
     if reaper {
         start_reaper(&mut cg)?;
     }
-    cg.add_pid(std::process::id() as i32).context("join the sandbox's cgroup")?;
     Ok(Some(cg))
 }
