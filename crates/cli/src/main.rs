@@ -123,15 +123,7 @@ fn main() {
 
 /// Appends an error to the `--log` file.
 fn write_log(path: &std::path::Path, format: LogFormat, msg: &str) {
-    use std::io::Write;
-    let time = sandfs_runtime::state::now_rfc3339();
-    let line = match format {
-        LogFormat::Json => serde_json::json!({"level": "error", "msg": msg, "time": time}).to_string(),
-        LogFormat::Text => format!("{time} error {msg}"),
-    };
-    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
-        let _ = writeln!(f, "{line}");
-    }
+    sandfs_runtime::log_line(path, format == LogFormat::Json, "error", msg);
 }
 
 /// The runtime flags, with their defaults.
@@ -155,6 +147,7 @@ fn global(cli: &Cli) -> sandfs_runtime::lifecycle::Global {
             .unwrap_or_else(|| sandfs_runtime::run::DEFAULT_FILE_ACCESS_MOUNTS.into()),
         systemd_cgroup: cli.systemd_cgroup,
         log: cli.log.clone(),
+        log_json: cli.log_format == LogFormat::Json,
     }
 }
 

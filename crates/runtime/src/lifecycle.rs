@@ -32,6 +32,8 @@ pub struct Global {
     pub systemd_cgroup: bool,
     /// Where the monitor writes what it has to say (`--log`).
     pub log: Option<PathBuf>,
+    /// `--log-format json`.
+    pub log_json: bool,
 }
 
 /// Arguments of `create`.
@@ -154,9 +156,16 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
         }
         std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec)?).context("keep the spec")?;
         crate::run::split_dev(&mut spec);
+        // The caller's stdio is the container's alone: this process and the gofers
+        // let go of it (an engine waits for it to close), warnings go to the log.
+        let stdio = take_stdio()?;
+        if let Some(log) = &g.log {
+            crate::log_to(log, g.log_json);
+        }
         cg_keep = crate::run::sandbox_cgroup(&Limits::default(), &spec, &a.id, false)?;
         let ask = Ask { cmd: &[], network: None, tty: false, attached: false };
         let mut prep = crate::run::prepare(&fs, cfg, spec, bundle, &ask)?;
+        prep.stdio = Some(stdio);
         let (id, b, s) = (a.id.clone(), prep.bundle.clone(), prep.spec.clone());
         let launched = crate::run::launch(&mut prep, cg_keep.as_ref(), &|pid| {
             crate::run::hook_state(&id, "creating", pid, &b, &s)
@@ -221,8 +230,6 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
             return 1;
         }
     };
-    // From here nothing of the caller's: its pipes reach EOF when pid 1 ends.
-    detach_stdio(g.log.as_deref());
     tell("ok");
     serve(store, &a.id, &launched, listener);
     // The gofers and the view go with this process.
@@ -230,17 +237,19 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
     0
 }
 
-/// Stdin and stdout become /dev/null, stderr the log file (or /dev/null).
-fn detach_stdio(log: Option<&Path>) {
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        let _ = rustix::stdio::dup2_stdin(&null);
-        let _ = rustix::stdio::dup2_stdout(&null);
-        let err = log
-            .and_then(|p| std::fs::OpenOptions::new().append(true).create(true).open(p).ok())
-            .map(OwnedFd::from)
-            .unwrap_or_else(|| OwnedFd::from(null));
-        let _ = rustix::stdio::dup2_stderr(&err);
-    }
+/// Takes this process's stdin, stdout and stderr (returned, for the container) and
+/// puts /dev/null in their place.
+fn take_stdio() -> Result<[OwnedFd; 3]> {
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        rustix::io::fcntl_dupfd_cloexec(fd, 3).context("keep the container's stdio")
+    };
+    let saved =
+        [dup(std::io::stdin().as_fd())?, dup(std::io::stdout().as_fd())?, dup(std::io::stderr().as_fd())?];
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").context("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(&null)?;
+    rustix::stdio::dup2_stderr(&null)?;
+    Ok(saved)
 }
 
 /// Sends the terminal's master to the engine's console socket (SCM_RIGHTS), as
@@ -347,7 +356,7 @@ pub fn start(g: &Global, id: &str) -> Result<()> {
         &crate::hooks::Point::Poststart.of(&spec),
         &state,
     ) {
-        eprintln!("sandfs: warning: {w}");
+        crate::warn(&w);
     }
     Ok(())
 }
@@ -491,7 +500,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
             &crate::hooks::Point::Poststop.of(&spec),
             &serde_json::to_vec(&stopped)?,
         ) {
-            eprintln!("sandfs: warning: {w}");
+            crate::warn(&w);
         }
     }
     Ok(())

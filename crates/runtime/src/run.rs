@@ -454,6 +454,25 @@ fn process(
     Ok(p)
 }
 
+/// `net.ipv4.ping_group_range` names groups as the sandbox's user namespace sees
+/// them, and the kernel refuses a range reaching past its gid map. Engines write
+/// "all groups" as `0 2147483647` (docker; runc has no user namespace): the range is
+/// cut to the groups the namespace has, which is all of them there.
+fn clamp_ping_range(sysctl: &mut [(String, String)], map: &IdMap) {
+    let top = map.gids.iter().map(|r| r.inside.saturating_add(r.count.saturating_sub(1))).max().unwrap_or(0);
+    for (k, v) in sysctl.iter_mut() {
+        if k != "net.ipv4.ping_group_range" {
+            continue;
+        }
+        let nums: Vec<u64> = v.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+        if let [lo, hi] = nums[..]
+            && hi > top as u64
+        {
+            *v = format!("{} {}", lo.min(top as u64), top);
+        }
+    }
+}
+
 /// The parameters of a process exec'd into a running container: its spec's
 /// process (identity, capabilities, rlimits, no_new_privs) and seccomp profile,
 /// `cmd` replacing the args when given.
@@ -570,6 +589,7 @@ fn start_sandbox(
     how: &userns::Writer,
     pasta: bool,
     cgroup: Option<&Cgroup>,
+    stdio: Option<[std::os::fd::OwnedFd; 3]>,
 ) -> Result<Started> {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
@@ -596,6 +616,9 @@ fn start_sandbox(
             }
             Ok(())
         });
+    }
+    if let Some([i, o, e]) = stdio {
+        cmd.stdin(i).stdout(o).stderr(e);
     }
     let mut child = cmd.spawn().context("start the sandbox process")?;
     drop(params_r);
@@ -695,6 +718,10 @@ pub struct Prepared {
     pub container: sandfs_container::ContainerFs,
     /// pasta is to be attached to the sandbox's network namespace.
     pub pasta: bool,
+    /// The container's stdin, stdout and stderr when they are not this process's
+    /// (a monitor gives its own up, so that gofers and it never hold an engine's
+    /// pipes).
+    pub stdio: Option<[std::os::fd::OwnedFd; 3]>,
 }
 
 /// What a run asks for beyond the spec.
@@ -732,8 +759,7 @@ pub fn prepare(
     let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
     let container = sb.container("sandfs", &spec, &bundle)?;
     for w in sb.warnings.iter().chain(&container.warnings) {
-        tracing::warn!("{w}");
-        eprintln!("sandfs: warning: {w}");
+        crate::warn(&w);
     }
     container.ns.make_mount_point(b"/dev", FileType::Directory).context("make /dev in the view")?;
     let from_bundle = fs.bundle.is_some();
@@ -749,6 +775,7 @@ pub fn prepare(
     let network = ask.network.unwrap_or(Network::None);
     let mut params = process(&spec, from_bundle, ask.cmd, network)?;
     params.attached = ask.attached;
+    clamp_ping_range(&mut params.sysctl, &map);
     if !params.rlimits.iter().any(|r| r.0 == "RLIMIT_NOFILE") {
         let (soft, hard) = crate::limits::original_nofile();
         params.rlimits.push(("RLIMIT_NOFILE".into(), soft, hard));
@@ -776,7 +803,7 @@ pub fn prepare(
     if pasta && !params.own_network() {
         bail!("--network pasta: the bundle lists no network namespace of its own (it shares the host's)");
     }
-    Ok(Prepared { spec, bundle, cfg, params, map, how, sb, container, pasta })
+    Ok(Prepared { spec, bundle, cfg, params, map, how, sb, container, pasta, stdio: None })
 }
 
 /// A container whose pid 1 is set up and waits for [`Launched::start`].
@@ -846,7 +873,8 @@ pub fn launch(
     state: &dyn Fn(i32) -> Vec<u8>,
 ) -> Result<Launched, Failed> {
     use crate::hooks::{Point, run_all};
-    let started = start_sandbox(&mut prep.params, &prep.map, &prep.how, prep.pasta, cgroup)?;
+    let started =
+        start_sandbox(&mut prep.params, &prep.map, &prep.how, prep.pasta, cgroup, prep.stdio.take())?;
     if let Some(cg) = cgroup {
         // The gofers: the sandbox's limits cover them too.
         for pid in prep.sb.host().pids() {
@@ -909,6 +937,10 @@ pub fn launch(
         None
     };
     expect_msg(&chan, msg::CREATED, &mut child)?;
+    if !prep.params.attached {
+        // It has left pid 1 to the caller's reaper and ends.
+        let _ = child.wait();
+    }
     Ok(Launched { sandbox: child, pid1, chan, fuse, master, _pasta: started._pasta })
 }
 
@@ -1033,7 +1065,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             &crate::hooks::Point::Poststart.of(&prep.spec),
             &state(launched.pid1, "running"),
         ) {
-            eprintln!("sandfs: warning: {w}");
+            crate::warn(&w);
         }
     }
     let status = launched.sandbox.wait().context("wait for the sandbox")?;
@@ -1076,7 +1108,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let pid1 = launched.pid1;
     let _ = launched.fuse.unmount();
     for w in crate::hooks::run_warn(crate::hooks::Point::Poststop, &poststop, &state(pid1, "stopped")) {
-        eprintln!("sandfs: warning: {w}");
+        crate::warn(&w);
     }
     drop(prep);
     if let Some(n) = cgroup.as_ref().and_then(|cg| cg.memory_events_oom()).filter(|&n| n > 0) {
@@ -1170,7 +1202,7 @@ pub fn sandbox_cgroup(
         Err(e) if !wanted => {
             // Expected rootless (no delegated cgroup); worth a word when root.
             if rustix::process::geteuid().is_root() {
-                eprintln!("sandfs: warning: the sandbox has no cgroup of its own ({e})");
+                crate::warn(&format!("the sandbox has no cgroup of its own ({e})"));
             }
             return Ok(None);
         }
@@ -1178,7 +1210,7 @@ pub fn sandbox_cgroup(
     };
     if let Some(r) = &resources {
         for w in cg.apply(r).context("linux.resources")? {
-            eprintln!("sandfs: warning: {w}");
+            crate::warn(&w);
         }
     }
     if from_flags {
@@ -1189,7 +1221,7 @@ pub fn sandbox_cgroup(
         )
         .context("--memory/--pids-limit/--cpus")?;
         for w in cg.apply(&r)? {
-            eprintln!("sandfs: warning: {w}");
+            crate::warn(&w);
         }
     }
     let mut cg = cg;

@@ -718,6 +718,18 @@ fn pid1(p: &Params, chan: &Conn, filter: Option<&Filter>) -> (String, i32) {
         expect(chan, msg::PIVOT)?;
         pivot(p)?;
         let term = if p.tty { Some(make_terminal(chan, p.console_size)?) } else { None };
+        if let Some(t) = &term {
+            // The caller's stdio is not the program's: let go of it now, not at exec
+            // (an engine waits for `create`'s output to close).
+            for n in 0..3 {
+                // SAFETY: 0, 1 and 2 are this process's standard streams, replaced
+                // here by the terminal; the borrowed OwnedFd is forgotten, not closed.
+                let mut std_fd = unsafe { OwnedFd::from_raw_fd(n) };
+                let r = rustix::io::dup2(t, &mut std_fd);
+                std::mem::forget(std_fd);
+                r.context("give the program its terminal")?;
+            }
+        }
         Ok(term)
     })();
     let term = match setup {

@@ -199,7 +199,21 @@ fn pids_max(res: &LinuxResources) -> Option<String> {
 /// Warnings for the parts sandfs does not apply on either version.
 fn unapplied(res: &LinuxResources, warnings: &mut Vec<String>) {
     let r = "linux.resources";
-    if res.block_io().is_some() {
+    // Engines send `blockIO: {weight: 0}` for "not set" (docker).
+    let asked = |b: &oci_spec::runtime::LinuxBlockIo| {
+        b.weight().is_some_and(|w| w > 0)
+            || b.leaf_weight().is_some_and(|w| w > 0)
+            || [
+                b.throttle_read_bps_device(),
+                b.throttle_write_bps_device(),
+                b.throttle_read_iops_device(),
+                b.throttle_write_iops_device(),
+            ]
+            .iter()
+            .any(|d| d.as_ref().is_some_and(|d| !d.is_empty()))
+            || b.weight_device().as_ref().is_some_and(|d| !d.is_empty())
+    };
+    if res.block_io().as_ref().is_some_and(asked) {
         warnings.push(format!("{r}.blockIO: not applied (not supported by sandfs)"));
     }
     if res.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
