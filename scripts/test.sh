@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
-# External suites nobody here wrote (pjdfstest, fsx, stress-ng) on a `sandfs mount`.
+# External suites nobody here wrote (pjdfstest, fsx, stress-ng) on a `sandfs mount`,
+# then real engines (podman; docker with containerd) driving sandfs as their runtime.
 if [ "$(id -u)" -eq 0 ]; then
     ./scripts/suites.sh
+    ./scripts/engines.sh "$PWD/target/debug/sandfs" all
 else
-    echo "test.sh: SKIP external suites: they need root (FUSE mount, identity switches)"
+    echo "test.sh: SKIP external suites and engines: they need root (FUSE mount, identity switches, dockerd)"
 fi

@@ -84,6 +84,8 @@ enum Command {
     Update(oci::UpdateArgs),
     /// Run another process in a container.
     Exec(oci::ExecArgs),
+    /// Print what this runtime implements (the OCI features JSON).
+    Features,
     /// The container process (started by `sandfs run`, not by users).
     #[command(name = "__sandbox", hide = true)]
     Sandbox {
@@ -189,6 +191,10 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Pause(a)) => sandfs_runtime::lifecycle::pause(&g, &a.id),
         Some(Command::Resume(a)) => sandfs_runtime::lifecycle::resume(&g, &a.id),
         Some(Command::Update(a)) => oci::update(&g, &a),
+        Some(Command::Features) => {
+            println!("{}", serde_json::to_string_pretty(&sandfs_runtime::features::features())?);
+            Ok(())
+        }
         Some(Command::Exec(a)) => {
             let code = oci::exec(&g, a)?;
             std::process::exit(code)

@@ -13,10 +13,10 @@ use std::path::{Component, Path, PathBuf};
 pub const KERNEL_TYPES: &[&str] = &["proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
 
 /// tmpfs data options kept; others are dropped with a warning.
-const TMPFS_KEEP: &[&str] = &["mode", "size", "uid", "gid", "nr_inodes", "nr_blocks"];
+pub const TMPFS_KEEP: &[&str] = &["mode", "size", "uid", "gid", "nr_inodes", "nr_blocks"];
 
 /// Options that are not data: flags, propagation, and the ones that mean nothing here.
-const GENERIC: &[&str] = &[
+pub const GENERIC: &[&str] = &[
     "ro",
     "rw",
     "nosuid",

@@ -6,6 +6,7 @@
 
 pub mod exec;
 pub mod export;
+pub mod features;
 pub mod hooks;
 pub mod host;
 pub mod lifecycle;
