@@ -153,7 +153,30 @@ fn global(cli: &Cli) -> sandfs_runtime::lifecycle::Global {
     }
 }
 
+/// The container a command acts on, for its error message.
+fn container_of(c: &Option<Command>) -> Option<&str> {
+    Some(match c.as_ref()? {
+        Command::Create(a) => a.id(),
+        Command::Start(a) | Command::State(a) | Command::Pause(a) | Command::Resume(a) => &a.id,
+        Command::Kill(a) => a.id(),
+        Command::Delete(a) => a.id(),
+        Command::Ps(a) => a.id(),
+        Command::Update(a) => a.id(),
+        Command::Exec(a) => a.id(),
+        _ => return None,
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
+    // Errors of the OCI commands name their container, as runc's do.
+    let id = container_of(&cli.command).map(String::from);
+    run_command(cli).map_err(|e| match id {
+        Some(id) if !format!("{e:#}").contains(&id) => e.context(format!("container {id}")),
+        _ => e,
+    })
+}
+
+fn run_command(cli: Cli) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SANDFS_LOG").unwrap_or_else(|_| "warn".into()),

@@ -233,3 +233,16 @@ pub fn exec(g: &Global, a: ExecArgs) -> Result<i32> {
         },
     )
 }
+
+/// The container id of each command's arguments.
+macro_rules! id_of {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The container id.
+            pub fn id(&self) -> &str {
+                &self.id
+            }
+        }
+    )*};
+}
+id_of!(CreateArgs, KillArgs, DeleteArgs, PsArgs, UpdateArgs, ExecArgs);
