@@ -542,7 +542,7 @@ pub fn update(g: &Global, id: &str, resources: &[u8]) -> Result<Vec<String>> {
     let r: oci_spec::runtime::LinuxResources =
         serde_json::from_slice(resources).context("--resources: not a linux.resources JSON object")?;
     let cg = st.cgroup.as_ref().with_context(|| format!("container {id} has no cgroup"))?;
-    Ok(cg.apply(&r).context("--resources")?)
+    cg.apply(&r).context("--resources")
 }
 
 /// `list`: every container, as a table or JSON.

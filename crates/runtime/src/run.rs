@@ -759,7 +759,7 @@ pub fn prepare(
     let mut sb = Sandbox::new(host, cfg.clone(), &annotations)?;
     let container = sb.container("sandfs", &spec, &bundle)?;
     for w in sb.warnings.iter().chain(&container.warnings) {
-        crate::warn(&w);
+        crate::warn(w);
     }
     container.ns.make_mount_point(b"/dev", FileType::Directory).context("make /dev in the view")?;
     let from_bundle = fs.bundle.is_some();
