@@ -608,8 +608,12 @@ fn signals_are_forwarded_even_when_the_caller_ignored_them() {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     for (sig, n) in [("INT", 2), ("TERM", 15), ("HUP", 1), ("QUIT", 3), ("USR1", 10), ("USR2", 12)] {
+        // A duration no other test uses: the test waits until the program is sleep
+        // (a signal to sh before its exec is sh's to handle: dash -c catches SIGINT).
+        let secs = format!("{}", 6000 + n as u32 * 7 + std::process::id() % 1000);
         let mut cmd = Command::new(sandfs());
-        cmd.args(["run", "--", "sh", "-c", "echo started; exec sleep 60"]).stdout(Stdio::piped());
+        cmd.args(["run", "--", "sh", "-c", &format!("echo started; exec sleep {secs}")])
+            .stdout(Stdio::piped());
         // SAFETY: only sigaction(SIG_IGN) between fork and exec (async-signal-safe).
         unsafe {
             cmd.pre_exec(|| {
@@ -624,6 +628,18 @@ fn signals_are_forwarded_even_when_the_caller_ignored_them() {
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line, "started\n");
+        let want = format!("sleep\0{secs}\0");
+        let is_sleeping = || {
+            std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !is_sleeping() {
+            assert!(std::time::Instant::now() < deadline, "the program never became sleep");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         nix_kill(child.id(), n);
         let st = child.wait().unwrap();
         assert_eq!(st.code(), Some(128 + n), "SIG{sig}");
