@@ -409,7 +409,8 @@ pub fn kill(g: &Global, id: &str, sig: &str, all: bool) -> Result<()> {
     let sig = parse_signal(sig)?;
     let store = Store::open(&g.root)?;
     let st = store.load(id)?;
-    if st.status() == Status::Stopped {
+    let status = st.status();
+    if status == Status::Stopped {
         bail!("container {id} is not running");
     }
     let targets = if all { pids_of(st.pid) } else { vec![st.pid] };
@@ -421,6 +422,14 @@ pub fn kill(g: &Global, id: &str, sig: &str, all: bool) -> Result<()> {
         {
             bail!("signal {sig} to pid {p}: {e}");
         }
+    }
+    // A frozen process (cgroup v1) does not die of SIGKILL until thawed: a paused
+    // container is thawed for it, as runc does, so that it ends now.
+    if status == Status::Paused
+        && sig == nix::sys::signal::Signal::SIGKILL
+        && let Some(cg) = &st.cgroup
+    {
+        cg.thaw().with_context(|| format!("container {id}: thaw it for SIGKILL"))?;
     }
     Ok(())
 }
