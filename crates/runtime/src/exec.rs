@@ -8,6 +8,7 @@
 use crate::lifecycle::{Global, spec_of};
 use crate::state::{Status, Store};
 use anyhow::{Context, Result, bail};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -157,21 +158,38 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     join(st.pid)?;
     // In the container's mount namespace: its /dev/pts.
     let (master, term) = if p.tty { pty()? } else { (None, None) };
+    // Detached, the caller learns whether the program started (as from runc): the
+    // child's end of this pipe closes at its exec (close-on-exec), or says why not.
+    let (mut started_r, started_w) = std::io::pipe().context("pipe")?;
     // SAFETY: this process is single-threaded (no thread was started: joining the
     // user namespace above required it), so the child may run ordinary code.
     let child = match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop(master);
+            drop(started_r);
             if let Some(s) = &sigs {
                 let _ = s.thread_unblock();
             }
             let (why, code) = crate::sandbox::exec_program(&p, filter.as_ref(), term);
-            eprintln!("sandfs: exec: {why}");
+            if a.detach {
+                let _ = (&started_w).write_all(why.as_bytes());
+            } else {
+                eprintln!("sandfs: exec: {why}");
+            }
             std::process::exit(code);
         }
         nix::unistd::ForkResult::Parent { child } => child,
     };
+    drop(started_w);
     drop(term);
+    if a.detach {
+        let mut why = String::new();
+        let _ = started_r.read_to_string(&mut why);
+        if !why.is_empty() {
+            bail!("exec: {why}");
+        }
+    }
+    drop(started_r);
     if let Some((dir, name)) = &pid_file {
         write_pid(dir, name, child.as_raw())?;
     }
