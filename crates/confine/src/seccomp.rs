@@ -169,6 +169,46 @@ impl std::fmt::Debug for Filter {
     }
 }
 
+/// A filter as it is stored (a container's state directory) and passed (the
+/// sandbox's parameters): each instruction packed as code << 48 | jt << 40 |
+/// jf << 32 | k, so a profile is compiled once per container, not per process.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Packed {
+    program: Vec<u64>,
+    flags: u64,
+}
+
+impl serde::Serialize for Filter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let program = self
+            .program
+            .iter()
+            .map(|i| u64::from(i.code) << 48 | u64::from(i.jt) << 40 | u64::from(i.jf) << 32 | u64::from(i.k))
+            .collect();
+        Packed { program, flags: self.flags as u64 }.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Filter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Filter, D::Error> {
+        let p = Packed::deserialize(d)?;
+        if p.program.is_empty() || p.program.len() > usize::from(u16::MAX) {
+            return Err(serde::de::Error::custom("a seccomp program of 1..=65535 instructions"));
+        }
+        let program = p
+            .program
+            .iter()
+            .map(|&w| libc::sock_filter {
+                code: (w >> 48) as u16,
+                jt: (w >> 40) as u8,
+                jf: (w >> 32) as u8,
+                k: w as u32,
+            })
+            .collect();
+        Ok(Filter { program, flags: p.flags as libc::c_ulong })
+    }
+}
+
 impl Filter {
     /// Installs the filter on the calling thread (all threads with the TSYNC flag):
     /// one `seccomp(2)` call, no allocation, meant for a forked child right before
@@ -194,6 +234,17 @@ impl Filter {
         }
     }
 
+    /// Whether two filters are the same program with the same flags.
+    pub fn same_as(&self, other: &Filter) -> bool {
+        self.flags == other.flags
+            && self.program.len() == other.program.len()
+            && self
+                .program
+                .iter()
+                .zip(other.program.iter())
+                .all(|(a, b)| (a.code, a.jt, a.jf, a.k) == (b.code, b.jt, b.jf, b.k))
+    }
+
     /// The number of BPF instructions in the program.
     pub fn instructions(&self) -> usize {
         self.program.len()
@@ -207,6 +258,13 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<Compiled, SeccompError> {
         reason: format!("cannot be represented as JSON: {e}"),
     })?;
     compile_json(&json)
+}
+
+/// Checks the raw JSON of a spec's `linux.seccomp` object as [`compile_json`] does
+/// (an unknown action, operator, arch or flag is an error naming its field),
+/// without compiling it.
+pub fn check_json(seccomp: &serde_json::Value) -> Result<(), SeccompError> {
+    profile::Profile::from_json(seccomp, "linux.seccomp", &mut Vec::new()).map(|_| ())
 }
 
 /// Compiles the raw JSON of a spec's `linux.seccomp` object. Unlike parsing the spec

@@ -434,3 +434,26 @@ fn default_profile_runs_a_program() {
     };
     assert_eq!(in_child(Some(&filter), exec), 0);
 }
+
+/// A filter stored and read back (a container's state file, the sandbox's
+/// parameters) is the same program and still does what it did: compiled once per
+/// container, loaded by every process of it.
+#[test]
+fn a_filter_read_back_is_the_same_and_still_filters() {
+    let f = compile(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdirat", "mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}]
+    }))
+    .filter;
+    let text = serde_json::to_string(&f).unwrap();
+    let back: Filter = serde_json::from_str(&text).unwrap();
+    assert!(back.same_as(&f) && back.instructions() == f.instructions());
+    assert!(!back.same_as(&default_filter()));
+    // SAFETY: mkdirat(2) with a NUL-terminated path.
+    let rc = in_child(Some(&back), || unsafe {
+        result(libc::syscall(libc::SYS_mkdirat, libc::AT_FDCWD, c"/nonexistent-dir/x".as_ptr(), 0o700))
+    });
+    assert_eq!(rc, 42);
+    // Garbage is refused, not loaded.
+    assert!(serde_json::from_str::<Filter>(r#"{"program": [], "flags": 0}"#).is_err());
+}

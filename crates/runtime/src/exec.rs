@@ -74,7 +74,19 @@ fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
     } else if a.cmd.is_empty() {
         bail!("exec: no command given (and no --process)");
     }
+    // The container's filter, compiled once at create, is the exec's too.
+    let saved: Option<sandfs_confine::seccomp::Filter> = std::fs::read(store.dir(&a.id).join("seccomp.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if saved.is_some()
+        && let Some(linux) = spec.linux_mut()
+    {
+        linux.set_seccomp(None);
+    }
     let mut p = crate::run::exec_params(&spec, &a.cmd)?;
+    if saved.is_some() {
+        p.seccomp = saved;
+    }
     if let Some(c) = &a.cwd {
         p.cwd = c.clone();
     }
@@ -122,7 +134,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         Status::Stopped => bail!("cannot exec in a stopped container"),
     }
     let p = params(&store, a)?;
-    let filter = crate::sandbox::compile_filter(&p)?;
+    let filter = p.seccomp.clone();
     if p.tty && a.detach && a.console_socket.is_none() {
         bail!("--tty with --detach needs --console-socket");
     }

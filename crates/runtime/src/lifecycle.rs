@@ -210,6 +210,9 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
             }),
         };
         store.save(&st)?;
+        if let Some(f) = &prep.params.seccomp {
+            crate::state::write_atomic(&dir.join("seccomp.json"), &serde_json::to_vec(f)?)?;
+        }
         if let Some(p) = &a.pid_file {
             crate::state::write_atomic(p, launched.pid1.to_string().as_bytes())
                 .with_context(|| format!("--pid-file {}", p.display()))?;

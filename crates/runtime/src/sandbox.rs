@@ -101,8 +101,8 @@ pub struct Params {
     pub time_offsets: Vec<(String, i64, u32)>,
     /// Whether the program gets the runtime's pty (its stdio) as its terminal.
     pub tty: bool,
-    /// The seccomp profile (OCI JSON), if any.
-    pub seccomp: Option<serde_json::Value>,
+    /// The seccomp filter, compiled by the runtime, if any.
+    pub seccomp: Option<Filter>,
     /// `sandfs run`: the sandbox process stays, forwards signals and exits with the
     /// program's status; otherwise (`create`) it leaves pid 1 to the caller's reaper.
     pub attached: bool,
@@ -639,12 +639,6 @@ fn make_terminal(chan: &Conn, size: Option<(u16, u16)>) -> Result<OwnedFd> {
     Ok(term)
 }
 
-/// The run's seccomp filter, from the profile the runtime chose (the spec's, or the
-/// default without a bundle).
-pub fn compile_filter(p: &Params) -> Result<Option<Filter>> {
-    Ok(p.seccomp.as_ref().map(sandfs_confine::seccomp::compile_json).transpose()?.map(|c| c.filter))
-}
-
 /// The messages on the channel between the runtime and the sandbox: the first byte
 /// of each.
 pub mod msg {
@@ -779,7 +773,7 @@ pub fn run(params_fd: i32) -> Result<i32> {
     let chan = mount_view(&p, dev)?;
     // Built before any fork: allocation and name resolution happen here, the child
     // only installs it.
-    let filter = compile_filter(&p)?;
+    let filter = p.seccomp.clone();
     // pid 1 waits until its pid is sent, so the runtime hears of it first.
     let (mut go_r, go_w) = std::io::pipe().context("pipe")?;
     let init = match fork_or_die()? {
