@@ -631,11 +631,9 @@ fn failing_hook(code: i32) -> Value {
     json!({"path": "/bin/sh", "args": ["sh", "-c", format!("exit {code}")]})
 }
 
-/// A directory for the hooks' log, bound at /hooks in the container. Not under
-/// /tmp: sandfs's createContainer hooks run in the container's mount namespace,
-/// where the scratch tmpfs of the FUSE view's mount point covers the host's /tmp
-/// (see [`a_create_container_hook_sees_the_hosts_tmp`]). Writable by anyone: the
-/// container's root, which runs that hook, is a mapped id under sandfs.
+/// A directory for the hooks' log, bound at /hooks in the container. Writable by
+/// anyone: the container's root, which runs the createContainer hook, is a mapped
+/// id under sandfs.
 fn hooks_dir(env: &mut Env) -> tempfile::TempDir {
     let d = tempfile::Builder::new().prefix("sandfs-oci-hooks-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -757,11 +755,10 @@ fn check_namespaces(rt: &str, lines: &[(String, String, i32, String)], host: &st
 /// A createContainer hook's path resolves, and it runs, where the runtime's
 /// paths are seen (the runtime spec: "the path MUST resolve in the runtime
 /// namespace"; runc runs it in the container's mount namespace before pivot_root,
-/// where the host's paths are all there). Under sandfs that namespace has a tmpfs
-/// on /tmp (the FUSE view's scratch mount point, /tmp/view): a hook under the
-/// host's /tmp is not found and create fails.
+/// where the host's paths are all there). sandfs mounts the view on an empty
+/// directory of the container's state directory, covering no host path; it once
+/// mounted a scratch tmpfs over /tmp for it, and a hook under /tmp was not found.
 #[test]
-#[ignore = "known bug: sandfs's createContainer hooks do not see the host's /tmp"]
 fn a_create_container_hook_sees_the_hosts_tmp() {
     let Some(mut env) = Env::new(&["true"]) else { return };
     let dir = tempfile::Builder::new().prefix("sandfs-oci-tmphook-").tempdir().unwrap();

@@ -154,7 +154,9 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
             })?;
             linux.set_cgroups_path(Some(mapped));
         }
-        std::fs::write(dir.join("config.json"), serde_json::to_vec(&spec)?).context("keep the spec")?;
+        // Private: the environment may hold secrets.
+        crate::state::write_atomic(&dir.join("config.json"), &serde_json::to_vec(&spec)?)
+            .context("keep the spec")?;
         crate::run::split_dev(&mut spec);
         // The caller's stdio is the container's alone: this process and the gofers
         // let go of it (an engine waits for it to close), warnings go to the log.
@@ -166,6 +168,15 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
         let ask = Ask { cmd: &[], network: None, tty: false, attached: false };
         let mut prep = crate::run::prepare(&fs, cfg, spec, bundle, &ask)?;
         prep.stdio = Some(stdio);
+        // The view's mount point, in the state directory: the sandbox (container
+        // root, an unprivileged host id) may pass through it (0711) to this empty
+        // directory and no host path is covered for it.
+        let mnt = dir.join("mnt");
+        std::fs::create_dir(&mnt).context("make the view's mount point")?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+            .with_context(|| format!("chmod 0711 {}", dir.display()))?;
+        prep.params.root = mnt;
+        prep.params.own_mount_point = true;
         let (id, b, s) = (a.id.clone(), prep.bundle.clone(), prep.spec.clone());
         let launched = crate::run::launch(&mut prep, cg_keep.as_ref(), &|pid| {
             crate::run::hook_state(&id, "creating", pid, &b, &s)

@@ -366,6 +366,7 @@ fn process(
 ) -> Result<Params> {
     let mut p = Params {
         root: PathBuf::from("/tmp/view"),
+        own_mount_point: false,
         fuse_channel: -1,
         userns_sync: (-1, -1),
         mounts: Vec::new(),

@@ -48,8 +48,13 @@ pub struct KMount {
 /// Everything the container process needs, passed as JSON in one argument.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Params {
-    /// Where to mount the FUSE view (made on a scratch tmpfs of the sandbox's own).
+    /// Where to mount the FUSE view: the runtime's own empty directory (a
+    /// container's state directory), or made on a scratch tmpfs of the sandbox's own.
     pub root: PathBuf,
+    /// `root` exists and is the runtime's: nothing of the host is covered to make
+    /// it (createContainer hooks, which run in this mount namespace before
+    /// pivot_root, see the host's paths, /tmp included).
+    pub own_mount_point: bool,
     /// The socket on which to hand the runtime the /dev/fuse descriptor.
     pub fuse_channel: i32,
     /// Pipes to the runtime: (tell it the user namespace exists, wait for its maps).
@@ -600,10 +605,14 @@ fn mount_view(p: &Params, dev: OwnedFd) -> Result<Conn> {
         rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
     )
     .context("make mounts private")?;
-    let scratch = p.root.parent().context("view path")?;
-    mount("sandfs", scratch, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=700")
-        .context("mount the scratch tmpfs")?;
-    std::fs::create_dir(&p.root).context("make the view's mount point")?;
+    if !p.own_mount_point {
+        // No directory of the runtime's to mount on: a scratch tmpfs of this
+        // namespace's own over the parent (/tmp) gives one.
+        let scratch = p.root.parent().context("view path")?;
+        mount("sandfs", scratch, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, c"mode=700")
+            .context("mount the scratch tmpfs")?;
+        std::fs::create_dir(&p.root).context("make the view's mount point")?;
+    }
     let data = sandfs_fuse::mount_data(dev.as_raw_fd(), 0, 0);
     let data = std::ffi::CString::new(data).context("fuse mount data")?;
     mount("sandfs", &p.root, "fuse.sandfs", MountFlags::empty(), data.as_c_str())

@@ -148,10 +148,12 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 impl Store {
-    /// The store at `root`, made (mode 0700) if missing.
+    /// The store at `root`, made if missing, mode 0711: a sandbox (an unprivileged
+    /// host id) passes through to its view's mount point; nothing can be listed, and
+    /// the files are 0600.
     pub fn open(root: &Path) -> Result<Store> {
         std::fs::create_dir_all(root).with_context(|| format!("--root {}", root.display()))?;
-        let _ = std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        let _ = std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o711));
         Ok(Store { root: root.to_path_buf() })
     }
 
@@ -230,13 +232,20 @@ impl Store {
     }
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory, synced
-/// and renamed over it.
+/// Writes `data` to `path` through a temporary file in the same directory (mode
+/// 0600), synced and renamed over it.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("write {}", tmp.display()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("write {}", tmp.display()))?;
     f.write_all(data).and_then(|()| f.sync_all()).with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("rename onto {}", path.display()))
 }
