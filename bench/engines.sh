@@ -516,18 +516,18 @@ line = (f"- `podman run --rm`: {dr:+.0f} ms against runc ({ratio('run', 'sandfs'
         f"take most of every run whatever the runtime.")
 if g.get("total"):
     line += (f" sandfs's `create` lasts {g['total']:.0f} ms (runc's {med(dur['runc', 'create']):.0f}): {g['to_monitor']:.0f} ms to "
-             f"fork the monitor, {g['to_gofer']:.0f} ms to the first gofer (reading the spec and checking its seccomp profile: "
+             f"fork the monitor, {g['to_gofer']:.0f} ms to the first gofer (reading the spec, checking its seccomp profile: "
              f"{g['secc_before']:.0f} ms of libseccomp), {g['gofers']:.0f} ms starting {g['n']:.0f} gofers one after another (one "
              f"per mount podman gives: the image's rootfs and the bind-mounted /etc/resolv.conf, /etc/hosts, /etc/hostname and "
              f"/run/.containerenv), {g['sandbox']:.0f} ms from the sandbox process's exec to `create`'s exit (the FUSE mount, the "
-             f"view, the namespaces, compiling the seccomp filter again: {g['secc_sandbox']:.0f} ms of libseccomp). The largest "
-             f"single item is libseccomp compiling podman's default profile (some 470 syscall names) twice, where runc and "
-             f"crun compile it once ({med(secc['runc', 'create']):.0f} ms); then the serial gofers.")
+             f"view, the namespaces: {g['secc_sandbox']:.0f} ms of libseccomp there). The profile is compiled once per "
+             f"container (sandfs's CPU in libseccomp during `create`: {med(secc['sandfs', 'create']):.0f} ms; runc's "
+             f"{med(secc['runc', 'create']):.0f} ms). The largest item is the gofers, started one after another.")
 w(line)
 if ("sandfs", "exec") in cpu:
     w(f"- `podman exec`: {ratio('exec', 'sandfs')} of runc's; the runtime's `exec` call is {med(dur['sandfs', 'exec']):.0f} ms "
       f"(runc {med(dur['runc', 'exec']):.0f}, crun {med(dur.get(('crun', 'exec'), [])):.0f}), {med(secc['sandfs', 'exec']):.0f} ms "
-      f"of it compiling the seccomp profile once more (crun reuses the filter it compiled at create: "
+      f"of it in libseccomp (the filter compiled at create is reused, as crun does: crun "
       f"{med(secc.get(('crun', 'exec'), [])):.0f} ms).")
 else:
     w(f"- `podman exec`: {ratio('exec', 'sandfs')} of runc's.")

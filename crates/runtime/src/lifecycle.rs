@@ -175,8 +175,12 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
         std::fs::create_dir(&mnt).context("make the view's mount point")?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
             .with_context(|| format!("chmod 0711 {}", dir.display()))?;
-        prep.params.root = mnt;
-        prep.params.own_mount_point = true;
+        // An engine's state directory may sit under one only root may enter (docker's
+        // exec root is 0700): then the scratch tmpfs it is.
+        if reachable(&mnt) {
+            prep.params.root = mnt;
+            prep.params.own_mount_point = true;
+        }
         let (id, b, s) = (a.id.clone(), prep.bundle.clone(), prep.spec.clone());
         let launched = crate::run::launch(&mut prep, cg_keep.as_ref(), &|pid| {
             crate::run::hook_state(&id, "creating", pid, &b, &s)
@@ -249,6 +253,18 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
     // The gofers and the view go with this process.
     drop(prep);
     0
+}
+
+/// Whether the container's root (an unprivileged host id: the caller's own when
+/// rootless) may walk down to `path`: every directory above it searchable by
+/// others, or (rootless) by its owner when that is the caller.
+fn reachable(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::getuid().as_raw();
+    path.ancestors().skip(1).all(|d| {
+        std::fs::metadata(d)
+            .is_ok_and(|m| m.mode() & 0o001 != 0 || (me != 0 && m.uid() == me && m.mode() & 0o100 != 0))
+    })
 }
 
 /// Takes this process's stdin, stdout and stderr (returned, for the container) and
