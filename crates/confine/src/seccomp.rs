@@ -185,7 +185,10 @@ impl serde::Serialize for Filter {
             .iter()
             .map(|i| u64::from(i.code) << 48 | u64::from(i.jt) << 40 | u64::from(i.jf) << 32 | u64::from(i.k))
             .collect();
-        Packed { program, flags: self.flags as u64 }.serialize(s)
+        // c_ulong is u64 here, u32 on 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
+        let flags = self.flags as u64;
+        Packed { program, flags }.serialize(s)
     }
 }
 
@@ -205,7 +208,10 @@ impl<'de> serde::Deserialize<'de> for Filter {
                 k: w as u32,
             })
             .collect();
-        Ok(Filter { program, flags: p.flags as libc::c_ulong })
+        // c_ulong is u64 here, u32 on 32-bit targets.
+        #[allow(clippy::unnecessary_cast)]
+        let flags = p.flags as libc::c_ulong;
+        Ok(Filter { program, flags })
     }
 }
 

@@ -171,13 +171,9 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
         // The view's mount point, in the state directory: the sandbox (container
         // root, an unprivileged host id) may pass through it (0711) to this empty
         // directory and no host path is covered for it.
-        let mnt = dir.join("mnt");
-        std::fs::create_dir(&mnt).context("make the view's mount point")?;
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
             .with_context(|| format!("chmod 0711 {}", dir.display()))?;
-        // An engine's state directory may sit under one only root may enter (docker's
-        // exec root is 0700): then the scratch tmpfs it is.
-        if reachable(&mnt) {
+        if let Some(mnt) = view_mount_point(&dir, &a.id) {
             prep.params.root = mnt;
             prep.params.own_mount_point = true;
         }
@@ -195,6 +191,7 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
             if let Some(mut cg) = cg_keep.take() {
                 let _ = cg.destroy_now();
             }
+            remove_view_mount_point(&a.id, std::process::id() as i32);
             return 1;
         }
     };
@@ -245,6 +242,7 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
             {
                 let _ = cg.destroy_now();
             }
+            remove_view_mount_point(&a.id, std::process::id() as i32);
             return 1;
         }
     };
@@ -253,6 +251,37 @@ fn monitor(g: &Global, a: &CreateArgs, store: &Store, result: std::io::PipeWrite
     // The gofers and the view go with this process.
     drop(prep);
     0
+}
+
+/// Where a container's view is mounted in its sandbox's mount namespace: an empty
+/// directory of the runtime's that the container's root can reach, so that no host
+/// path is covered for it. The container's state directory when reachable; for a
+/// root-started runtime whose state directory is not (docker's exec root is 0700),
+/// one under /run/sandfs/views; otherwise none (a scratch tmpfs over /tmp then).
+fn view_mount_point(dir: &Path, id: &str) -> Option<PathBuf> {
+    let own = dir.join("mnt");
+    if std::fs::create_dir(&own).is_ok() && reachable(&own) {
+        return Some(own);
+    }
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let base = Path::new(VIEWS);
+    std::fs::create_dir_all(base).ok()?;
+    for d in [Path::new("/run/sandfs"), base] {
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o711)).ok()?;
+    }
+    let mnt = base.join(format!("{id}-{}", std::process::id()));
+    std::fs::create_dir(&mnt).ok()?;
+    reachable(&mnt).then_some(mnt)
+}
+
+/// Mount points of views whose state directory the container cannot reach.
+const VIEWS: &str = "/run/sandfs/views";
+
+/// Removes the mount point [`view_mount_point`] made outside the state directory.
+fn remove_view_mount_point(id: &str, monitor: i32) {
+    let _ = std::fs::remove_dir(Path::new(VIEWS).join(format!("{id}-{monitor}")));
 }
 
 /// Whether the container's root (an unprivileged host id: the caller's own when
@@ -529,6 +558,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     let spec = spec_of(&store, id).ok();
     let dir = store.dir(id);
     std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    remove_view_mount_point(id, st.monitor);
     if let Some(spec) = spec {
         let stopped = serde_json::json!({
             "ociVersion": "1.2.0", "id": id, "status": "stopped", "pid": 0,
