@@ -884,7 +884,7 @@ pub fn launch(
     let started =
         start_sandbox(&mut prep.params, &prep.map, &prep.how, prep.pasta, cgroup, prep.stdio.take())?;
     if let Some(cg) = cgroup {
-        // The gofers: the sandbox's limits cover them too.
+        // The gofers, born in the cgroup, into its devices hierarchy too.
         for pid in prep.sb.host().pids() {
             cg.add_pid(pid).context("move the gofers into the sandbox's cgroup")?;
         }
@@ -908,12 +908,6 @@ pub fn launch(
     let server = sandfs_fuse::Server::from_fd(prep.container.ns.clone(), fuse_fd, &prep.params.root, &opts)
         .context("serve the FUSE view")?;
     let fuse = server.spawn().context("serve the FUSE view")?;
-    if let Some(cg) = cgroup {
-        // This process too (the FUSE server, with the memory upper layer), for the
-        // limits; not for the container's device rules (its workers open
-        // /dev/fuse as they start, which a spec's deny-all would refuse).
-        cg.add_pid_except(std::process::id() as i32, &["devices"]).context("join the sandbox's cgroup")?;
-    }
     let (pid, _) = expect_msg(&chan, msg::PID, &mut child)?;
     let pid1 = pid.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32).unwrap_or(0);
     expect_msg(&chan, msg::MOUNTED, &mut child)?;
@@ -1190,10 +1184,8 @@ pub struct Limits {
 /// the bundle's `linux.resources`. Without limits asked for, a host that gives no
 /// cgroup (rootless on cgroup v1) only gets a warning; with limits it is an error.
 /// With `reaper`, a forked reaper removes it when this process ends; otherwise the
-/// caller keeps it (disowned: `delete` removes it). Nothing joins it here: the
-/// sandbox process must open /dev/fuse before it is subject to the cgroup's
-/// device rules (a spec's deny-all would refuse it), so [`launch`] moves the
-/// gofers, the sandbox process and this process in once that is done.
+/// caller keeps it (disowned: `delete` removes it). This process joins it, but for
+/// its devices hierarchy (see the end).
 pub fn sandbox_cgroup(
     limits: &Limits,
     spec: &oci_spec::runtime::Spec,
@@ -1236,5 +1228,12 @@ pub fn sandbox_cgroup(
     if reaper {
         start_reaper(&mut cg)?;
     }
+    // This process (the FUSE server, with the memory upper layer) joins now, before
+    // it allocates (cgroup v1 no longer moves charges along: memory allocated
+    // outside stays charged outside), and the gofers it starts are born in it. Not
+    // the devices hierarchy: FUSE workers open /dev/fuse as they start and the
+    // sandbox process opens it, which a spec's deny-all would refuse; [`launch`]
+    // moves the sandbox process in there once it has.
+    cg.add_pid_except(std::process::id() as i32, &["devices"]).context("join the sandbox's cgroup")?;
     Ok(Some(cg))
 }
