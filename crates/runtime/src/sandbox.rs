@@ -1,20 +1,23 @@
-//! `sandfs __sandbox`: the process that becomes the container. The runtime starts it
-//! already inside the sandbox's new user namespace (container root, every capability
-//! *in that namespace only*) and its new mount, pid, ipc, uts, cgroup and (unless
-//! the host network is asked for) network namespaces. It:
+//! `sandfs __sandbox`: the process that becomes the container. It makes the
+//! sandbox's user namespace (the runtime writes its maps), opens /dev/fuse in it,
+//! becomes its root and makes the new mount, pid, ipc, uts, cgroup and (unless the
+//! host network is asked for) network namespaces. Then:
 //!
-//! 1. mounts the FUSE view itself (a user namespace's FUSE mount is made from
+//! 1. it mounts the FUSE view itself (a user namespace's FUSE mount is made from
 //!    inside it, so the kernel speaks the namespace's ids to the server) and hands
 //!    the /dev/fuse descriptor to the runtime, which serves it;
-//! 2. forks pid 1 of the new pid namespace, which mounts kernel proc, sysfs, devpts,
-//!    a minimal /dev, masks and write-protects /proc and /sys paths, pivot_roots
-//!    into the view, sets hostname, loopback and sysctls, then forks the program;
-//! 3. the program's process: new session, limits, umask, identity, capabilities,
-//!    no_new_privs, only stdio left open, seccomp last, exec.
+//! 2. it forks pid 1 of the new pid namespace, which mounts kernel proc, sysfs,
+//!    devpts, a minimal /dev, masks and write-protects /proc and /sys paths (the
+//!    runtime's createRuntime and createContainer hooks run then), pivot_roots into
+//!    the view, sets hostname, loopback and sysctls, and waits for `start`;
+//! 3. pid 1 then becomes the program: startContainer hooks, new session, limits,
+//!    umask, identity, capabilities, no_new_privs, only stdio left open, seccomp
+//!    last, exec.
 //!
-//! pid 1 and this process then drop every capability and only wait, forwarding
-//! SIGINT and SIGTERM. Any step that fails stops the run (exit 125) before the
-//! program starts: it never runs less confined than asked.
+//! Attached (`sandfs run`) this process stays, without capabilities, forwarding
+//! signals and exiting with the program's status; otherwise it exits and pid 1
+//! belongs to the caller's reaper. Any step that fails stops the run (exit 125)
+//! before the program starts: it never runs less confined than asked.
 
 use anyhow::{Context, Result, bail};
 use rustix::mount::{MountFlags, UnmountFlags, mount, mount_bind, unmount};
