@@ -118,7 +118,7 @@ pub fn proc_start(pid: i32) -> Option<(u64, bool)> {
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: fields follow the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split(' ').collect();
     let zombie = matches!(fields.first(), Some(&"Z") | Some(&"X"));
     // starttime is field 22 of the line, the 20th after the command name.
