@@ -36,6 +36,9 @@ pub trait Host {
     /// Whether `source` exists on the host and is a directory (`Some(true)`), another
     /// file (`Some(false)`), or is missing (`None`).
     fn probe(&mut self, source: &Path) -> Option<bool>;
+    /// The (source, readonly, owners) the next [`Host::gofer`] calls will ask for,
+    /// told first so that a host may start their servers together. A hint only.
+    fn prefetch(&mut self, _wants: &[(std::path::PathBuf, bool, Owners)]) {}
 }
 
 /// Serves sources with gofer servers on threads of this process (no confinement:

@@ -178,6 +178,18 @@ impl<H: Host> Sandbox<H> {
         // root the container writes directly is a host volume like any other.
         let writes_host = !readonly && self.cfg.overlay2.scope == OverlayScope::None;
         let owners = if writes_host { Owners::Mapped } else { Owners::AsStored };
+        // The root's and the binds' servers, told first (a host may start them
+        // together: a gofer process takes milliseconds to start and confine itself).
+        let mut wants = vec![(root_path.clone(), readonly, owners)];
+        for p in &plan.mounts {
+            if let Kind::Bind { source } = &p.kind
+                && source.is_absolute()
+                && !self.hints.iter().any(|h| Path::new(&h.source) == source.as_path())
+            {
+                wants.push((source.clone(), p.flags.contains(MountFlags::RDONLY), Owners::Mapped));
+            }
+        }
+        self.host.prefetch(&wants);
         let lower = self.host.gofer(&root_path, readonly, self.cfg.file_access, owners)?;
         self.restore.insert(
             RestoreKey::Mount { container: name.to_string(), destination: "/".into() },

@@ -16,6 +16,9 @@ use std::sync::Arc;
 /// Spawns one confined gofer process per source.
 pub struct ProcessHost {
     children: Vec<Child>,
+    /// Gofers started ahead ([`Host::prefetch`]), not yet attached: (source,
+    /// readonly, owners, connection).
+    ahead: Vec<(std::path::PathBuf, bool, Owners, Conn)>,
     /// The sandbox's user namespace map, handed to the gofers of host volumes.
     ids: Option<IdMap>,
 }
@@ -25,7 +28,7 @@ impl ProcessHost {
     /// through `ids`, the sandbox's user namespace map (`None`: ids pass through,
     /// as [`ProcessHost::default`]). The image ([`Owners::AsStored`]) never is.
     pub fn new(ids: Option<IdMap>) -> ProcessHost {
-        ProcessHost { children: Vec::new(), ids }
+        ProcessHost { children: Vec::new(), ahead: Vec::new(), ids }
     }
 
     /// The map a gofer for a mount whose owners are `owners` is given: the
@@ -98,8 +101,16 @@ impl Host for ProcessHost {
         access: FileAccess,
         owners: Owners,
     ) -> Result<Arc<dyn Filesystem>, SetupError> {
-        let (child, conn) = spawn_gofer(source, readonly, self.ids_for(owners))?;
-        self.children.push(child);
+        let started =
+            self.ahead.iter().position(|(s, r, o, _)| s == source && *r == readonly && *o == owners);
+        let conn = match started {
+            Some(i) => self.ahead.swap_remove(i).3,
+            None => {
+                let (child, conn) = spawn_gofer(source, readonly, self.ids_for(owners))?;
+                self.children.push(child);
+                conn
+            }
+        };
         // Attach is answered once the gofer has confined itself.
         let fs = GoferFs::attach(conn, access)
             .map_err(|e| SetupError::fs(format!("attach {}", source.display()), e))?;
@@ -108,6 +119,21 @@ impl Host for ProcessHost {
 
     fn probe(&mut self, source: &Path) -> Option<bool> {
         std::fs::metadata(source).ok().map(|m| m.is_dir())
+    }
+
+    /// Starts every wanted gofer now; each confines itself while the others start
+    /// (one after another they cost ~8 ms each: 38 ms of a `create` with five).
+    /// One that is never asked for is killed with the rest.
+    fn prefetch(&mut self, wants: &[(std::path::PathBuf, bool, Owners)]) {
+        for (source, readonly, owners) in wants {
+            if std::fs::metadata(source).is_err() {
+                continue;
+            }
+            if let Ok((child, conn)) = spawn_gofer(source, *readonly, self.ids_for(*owners)) {
+                self.children.push(child);
+                self.ahead.push((source.clone(), *readonly, *owners, conn));
+            }
+        }
     }
 }
 
