@@ -517,12 +517,12 @@ line = (f"- `podman run --rm`: {dr:+.0f} ms against runc ({ratio('run', 'sandfs'
 if g.get("total"):
     line += (f" sandfs's `create` lasts {g['total']:.0f} ms (runc's {med(dur['runc', 'create']):.0f}): {g['to_monitor']:.0f} ms to "
              f"fork the monitor, {g['to_gofer']:.0f} ms to the first gofer (reading the spec, checking its seccomp profile: "
-             f"{g['secc_before']:.0f} ms of libseccomp), {g['gofers']:.0f} ms starting {g['n']:.0f} gofers one after another (one "
+             f"{g['secc_before']:.0f} ms of libseccomp), {g['gofers']:.0f} ms from there to the sandbox process: {g['n']:.0f} gofers, started together and each attached once it has confined itself (one "
              f"per mount podman gives: the image's rootfs and the bind-mounted /etc/resolv.conf, /etc/hosts, /etc/hostname and "
              f"/run/.containerenv), {g['sandbox']:.0f} ms from the sandbox process's exec to `create`'s exit (the FUSE mount, the "
              f"view, the namespaces: {g['secc_sandbox']:.0f} ms of libseccomp there). The profile is compiled once per "
              f"container (sandfs's CPU in libseccomp during `create`: {med(secc['sandfs', 'create']):.0f} ms; runc's "
-             f"{med(secc['runc', 'create']):.0f} ms). The largest item is the gofers, started one after another.")
+             f"{med(secc['runc', 'create']):.0f} ms). The largest item is the gofers' start.")
 w(line)
 if ("sandfs", "exec") in cpu:
     w(f"- `podman exec`: {ratio('exec', 'sandfs')} of runc's; the runtime's `exec` call is {med(dur['sandfs', 'exec']):.0f} ms "
@@ -538,11 +538,19 @@ w(f"- Idle memory: {mib(get('sandfs', RT) / cs)} of Pss per container for the mo
   f"container reads the image through its own FUSE mount, so the image's file pages are cached once per container instead "
   f"of once for all (overlayfs under runc); that is also the container cgroup's page cache.")
 ms, mr = mem["sandfs"], mem["runc"]
-w(f"- Memory cgroups: most of the monitor's and gofers' anonymous memory is charged not to the container's cgroup (rss "
-  f"{mc('sandfs', 'cg_rss'):.1f} MiB) but to the conmons' cgroup, whose rss grew by {ms['conmon_cg_rss_growth'] / 1048576 / ms['containers']:.1f} "
-  f"MiB per sandfs container against {mr['conmon_cg_rss_growth'] / 1048576 / mr['containers']:.1f} per runc one: they allocate it "
-  f"before they move into the container's cgroup, and cgroup v1 does not move charges along, so a container's memory limit "
-  f"does not cover it.")
+ms_grow = ms['conmon_cg_rss_growth'] / 1048576 / ms['containers']
+mr_grow = mr['conmon_cg_rss_growth'] / 1048576 / mr['containers']
+if mc('sandfs', 'cg_rss') > ms_grow:
+    w(f"- Memory cgroups: the monitor's and gofers' memory is charged to the container's cgroup (rss "
+      f"{mc('sandfs', 'cg_rss'):.1f} MiB): the runtime joins it before it allocates and starts the gofers (cgroup v1 on this "
+      f"kernel no longer moves charges along), so a container's memory limit covers them; the conmons' cgroup grew by "
+      f"{ms_grow:.1f} MiB per sandfs container against {mr_grow:.1f} per runc one.")
+else:
+    w(f"- Memory cgroups: most of the monitor's and gofers' anonymous memory is charged not to the container's cgroup (rss "
+      f"{mc('sandfs', 'cg_rss'):.1f} MiB) but to the conmons' cgroup, whose rss grew by {ms_grow:.1f} "
+      f"MiB per sandfs container against {mr_grow:.1f} per runc one: they allocate it "
+      f"before they move into the container's cgroup, and cgroup v1 does not move charges along, so a container's memory limit "
+      f"does not cover it.")
 print("\n".join(out))
 PY
 {
