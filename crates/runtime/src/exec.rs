@@ -169,7 +169,10 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     }
     join(st.pid)?;
     // In the container's mount namespace: its /dev/pts.
-    let (master, term) = if p.tty { pty()? } else { (None, None) };
+    let (master, term) = match p.tty {
+        true => crate::sandbox::open_pty().map(|(m, t)| (Some(m), Some(t)))?,
+        false => (None, None),
+    };
     // Detached, the caller learns whether the program started (as from runc): the
     // child's end of this pipe closes at its exec (close-on-exec), or says why not.
     let (mut started_r, started_w) = std::io::pipe().context("pipe")?;
@@ -207,11 +210,8 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     }
     let mut relay = None;
     if let Some(m) = master {
-        match (&console, raw) {
-            (Some(sock), _) => {
-                let conn = sandfs_gofer::transport::Conn::new(OwnedFd::from(sock.try_clone()?));
-                conn.send(b"/dev/ptmx", &[m.as_fd()]).context("--console-socket")?;
-            }
+        match (console, raw) {
+            (Some(sock), _) => crate::lifecycle::send_master(sock, &m).context("--console-socket")?,
             (None, Some(raw)) => {
                 let r = crate::tty::Relay::new(m, raw);
                 let out = r.start()?;
@@ -265,23 +265,6 @@ fn join(pid1: i32) -> Result<()> {
             .with_context(|| format!("join the container's {name} namespace"))?;
     }
     Ok(())
-}
-
-/// A pty of the container's devpts: (master, terminal).
-fn pty() -> Result<(Option<OwnedFd>, Option<OwnedFd>)> {
-    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
-    let master =
-        openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
-    grantpt(&master).context("grantpt")?;
-    unlockpt(&master).context("unlockpt")?;
-    let name = ptsname(&master, Vec::new()).context("ptsname")?;
-    let term = rustix::fs::open(
-        name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .context("open the terminal")?;
-    Ok((Some(master), Some(term)))
 }
 
 /// Waits for `child`, forwarding signals; its status (128+N for a signal).

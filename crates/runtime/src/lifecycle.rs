@@ -315,8 +315,14 @@ fn take_stdio() -> Result<[OwnedFd; 3]> {
 /// runc does.
 fn send_console(sock: &Path, master: OwnedFd) -> Result<()> {
     let s = UnixStream::connect(sock).with_context(|| format!("--console-socket {}", sock.display()))?;
-    let conn = sandfs_gofer::transport::Conn::new(OwnedFd::from(s));
-    conn.send(b"/dev/ptmx", &[master.as_fd()]).with_context(|| format!("--console-socket {}", sock.display()))
+    send_master(s, &master).with_context(|| format!("--console-socket {}", sock.display()))
+}
+
+/// Sends a terminal's master over a connected console socket, named as runc names
+/// it.
+pub(crate) fn send_master(sock: UnixStream, master: &OwnedFd) -> Result<()> {
+    let conn = sandfs_gofer::transport::Conn::new(OwnedFd::from(sock));
+    Ok(conn.send(b"/dev/ptmx", &[master.as_fd()])?)
 }
 
 /// The control socket, bound by a short relative name (ids make long paths, and a

@@ -353,14 +353,7 @@ pub(crate) fn exec_program(p: &Params, filter: Option<&Filter>, term: Option<Own
     let setup = (|| -> Result<()> {
         if let Some(t) = term {
             rustix::process::setsid().context("setsid")?;
-            for n in 0..3 {
-                // SAFETY: 0, 1 and 2 are this process's standard streams, replaced
-                // here by the terminal; the borrowed OwnedFd is forgotten, not closed.
-                let mut std_fd = unsafe { OwnedFd::from_raw_fd(n) };
-                let r = rustix::io::dup2(&t, &mut std_fd);
-                std::mem::forget(std_fd);
-                r.context("give the program its terminal")?;
-            }
+            terminal_as_stdio(&t)?;
             drop(t);
             rustix::process::ioctl_tiocsctty(std::io::stdin().as_fd()).context("take the terminal")?;
         } else {
@@ -469,29 +462,6 @@ fn handles(proc_dir: &OwnedFd, sig: nix::sys::signal::Signal) -> bool {
 /// signal. A terminating signal the program neither handles nor ignores would be
 /// dropped by the kernel (it is pid 1): it is given SIGKILL instead and the exit
 /// reported as that signal's, as if the program were not pid 1.
-struct Supervisor {
-    child: nix::unistd::Pid,
-    proc_dir: OwnedFd,
-}
-
-impl Supervisor {
-    /// Opened before pid 1 goes on: its pivot_root moves this process's root (same
-    /// mount namespace) to the view, whose /proc shows only the container.
-    fn new(child: nix::unistd::Pid) -> Result<Supervisor> {
-        let proc_dir = rustix::fs::open(
-            format!("/proc/{child}"),
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .context("open pid 1's /proc directory")?;
-        Ok(Supervisor { child, proc_dir })
-    }
-
-    fn run(&self, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
-        supervise(self.child, &self.proc_dir, sigs)
-    }
-}
-
 fn supervise(child: nix::unistd::Pid, proc_dir: &OwnedFd, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
     use nix::sys::signal::Signal;
     use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -631,6 +601,17 @@ fn mount_view(p: &Params, dev: OwnedFd) -> Result<Conn> {
 /// the program (sized as `process.consoleSize` asks); the master goes to the
 /// runtime, the terminal is returned.
 fn make_terminal(chan: &Conn, size: Option<(u16, u16)>) -> Result<OwnedFd> {
+    let (master, term) = open_pty()?;
+    if let Some((height, width)) = size {
+        let ws = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+        rustix::termios::tcsetwinsize(&master, ws).context("process.consoleSize")?;
+    }
+    chan.send(&[msg::TERMINAL], &[master.as_fd()]).context("hand the terminal to the runtime")?;
+    Ok(term)
+}
+
+/// A new pty of this mount namespace's devpts: (master, terminal), close-on-exec.
+pub(crate) fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     let master =
         openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
@@ -642,13 +623,21 @@ fn make_terminal(chan: &Conn, size: Option<(u16, u16)>) -> Result<OwnedFd> {
         rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )
-    .context("open the program's terminal")?;
-    if let Some((height, width)) = size {
-        let ws = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
-        rustix::termios::tcsetwinsize(&master, ws).context("process.consoleSize")?;
+    .context("open the terminal")?;
+    Ok((master, term))
+}
+
+/// Makes `term` this process's stdin, stdout and stderr.
+fn terminal_as_stdio(term: &OwnedFd) -> Result<()> {
+    for n in 0..3 {
+        // SAFETY: 0, 1 and 2 are this process's standard streams, replaced here by
+        // the terminal; the borrowed OwnedFd is forgotten, not closed.
+        let mut std_fd = unsafe { OwnedFd::from_raw_fd(n) };
+        let r = rustix::io::dup2(term, &mut std_fd);
+        std::mem::forget(std_fd);
+        r.context("give the program its terminal")?;
     }
-    chan.send(&[msg::TERMINAL], &[master.as_fd()]).context("hand the terminal to the runtime")?;
-    Ok(term)
+    Ok(())
 }
 
 /// The messages on the channel between the runtime and the sandbox: the first byte
@@ -727,14 +716,7 @@ fn pid1(p: &Params, chan: &Conn, filter: Option<&Filter>) -> (String, i32) {
         if let Some(t) = &term {
             // The caller's stdio is not the program's: let go of it now, not at exec
             // (an engine waits for `create`'s output to close).
-            for n in 0..3 {
-                // SAFETY: 0, 1 and 2 are this process's standard streams, replaced
-                // here by the terminal; the borrowed OwnedFd is forgotten, not closed.
-                let mut std_fd = unsafe { OwnedFd::from_raw_fd(n) };
-                let r = rustix::io::dup2(t, &mut std_fd);
-                std::mem::forget(std_fd);
-                r.context("give the program its terminal")?;
-            }
+            terminal_as_stdio(t)?;
         }
         Ok(term)
     })();
@@ -816,13 +798,19 @@ pub fn run(params_fd: i32) -> Result<i32> {
     m.extend_from_slice(&(init.as_raw() as u32).to_le_bytes());
     chan.send(&m, &[]).context("tell the runtime pid 1's pid")?;
     let Some(sigs) = sigs else { return Ok(0) };
-    // Before pid 1 goes on (and pivot_roots this process along with it).
-    let supervisor = Supervisor::new(init)?;
+    // Opened before pid 1 goes on: its pivot_root moves this process's root (same
+    // mount namespace) to the view, whose /proc shows only the container.
+    let proc_dir = rustix::fs::open(
+        format!("/proc/{init}"),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .context("open pid 1's /proc directory")?;
     drop(go_w);
     // The channel is pid 1's alone from here: the runtime sees it close at exec.
     drop(chan);
     drop_all_caps(runtime)?;
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .context("make the sandbox process not dumpable")?;
-    supervisor.run(&sigs)
+    supervise(init, &proc_dir, &sigs)
 }
