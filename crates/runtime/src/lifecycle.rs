@@ -566,10 +566,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<()> {
     std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
     remove_view_mount_point(id, st.monitor);
     if let Some(spec) = spec {
-        let stopped = serde_json::json!({
-            "ociVersion": "1.2.0", "id": id, "status": "stopped", "pid": 0,
-            "bundle": st.bundle, "annotations": st.annotations,
-        });
+        let stopped = crate::state::oci_state(id, "stopped", 0, &st.bundle, &st.annotations);
         for w in crate::hooks::run_warn(
             crate::hooks::Point::Poststop,
             &crate::hooks::Point::Poststop.of(&spec),

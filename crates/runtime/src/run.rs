@@ -974,15 +974,8 @@ pub fn hook_state(
     bundle: &std::path::Path,
     spec: &oci_spec::runtime::Spec,
 ) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "ociVersion": "1.2.0",
-        "id": id,
-        "status": status,
-        "pid": pid,
-        "bundle": bundle,
-        "annotations": spec.annotations().clone().unwrap_or_default(),
-    }))
-    .unwrap_or_default()
+    let annotations = spec.annotations().clone().unwrap_or_default().into_iter().collect();
+    serde_json::to_vec(&crate::state::oci_state(id, status, pid, bundle, &annotations)).unwrap_or_default()
 }
 
 /// Run `sandfs run`; returns the exit status to exit with.

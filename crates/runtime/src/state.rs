@@ -80,21 +80,35 @@ impl State {
         self.status
     }
 
-    /// The OCI state JSON (`sandfs state`, hooks' stdin).
+    /// The OCI state JSON (`sandfs state`, hooks' stdin), with runc's `rootfs`,
+    /// `created` and `owner` besides.
     pub fn oci(&self) -> serde_json::Value {
         let status = self.status();
-        serde_json::json!({
-            "ociVersion": "1.2.0",
-            "id": self.id,
-            "status": status.name(),
-            "pid": if status == Status::Stopped { 0 } else { self.pid },
-            "bundle": self.bundle,
-            "rootfs": self.rootfs,
-            "created": self.created,
-            "owner": owner_name(self.owner),
-            "annotations": self.annotations,
-        })
+        let pid = if status == Status::Stopped { 0 } else { self.pid };
+        let mut v = oci_state(&self.id, status.name(), pid, &self.bundle, &self.annotations);
+        v["rootfs"] = serde_json::json!(self.rootfs);
+        v["created"] = serde_json::json!(self.created);
+        v["owner"] = serde_json::json!(owner_name(self.owner));
+        v
     }
+}
+
+/// The state JSON the OCI runtime spec defines (what hooks read on stdin).
+pub fn oci_state(
+    id: &str,
+    status: &str,
+    pid: i32,
+    bundle: &Path,
+    annotations: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.2.0",
+        "id": id,
+        "status": status,
+        "pid": pid,
+        "bundle": bundle,
+        "annotations": annotations,
+    })
 }
 
 /// The user name of `uid` from /etc/passwd (its number otherwise).
@@ -252,7 +266,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Now as RFC 3339 in UTC with nanoseconds (`2026-12-06T04:39:15.123456789Z`).
 pub fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `t` as RFC 3339 in UTC with nanoseconds.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -323,10 +342,18 @@ mod tests {
         assert_eq!(other.oci()["pid"], 0);
     }
 
+    /// date(1) is the oracle: leap days, century years, month ends.
     #[test]
-    fn rfc3339_has_the_fixed_shape() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), "2026-12-06T04:39:15.123456789Z".len(), "{t}");
-        assert!(t.starts_with("20") && t.ends_with('Z') && &t[10..11] == "T", "{t}");
+    fn rfc3339_agrees_with_date() {
+        let secs: [u64; 7] =
+            [0, 951_782_400, 951_868_799, 1_078_099_199, 4_107_542_400, 1_798_761_599, 1_733_459_955];
+        for s in secs {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::new(s, 123_456_789);
+            let out = std::process::Command::new("date")
+                .args(["-u", "-d", &format!("@{s}"), "+%Y-%m-%dT%H:%M:%S.123456789Z"])
+                .output()
+                .expect("date");
+            assert_eq!(rfc3339(t), String::from_utf8_lossy(&out.stdout).trim(), "{s}");
+        }
     }
 }
