@@ -18,9 +18,7 @@ fn sandfs() -> &'static str {
     env!("CARGO_BIN_EXE_sandfs")
 }
 
-fn which(p: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|p| p.is_file())
-}
+use sandfs_confine::which;
 
 /// A unique name for host objects (runc ids, network namespaces).
 fn unique(what: &str) -> String {

@@ -1,7 +1,7 @@
 //! `sandfs run` end to end, as root (skipped with a reason otherwise): real programs
 //! on the default view (host / under a memory overlay) and on a busybox bundle.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn sandfs() -> &'static str {
@@ -121,9 +121,7 @@ fn compile_and_run_c() {
     assert_eq!(out.status.code(), Some(3));
 }
 
-fn which(p: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|p| p.is_file())
-}
+use sandfs_confine::which;
 
 fn busybox_bundle(readonly: bool) -> Option<tempfile::TempDir> {
     which("busybox")?;
