@@ -6,6 +6,7 @@
 //! fails, its outcome is recorded, not asserted. Without runc only the sandfs half
 //! runs. Root only (skipped with a reason otherwise).
 
+use sandfs_confine::which;
 use serde_json::{Value, json};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -17,8 +18,6 @@ const SETS: [&str; 5] = ["bounding", "effective", "permitted", "inheritable", "a
 fn sandfs() -> &'static str {
     env!("CARGO_BIN_EXE_sandfs")
 }
-
-use sandfs_confine::which;
 
 /// A unique name for host objects (runc ids, network namespaces).
 fn unique(what: &str) -> String {

@@ -1,6 +1,7 @@
 //! `sandfs run` end to end, as root (skipped with a reason otherwise): real programs
 //! on the default view (host / under a memory overlay) and on a busybox bundle.
 
+use sandfs_confine::which;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -120,8 +121,6 @@ fn compile_and_run_c() {
     assert_eq!(text(&out.stdout), "compiled\n", "stderr: {}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(3));
 }
-
-use sandfs_confine::which;
 
 fn busybox_bundle(readonly: bool) -> Option<tempfile::TempDir> {
     which("busybox")?;
