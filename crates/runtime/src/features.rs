@@ -2,51 +2,6 @@
 //! document describes it (engines read it to decide what to ask for). Every list
 //! is what the code accepts; what it refuses is left out or marked disabled.
 
-/// Capability names the kernel may know, in number order.
-const CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 /// Architectures a profile may name; [`features`] lists those this build's
 /// libseccomp takes beside the native one (it refuses another byte order).
 const ARCHS: &[&str] = &[
@@ -80,8 +35,11 @@ pub fn features() -> serde_json::Value {
             sandfs_confine::seccomp::compile_json(&p).is_ok()
         })
         .collect();
-    let caps: Vec<&str> =
-        CAPABILITIES.iter().copied().filter(|n| sandfs_confine::caps::by_name(n).is_some()).collect();
+    let caps: Vec<&str> = sandfs_confine::caps::ALL
+        .iter()
+        .copied()
+        .filter(|n| sandfs_confine::caps::by_name(n).is_some())
+        .collect();
     let mut mount_options: Vec<&str> = sandfs_container::plan::GENERIC.to_vec();
     mount_options.extend(sandfs_container::plan::TMPFS_KEEP);
     let v2 = matches!(sandfs_confine::cgroup::detect(), Ok(sandfs_confine::cgroup::CgroupVersion::V2));
