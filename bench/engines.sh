@@ -34,6 +34,7 @@
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/bench/lib.sh"
+. "$REPO/scripts/podman-env.sh"
 die() { echo "bench/engines.sh: $*" >&2; exit 1; }
 RUNS=${RUNS:-20}
 CONTAINERS=${CONTAINERS:-20}
@@ -144,33 +145,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # The image: a busybox-static rootfs.
-R=$T/rootfs
-mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,root,proc,sys,dev,run,var/tmp}
-chmod 1777 "$R/tmp" "$R/var/tmp"
-cp "$(command -v busybox)" "$R/bin/busybox" && chroot "$R" /bin/busybox --install -s || die "busybox rootfs"
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$R/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"
-tar -C "$R" -cf "$T/busybox.tar" . || die "tar"
+busybox_tar "$T" || die "busybox rootfs"
 
 # podman: three named runtimes; a wrapper of the same basename per runtime for the profile
 # (it logs its pid and arguments, then execs the runtime: the runtime keeps the wrapper's pid).
-{
-  echo '[containers]'
-  echo 'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]'
-  echo '[engine]'
-  echo 'cgroup_manager = "cgroupfs"'
-  echo 'events_logger = "file"'
-  echo "events_logfile_path = \"$T/podman-events.log\""
-  echo "tmp_dir = \"$T/podman-tmp\""
-  echo "image_copy_tmp_dir = \"$T/tmp\""
-  echo '[engine.runtimes]'
-  for rt in "${ALL[@]}"; do echo "$rt = [\"${BIN[$rt]}\"]"; done
-  echo '[network]'
-  echo "network_config_dir = \"$T/networks\""
-} >"$T/containers.conf"
-printf '[storage]\ndriver = "overlay"\ngraphroot = "%s"\nrunroot = "%s"\n' "$T/storage" "$T/run" >"$T/storage.conf"
-printf 'unqualified-search-registries = []\nshort-name-mode = "permissive"\n' >"$T/registries.conf"
-export CONTAINERS_CONF=$T/containers.conf CONTAINERS_STORAGE_CONF=$T/storage.conf CONTAINERS_REGISTRIES_CONF=$T/registries.conf
+confs=()
+for rt in "${ALL[@]}"; do confs+=("$rt=${BIN[$rt]}"); done
+podman_confs "$T" "" "${confs[@]}"
 for rt in "${ALL[@]}"; do
   printf '#!/bin/sh\necho "$$ %s $*" >> %s/calls\nexec %s "$@"\n' "$rt" "$T" "${BIN[$rt]}" >"$T/wrap/$rt"
   chmod 755 "$T/wrap/$rt"

@@ -132,6 +132,7 @@ if [ "${ENGINES_INNER:-}" != 1 ]; then
 fi
 
 # --- inner half: in the private mount and network namespaces ---------------------
+. "$(dirname "$0")/podman-env.sh"
 T=$ENGINES_T
 RT=$ENGINES_RT
 readlink /proc/self/ns/mnt > "$T/mntns"
@@ -248,54 +249,9 @@ check() {
     "${ENGINE}_clean"
 }
 
-# --- image: a busybox-static rootfs --------------------------------------------------
-make_rootfs() {
-    R=$T/rootfs
-    mkdir -p "$R/bin" "$R/sbin" "$R/usr/bin" "$R/usr/sbin" "$R/etc" "$R/tmp" "$R/root" \
-        "$R/proc" "$R/sys" "$R/dev" "$R/data" "$R/var/tmp" "$R/run"
-    chmod 1777 "$R/tmp" "$R/var/tmp"
-    cp /bin/busybox "$R/bin/busybox" || return 1
-    chroot "$R" /bin/busybox --install -s || return 1
-    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$R/etc/passwd"
-    printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
-    tar -C "$R" -cf "$T/busybox.tar" . || return 1
-}
-
 # --- podman ------------------------------------------------------------------------
 podman_setup() {
-    mkdir -p "$T/networks" "$T/podman-tmp"
-    cat > "$T/containers.conf" <<EOF
-[containers]
-# See the header: no CAP_SYS_RESOURCE here, and a hard nofile limit below podman's default.
-default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$T/podman-events.log"
-tmp_dir = "$T/podman-tmp"
-image_copy_tmp_dir = "$T/tmp"
-runtime = "$RTNAME"
-
-[engine.runtimes]
-"$RTNAME" = ["$RUNTIME"]
-
-[network]
-network_config_dir = "$T/networks"
-EOF
-    cat > "$T/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$T/storage"
-runroot = "$T/run"
-EOF
-    cat > "$T/registries.conf" <<EOF
-unqualified-search-registries = []
-short-name-mode = "permissive"
-EOF
-    export CONTAINERS_CONF="$T/containers.conf"
-    export CONTAINERS_STORAGE_CONF="$T/storage.conf"
-    export CONTAINERS_REGISTRIES_CONF="$T/registries.conf"
+    podman_confs "$T" "$RTNAME" "$RTNAME=$RUNTIME"
     P="podman --root $T/storage --runroot $T/run --cgroup-manager cgroupfs --events-backend file --runtime $RUNTIME"
     PR="$P run --cgroup-parent /$PODMAN_CGPARENT"
     PC="$P create --cgroup-parent /$PODMAN_CGPARENT"
@@ -841,7 +797,7 @@ trap 'exit 143' TERM
 
 ENGINE=none
 none_clean() { :; }
-if ! make_rootfs; then
+if ! busybox_tar "$T"; then
     echo "engines: cannot build the busybox rootfs" >&2
     exit 2
 fi
