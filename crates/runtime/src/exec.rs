@@ -62,14 +62,15 @@ fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
     let mut spec = spec_of(store, &a.id)?;
     if let Some(p) = &a.process {
         let text = std::fs::read(p).with_context(|| format!("--process {}", p.display()))?;
-        let proc_: oci_spec::runtime::Process =
+        let raw: serde_json::Value =
             serde_json::from_slice(&text).with_context(|| format!("--process {}", p.display()))?;
-        if proc_.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
-            bail!("--process: apparmorProfile: sandfs applies no AppArmor profile");
-        }
-        if proc_.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
-            bail!("--process: selinuxLabel: sandfs applies no SELinux label");
-        }
+        // The same checks as a bundle's process: capability names, and fields sandfs
+        // does not apply (AppArmor, SELinux, I/O priority, scheduler, CPU affinity)
+        // refused rather than ignored.
+        crate::run::precheck(&serde_json::json!({ "process": raw }))
+            .with_context(|| format!("--process {}", p.display()))?;
+        let proc_: oci_spec::runtime::Process =
+            serde_json::from_value(raw).with_context(|| format!("--process {}", p.display()))?;
         spec.set_process(Some(proc_));
     } else if a.cmd.is_empty() {
         bail!("exec: no command given (and no --process)");

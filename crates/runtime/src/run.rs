@@ -179,7 +179,7 @@ impl FsArgs {
 /// The security fields of a config.json checked on its raw JSON first, so that an
 /// unknown capability or seccomp action is an error naming its field (the typed
 /// parse would only say which value it did not know).
-fn precheck(v: &serde_json::Value) -> Result<()> {
+pub(crate) fn precheck(v: &serde_json::Value) -> Result<()> {
     if let Some(caps) = v.pointer("/process/capabilities").and_then(|c| c.as_object()) {
         for (set, names) in caps {
             let names: Vec<String> = names
