@@ -28,9 +28,7 @@ fn sandfs() -> &'static str {
     env!("CARGO_BIN_EXE_sandfs")
 }
 
-fn which(p: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(p)).find(|p| p.is_file())
-}
+use sandfs_confine::which;
 
 /// A container id no other test (or run of this file) uses.
 fn unique(what: &str) -> String {
@@ -614,6 +612,89 @@ fn state_outlives_the_runtime_processes() {
     }
 }
 
+/// Runs `args` as the unprivileged user nobody (setpriv).
+fn as_nobody(args: &[&str]) -> Outcome {
+    Outcome::of(
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .args(args)
+            .current_dir("/")
+            .stdin(Stdio::null()),
+    )
+}
+
+/// The state directory keeps other users out: the root and each container's
+/// directory are 0711, the files in it 0600 (config.json holds the container's
+/// environment, secrets maybe), its control socket not writable by others. So
+/// another user (nobody) can neither read the state nor list the containers, nor
+/// start, kill or delete one, nor talk to its control socket. sandfs only: runc's
+/// state layout differs.
+#[test]
+fn the_state_directory_keeps_other_users_out() {
+    let Some(env) = Env::new(&["sleep", "1000"]) else { return };
+    if which("setpriv").is_none() {
+        println!("SKIP: no setpriv");
+        return;
+    }
+    let rt = env.sandfs();
+    let id = unique("perms");
+    let _c = rt.created(&env.bundle(), &id, &[]);
+    let dir = rt.root.join(&id);
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(env.path()), 0o755, "the state root's parent");
+    assert_eq!(mode(&rt.root), 0o711, "the state root");
+    assert_eq!(mode(&dir), 0o711, "the container's state directory");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let (p, t) = (e.path(), e.file_type().unwrap());
+        files.push(format!("{} {:o}", e.file_name().to_string_lossy(), mode(&p)));
+        if t.is_file() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+        }
+    }
+    println!("sandfs: {}: {files:?}", dir.display());
+    let (config, state, sock) = (dir.join("config.json"), dir.join("state.json"), dir.join("ctl.sock"));
+    assert!(config.is_file() && state.is_file(), "{files:?}");
+    assert_eq!(mode(&sock) & 0o022, 0, "ctl.sock writable by others");
+
+    // A copy of sandfs nobody can run (the build directory may not be reachable).
+    let bin_dir = tempfile::Builder::new().prefix("sandfs-oci-bin-").tempdir().unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = bin_dir.path().join("sandfs");
+    std::fs::copy(sandfs(), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (bin, root) = (bin.to_str().unwrap(), rt.root.to_str().unwrap());
+    let o = as_nobody(&[bin, "--version"]);
+    assert!(o.ok(), "nobody cannot run sandfs: {o}");
+
+    // The same reads as root: the files are there, and readable to their owner.
+    let (config, state, sock) = (config.to_str().unwrap(), state.to_str().unwrap(), sock.to_str().unwrap());
+    for f in [config, state] {
+        let o = Outcome::of(Command::new("cat").arg(f));
+        assert!(o.ok() && o.stdout.starts_with('{'), "root: cat {f}: {o}");
+        let o = as_nobody(&["cat", f]);
+        assert!(!o.ok() && o.stderr.contains("Permission denied"), "nobody: cat {f}: {o}");
+    }
+    let o = as_nobody(&["ls", root]);
+    assert!(!o.ok() && o.stderr.contains("Permission denied"), "nobody: ls {root}: {o}");
+    let connect = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])";
+    let o = Outcome::of(Command::new("/usr/bin/python3").args(["-c", connect, sock]));
+    assert!(o.ok(), "root: connect to {sock}: {o}");
+    let o = as_nobody(&["/usr/bin/python3", "-c", connect, sock]);
+    assert!(!o.ok() && o.stderr.contains("PermissionError"), "nobody: connect to {sock}: {o}");
+    assert_eq!(rt.status(&id), "created");
+
+    for args in [&["start", &id][..], &["kill", &id, "KILL"], &["delete", "--force", &id]] {
+        let mut v = vec![bin, "--root", root];
+        v.extend(args);
+        let o = as_nobody(&v);
+        println!("nobody: sandfs {}: exit {:?}: {}", args.join(" "), o.code, o.stderr.trim());
+        assert!(!o.ok(), "nobody: sandfs {args:?} succeeded: {o}");
+        assert_eq!(rt.status(&id), "created", "after nobody's {args:?}");
+    }
+    assert!(dir.is_dir() && std::path::Path::new(config).is_file(), "the state went");
+}
+
 // ---------------------------------------------------------------------------
 // 4. Hooks.
 
@@ -807,6 +888,80 @@ fn a_failing_create_runtime_hook_leaves_nothing() {
         }
         assert_eq!(rt.out_of(&id), "", "{n}: the program ran");
     }
+}
+
+/// A hook's `timeout` is honoured: a createRuntime hook that would sleep a minute
+/// is killed after its second, and create fails (runc too) leaving nothing: no
+/// container, no process of the container, nor the hook's (its shell forks the
+/// sleep: that too). runc 1.1 kills the shell but then waits for the end of the
+/// hook's output, which the orphaned sleep holds, a minute: its hook `exec`s the
+/// sleep instead.
+#[test]
+fn a_hook_that_outlasts_its_timeout_fails_create() {
+    let Some(mut env) = Env::new(&["sh", "-c", "echo ran"]) else { return };
+    for rt in env.runtimes() {
+        let n = rt.name;
+        let script = if n == "sandfs" { "sleep 60" } else { "exec sleep 60" };
+        // Marks the hook's processes (their environment), to look for them after.
+        let mark = format!("SANDFS_OCI_HOOK={}", unique("hookmark"));
+        env.config["hooks"] = json!({"createRuntime": [{
+            "path": "/bin/sh",
+            "args": ["sh", "-c", script],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", mark],
+            "timeout": 1,
+        }]});
+        env.write();
+        let id = unique("hooktimeout");
+        let _c = Ctr { rt: rt.clone(), id: id.clone() };
+        let mut child = rt
+            .cmd(&["create", "--bundle"])
+            .arg(env.bundle())
+            .arg(&id)
+            .stdout(std::fs::File::create(rt.file(&id, "out")).unwrap())
+            .stderr(std::fs::File::create(rt.file(&id, "err")).unwrap())
+            .spawn()
+            .unwrap();
+        // The hook runs (its sleep is seen) while create waits for it.
+        let running = wait_for(&format!("{n}: the hook to run or create to end"), || {
+            let p = processes_with_env(&mark);
+            let done = child.try_wait().unwrap().is_some();
+            (done || p.iter().any(|p| p.1.starts_with("sleep 60"))).then_some(p)
+        });
+        assert!(!running.is_empty(), "{n}: the hook's sleep was never seen running");
+        let st = child.wait().unwrap();
+        let o = Outcome { code: st.code(), stdout: String::new(), stderr: rt.err_of(&id) };
+        assert!(!o.ok(), "{n}: create succeeded: {o}");
+        println!("{n}: {}", o.stderr.trim());
+        if n == "sandfs" {
+            assert!(o.stderr.contains("createRuntime") && o.stderr.contains("timed out"), "{o}");
+        }
+        assert!(!rt.root.join(&id).exists(), "{n}: the state directory is left");
+        let st = rt.run(&["state", &id]);
+        assert!(!st.ok() && st.stderr.contains("does not exist"), "{n}: {st}");
+        let root = rt.root.to_str().unwrap().to_string();
+        let bundle = env.bundle().to_str().unwrap().to_string();
+        settle(&format!("{n}: processes of the failed create"), || {
+            let mut left = processes_mentioning(&root);
+            left.extend(processes_mentioning(&bundle));
+            left
+        });
+        settle(&format!("{n}: the timed-out hook's processes"), || processes_with_env(&mark));
+        assert_eq!(cgroups_named(&id), Vec::<PathBuf>::new(), "{n}: cgroup left");
+        assert_eq!(rt.out_of(&id), "", "{n}: the program ran");
+    }
+}
+
+/// Processes whose environment holds `entry` (`NAME=VALUE`), with their command lines.
+fn processes_with_env(entry: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if env.split(|b| *b == 0).any(|v| v == entry.as_bytes()) && alive(pid) {
+            found.push((pid, cmdline(pid).unwrap_or_default().replace('\0', " ")));
+        }
+    }
+    found
 }
 
 #[test]
@@ -1022,7 +1177,9 @@ fn read_until(master: &OwnedFd, want: &str) -> String {
     })
 }
 
-fn console(env: &Env, rt: &Rt) -> String {
+/// One runtime: create with a console socket, start; the program's terminal (its
+/// `tty`) and that terminal's size (`stty size`: "ROWS COLUMNS").
+fn console(env: &Env, rt: &Rt) -> (String, String) {
     let n = rt.name;
     let id = unique("tty");
     let sock = rt.files.join("console.sock");
@@ -1042,24 +1199,31 @@ fn console(env: &Env, rt: &Rt) -> String {
     assert!(st.success(), "{n}: create: {st}: {}", rt.err_of(&id));
     assert_eq!(rt.status(&id), "created", "{n}");
     rt.must(&["start", &id]);
-    let got = read_until(&master, "\n");
-    let line = got.lines().next().unwrap().trim_end_matches('\r').to_string();
-    assert!(line.starts_with("/dev/pts/"), "{n}: the program's tty: {got:?}");
+    let got = read_until(&master, "end\r\n");
+    let lines: Vec<String> = got.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
+    assert!(lines.len() >= 3 && lines[0].starts_with("/dev/pts/"), "{n}: the program's tty: {got:?}");
     drop(guard);
-    line
+    (lines[0].clone(), lines[1].clone())
 }
 
 #[test]
 fn console_socket_gets_the_terminal() {
-    let Some(mut env) = Env::new(&sh("tty; exec sleep 1000")) else { return };
+    let Some(mut env) = Env::new(&sh("tty; stty size; echo end; exec sleep 1000")) else { return };
     env.config["process"]["terminal"] = json!(true);
+    // Applied to the terminal before the program runs, not ignored (which leaves
+    // a new pty's 0 0).
+    env.config["process"]["consoleSize"] = json!({"height": 33, "width": 101});
     env.write();
     let rts = env.runtimes();
-    let ours = console(&env, &rts[0]);
-    println!("sandfs: the program's terminal is {ours}");
+    let (ours, size) = console(&env, &rts[0]);
+    println!("sandfs: the program's terminal is {ours}, of size {size}");
+    assert_eq!(size, "33 101", "sandfs: process.consoleSize not applied");
     if let Some(runc) = rts.get(1) {
-        let theirs = console(&env, runc);
-        println!("runc: the program's terminal is {theirs}");
+        let (theirs, size) = console(&env, runc);
+        println!("runc: the program's terminal is {theirs}, of size {size}");
+        if size != "33 101" {
+            println!("runc: process.consoleSize gives {size:?}, not \"33 101\"");
+        }
     }
     // Without a console socket, a terminal cannot be handed to anyone: refused.
     for rt in &rts {
