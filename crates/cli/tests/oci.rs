@@ -1062,6 +1062,22 @@ fn execs(env: &Env, rt: &Rt) -> Vec<String> {
     let o = rt.must(&["exec", "--process", file.to_str().unwrap(), &id]);
     assert_eq!(o.stdout, "from-file /proc 1000\n", "{n}: exec --process");
     seen.push(format!("--process: {:?}", o.stdout));
+    if n == "sandfs" {
+        // A --process file gets a bundle's checks: what sandfs does not apply is
+        // refused, not ignored, and capability names are checked (runc 1.1 ignores
+        // ioPriority: not compared).
+        for (field, value) in [
+            ("ioPriority", json!({"class": "IOPRIO_CLASS_RT", "priority": 1})),
+            ("apparmorProfile", json!("docker-default")),
+            ("capabilities", json!({"bounding": ["CAP_NOPE"]})),
+        ] {
+            let mut bad = process.clone();
+            bad[field] = value;
+            std::fs::write(&file, bad.to_string()).unwrap();
+            let o = rt.run(&["exec", "--process", file.to_str().unwrap(), &id]);
+            assert!(!o.ok() && o.stderr.contains(field), "{n}: exec --process with {field}: {o}");
+        }
+    }
 
     // A program that is not there: refused, attached or detached (the runtime
     // waits for the exec to say so).
