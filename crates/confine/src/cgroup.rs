@@ -317,7 +317,19 @@ fn make_dirs(dir: &mut Dir) -> Result<(), CgroupError> {
                 }
             }
             if cpuset {
-                init_cpuset(&cur)?;
+                match init_cpuset(&cur) {
+                    // The same race: the directory went between its making and
+                    // reading its files (ENODEV from a removed cgroup's files).
+                    Err(CgroupError::Read { source, .. } | CgroupError::Io { source, .. })
+                        if attempts < 8
+                            && (source.kind() == io::ErrorKind::NotFound
+                                || source.raw_os_error()
+                                    == Some(rustix::io::Errno::NODEV.raw_os_error())) =>
+                    {
+                        continue 'again;
+                    }
+                    other => other?,
+                }
             }
         }
         return Ok(());
