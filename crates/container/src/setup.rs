@@ -180,7 +180,13 @@ impl<H: Host> Sandbox<H> {
         let owners = if writes_host { Owners::Mapped } else { Owners::AsStored };
         // The root's and the binds' servers, told first (a host may start them
         // together: a gofer process takes milliseconds to start and confine itself).
-        let mut wants = vec![(root_path.clone(), readonly, owners)];
+        // Under an overlay the root is only read (the overlay has no way to write a
+        // lower layer), so its gofer serves it read-only too: a FUSE server that went
+        // wrong still cannot change the host's root, and the client may take whole
+        // listings as final (see the gofer client's lookup).
+        let overlay_root = !readonly && self.cfg.overlay2.scope != OverlayScope::None;
+        let gofer_readonly = readonly || overlay_root;
+        let mut wants = vec![(root_path.clone(), gofer_readonly, owners)];
         for p in &plan.mounts {
             if let Kind::Bind { source } = &p.kind
                 && source.is_absolute()
@@ -190,12 +196,11 @@ impl<H: Host> Sandbox<H> {
             }
         }
         self.host.prefetch(&wants);
-        let lower = self.host.gofer(&root_path, readonly, self.cfg.file_access, owners)?;
+        let lower = self.host.gofer(&root_path, gofer_readonly, self.cfg.file_access, owners)?;
         self.restore.insert(
             RestoreKey::Mount { container: name.to_string(), destination: "/".into() },
             RestoreSource { source: root_path.clone(), readonly },
         );
-        let overlay_root = !readonly && self.cfg.overlay2.scope != OverlayScope::None;
         let (root_fs, root_overlay): (Arc<dyn Filesystem>, Option<Arc<Overlay>>) = if readonly || overlay_root
         {
             // A read-only root still gets an (unwritable) memory upper: mount points

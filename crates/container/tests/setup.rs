@@ -96,7 +96,22 @@ fn read_only_bind_and_bind_as_type_none() {
     let calls = &sb.host().calls;
     assert!(calls.contains(&("/data".into(), true, FileAccess::Shared, Owners::Mapped)));
     assert!(calls.contains(&("/data2".into(), false, FileAccess::Shared, Owners::Mapped)));
-    assert!(calls.contains(&("/bundle/rootfs".into(), false, FileAccess::Exclusive, Owners::AsStored)));
+    // The root is under the memory overlay, which never writes it: read-only.
+    assert!(calls.contains(&("/bundle/rootfs".into(), true, FileAccess::Exclusive, Owners::AsStored)));
+}
+
+/// The root's gofer is writable only when the container writes the root directly.
+#[test]
+fn root_gofer_is_writable_only_without_an_overlay() {
+    for (overlay2, writable) in [("root:memory", false), ("none", true)] {
+        let cfg = RuntimeConfig { overlay2: overlay2.parse().unwrap(), ..RuntimeConfig::default() };
+        let (mut sb, _c) = build(host_with_root(&["etc/"]), cfg, &mounts("", false)).unwrap();
+        let calls = &sb.host().calls;
+        assert!(
+            calls.iter().any(|(src, ro, _, _)| src == Path::new("/bundle/rootfs") && *ro != writable),
+            "--overlay2 {overlay2}: {calls:?}"
+        );
+    }
 }
 
 #[test]

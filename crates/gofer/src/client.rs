@@ -128,6 +128,9 @@ struct Inner {
     dir_changes: AtomicU64,
     /// The paths changed through this client, once asked for (see [`GoferFs::journal`]).
     journal: OnceLock<Arc<Journal>>,
+    /// A read-only mount in `exclusive` mode: nothing changes a directory once listed,
+    /// so a whole listing answers every lookup in it (see [`GNode::lookup`]).
+    frozen: bool,
 }
 
 /// The rest of a directory's listing, kept for a while after it was read: the kernel
@@ -149,6 +152,10 @@ struct Listing {
 type Listed = (Arc<[u8]>, u64, FileType, u64);
 /// The kept rest of a listing.
 type Entries = Arc<[Listed]>;
+
+/// A lookup miss lists the whole directory once the misses times this reach its
+/// estimated entries (see [`GNode::list_instead`]).
+const LIST_AFTER_MISSES_PER: u64 = 64;
 
 /// Listings kept, and the largest directory kept (entries).
 const LISTINGS_KEPT: usize = 16;
@@ -294,6 +301,7 @@ impl GoferFs {
             listings: Mutex::new(std::collections::VecDeque::new()),
             dir_changes: AtomicU64::new(0),
             journal: OnceLock::new(),
+            frozen: readonly && access == FileAccess::Exclusive,
         });
         let root = GNode::new(&inner, Some(root), attr, None, None, Instant::now());
         Ok(Arc::new(GoferFs { inner, root, readonly }))
@@ -302,6 +310,11 @@ impl GoferFs {
     /// Whether the gofer serves this mount read-only.
     pub fn readonly(&self) -> bool {
         self.readonly
+    }
+
+    /// Messages sent to the gofer so far (each is one round trip).
+    pub fn round_trips(&self) -> u64 {
+        u64::from(self.inner.client.tag.load(Ordering::Relaxed)) - 1
     }
 
     /// The journal of the paths changed through this client from now on (started by
@@ -374,6 +387,11 @@ pub struct GNode {
     children: Mutex<Children>,
     target: OnceLock<Vec<u8>>,
     spare: Mutex<Option<OwnedFd>>,
+    /// A directory of a frozen mount whose every entry is in `children`: a name
+    /// missing there does not exist.
+    complete: AtomicBool,
+    /// Lookups of names this directory's cache did not hold.
+    misses: AtomicU32,
 }
 
 impl Drop for GNode {
@@ -418,6 +436,8 @@ impl GNode {
             children: Mutex::new(HashMap::new()),
             target: OnceLock::new(),
             spare: Mutex::new(None),
+            complete: AtomicBool::new(false),
+            misses: AtomicU32::new(0),
         })
     }
 
@@ -520,6 +540,26 @@ impl GNode {
         }
     }
 
+    /// On a lookup miss in a directory of a frozen mount, whether to list the whole
+    /// directory (one round trip, every entry with its attributes) instead of walking
+    /// to the one name; lists it if so, and says whether the listing is complete.
+    /// A program that looks up one name after another in a directory it has not
+    /// listed (git's lstat of its index, a loader's search, a compiler's includes)
+    /// would otherwise pay a round trip each. The second miss lists a directory whose
+    /// size suggests a few hundred entries; a bigger one waits for proportionally more
+    /// misses, so a lone lookup in a huge directory does not pay for all of it.
+    fn list_instead(&self) -> Result<bool> {
+        let misses = self.misses.fetch_add(1, Ordering::Relaxed) + 1;
+        // ext4 and tmpfs report a directory's size in bytes of entries (about 32 each
+        // for short names; tmpfs counts 20 per entry): a rough count is enough.
+        let entries = self.attr.lock().0.size / 32;
+        if misses < 2 || u64::from(misses) * LIST_AFTER_MISSES_PER < entries {
+            return Ok(false);
+        }
+        self.readdir(0, &mut |_| true)?;
+        Ok(self.complete.load(Ordering::Acquire))
+    }
+
     /// Drop this node from its directory's cache, if it is still there under its name.
     fn forget_name(&self) {
         let Some((parent, name)) = self.origin.lock().clone() else { return };
@@ -527,6 +567,8 @@ impl GNode {
         let mut ch = parent.children.lock();
         if ch.get(&name).is_some_and(|(n, _)| std::ptr::eq(Arc::as_ptr(n), self)) {
             ch.remove(&name);
+            // The host changed under a mount it was not to change: walk again.
+            parent.complete.store(false, Ordering::Release);
         }
     }
 
@@ -736,6 +778,10 @@ impl Node for GNode {
         {
             return Ok(n.clone());
         }
+        if self.inner.frozen && (self.complete.load(Ordering::Acquire) || self.list_instead()?) {
+            // The whole directory is known: the name is there or nowhere.
+            return self.children.lock().get(name).map(|(n, _)| n.clone() as NodeRef).ok_or(Errno::NOENT);
+        }
         let req = Request::Walk { dir: self.fid()?.id(), names: vec![name.to_vec()] };
         let (end, entries) = want(self.inner.call(&req), |r, _| match r {
             Reply::Walked { end, entries } => Some((end, entries)),
@@ -934,6 +980,9 @@ impl Node for GNode {
                 off = d.off;
             }
             if eof || entries.is_empty() {
+                if after == 0 && self.inner.frozen {
+                    self.complete.store(true, Ordering::Release);
+                }
                 if let Some(k) = keep {
                     let l = Listing { dir: self.me.clone(), at, from, entries: k.into(), end: off };
                     self.inner.keep_listing(changes, l);
@@ -1215,5 +1264,69 @@ mod tests {
         assert_eq!(f.attr().expect("attr").size, 3, "a listing made ahead replaced held attributes");
         fs.root.remember_listed(&mut fs.root.children.lock(), &d, now, false);
         assert_eq!(f.attr().expect("attr").size, 1, "an ordinary listing is news");
+    }
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+    use crate::server::{Server, Source};
+
+    fn mount(dir: &std::path::Path, readonly: bool, access: FileAccess) -> Arc<GoferFs> {
+        let (client, server_end) = Conn::pair().expect("socketpair");
+        let server = Server::new(Source::open(dir, readonly).expect("source")).expect("server");
+        std::thread::spawn(move || server.serve(server_end));
+        GoferFs::attach(client, access).expect("attach")
+    }
+
+    /// `d/` with `n` files `f0`..; the round trips of looking up each, then a
+    /// missing name (which must fail with ENOENT), on a mount of that kind.
+    fn lookups(n: usize, readonly: bool, access: FileAccess) -> u64 {
+        let t = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(t.path().join("d")).expect("mkdir");
+        for i in 0..n {
+            std::fs::write(t.path().join("d").join(format!("f{i}")), b"x").expect("write");
+        }
+        let fs = mount(t.path(), readonly, access);
+        let d = fs.root().lookup(b"d").expect("d");
+        let before = fs.round_trips();
+        for i in 0..n {
+            let f = d.lookup(format!("f{i}").as_bytes()).expect("lookup");
+            assert_eq!(f.attr().expect("attr").size, 1);
+        }
+        assert_eq!(d.lookup(b"nope").err(), Some(Errno::NOENT));
+        fs.round_trips() - before
+    }
+
+    /// On a read-only mount in exclusive mode the second miss lists the directory and
+    /// the listing answers the rest, a missing name included; where the host or this
+    /// client may change the directory, each name is walked to.
+    #[test]
+    fn lookup_misses_list_a_frozen_directory_once() {
+        assert_eq!(lookups(20, true, FileAccess::Exclusive), 2, "one walk, one listing");
+        assert_eq!(lookups(20, false, FileAccess::Exclusive), 21, "writable: a walk per name");
+        assert_eq!(lookups(20, true, FileAccess::Shared), 21, "shared: a walk per name");
+    }
+
+    /// A big directory is listed only after misses in proportion to its size.
+    #[test]
+    fn a_big_directory_waits_for_more_misses() {
+        let t = tempfile::tempdir().expect("tempdir");
+        for i in 0..3000 {
+            std::fs::write(t.path().join(format!("file-with-a-name-{i:05}")), b"").expect("write");
+        }
+        let fs = mount(t.path(), true, FileAccess::Exclusive);
+        let root = fs.root();
+        let size = root.attr().expect("attr").size;
+        let before = fs.round_trips();
+        for i in 0..3 {
+            root.lookup(format!("file-with-a-name-{i:05}").as_bytes()).expect("lookup");
+        }
+        assert_eq!(fs.round_trips() - before, 3, "a directory of {size} bytes was listed after 3 misses");
+        for i in 3..3000 {
+            root.lookup(format!("file-with-a-name-{i:05}").as_bytes()).expect("lookup");
+        }
+        let trips = fs.round_trips() - before;
+        assert!(trips < 200, "{trips} round trips for 3000 names: never listed");
     }
 }
