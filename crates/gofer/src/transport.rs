@@ -84,6 +84,17 @@ impl Conn {
 
     /// Receive one message into `buf` (resized to fit) and its descriptors.
     pub fn recv(&self, buf: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) -> Result<(), RecvError> {
+        self.recv_spinning(buf, fds, std::time::Duration::ZERO)
+    }
+
+    /// [`Conn::recv`], polling for up to `spin` before it sleeps (see
+    /// [`crate::server::Server::serve`] for why).
+    pub fn recv_spinning(
+        &self,
+        buf: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+        spin: std::time::Duration,
+    ) -> Result<(), RecvError> {
         let mut scratch = self.scratch.lock();
         if scratch.len() < MAX_MESSAGE + 1 {
             scratch.resize(MAX_MESSAGE + 1, 0);
@@ -91,15 +102,21 @@ impl Conn {
         fds.clear();
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut control = RecvAncillaryBuffer::new(&mut space);
+        let start = (!spin.is_zero()).then(std::time::Instant::now);
         let r = loop {
-            match recvmsg(
-                &self.fd,
-                &mut [IoSliceMut::new(&mut scratch)],
-                &mut control,
-                RecvFlags::CMSG_CLOEXEC,
-            ) {
+            let spinning = start.is_some_and(|s| s.elapsed() < spin);
+            let flags = if spinning {
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+            } else {
+                RecvFlags::CMSG_CLOEXEC
+            };
+            match recvmsg(&self.fd, &mut [IoSliceMut::new(&mut scratch)], &mut control, flags) {
                 Ok(r) => break r,
                 Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) if spinning => {
+                    std::hint::spin_loop();
+                    continue;
+                }
                 Err(e) => return Err(RecvError::Io(e)),
             }
         };
