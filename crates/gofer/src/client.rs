@@ -135,10 +135,10 @@ struct Inner {
 
 /// The rest of a directory's listing, kept for a while after it was read: the kernel
 /// reads a directory in several calls (a page each) and once more to see its end,
-/// and each would otherwise be a message. A listing is read to its end in one go;
-/// what the caller did not take yet (the entries after cookie `from`) is kept, and
-/// where it ends. Dropped when this client changes the directory, and in `shared`
-/// mode after the revalidation bound.
+/// and each would otherwise be a message. What the caller did not take of the
+/// messages read (the entries after cookie `from`) is kept, up to cookie `end`, and
+/// whether the directory ends there. Dropped when this client changes the
+/// directory, and in `shared` mode after the revalidation bound.
 #[derive(Clone)]
 struct Listing {
     dir: std::sync::Weak<GNode>,
@@ -146,6 +146,7 @@ struct Listing {
     from: u64,
     entries: Entries,
     end: u64,
+    eof: bool,
 }
 
 /// One entry of a kept listing: name, inode number, kind, resume cookie.
@@ -157,9 +158,8 @@ type Entries = Arc<[Listed]>;
 /// estimated entries (see [`GNode::list_instead`]).
 const LIST_AFTER_MISSES_PER: u64 = 64;
 
-/// Listings kept, and the largest directory kept (entries).
+/// Listings kept.
 const LISTINGS_KEPT: usize = 16;
-const LISTING_MAX: usize = 10_000;
 
 /// Fids one mount keeps before giving back the least recently resolved ones.
 pub const MAX_HELD_FIDS: usize = 4096;
@@ -923,6 +923,7 @@ impl Node for GNode {
     }
 
     fn readdir(&self, after: u64, sink: &mut dyn FnMut(DirEntry<'_>) -> bool) -> Result<()> {
+        let mut after = after;
         if let Some(l) = self.inner.listing(self) {
             // Resume after the entry whose cookie is `after`.
             let start = if after == l.end {
@@ -935,18 +936,24 @@ impl Node for GNode {
             if let Some(start) = start {
                 for (name, ino, kind, off) in &l.entries[start..] {
                     if !sink(DirEntry { name, ino: *ino, kind: *kind, offset: *off }) {
-                        break;
+                        return Ok(());
                     }
                 }
-                return Ok(());
+                if l.eof {
+                    return Ok(());
+                }
+                // The kept part is used up and the directory goes on: read on.
+                after = l.end;
             }
         }
         let at = Instant::now();
         let changes = self.inner.dir_changes.load(Ordering::Acquire);
         let mut off = after;
-        // What the sink did not take, up to LISTING_MAX entries, is kept (None: too
-        // many), with `from` the cookie of the last entry it took.
-        let mut keep: Option<Vec<Listed>> = Some(Vec::new());
+        // What the sink did not take of the messages read is kept, with `from` the
+        // cookie of the last entry it took. Once the sink is full no further message
+        // is asked for: a big directory is read a message at a time, never again
+        // from its start.
+        let mut keep: Vec<Listed> = Vec::new();
         let mut from = after;
         let mut sink_done = false;
         loop {
@@ -971,25 +978,18 @@ impl Node for GNode {
                         sink_done = true;
                     }
                 }
-                if sink_done && let Some(k) = &mut keep {
-                    k.push((d.name.clone(), ino, d.attr.kind, d.off));
-                    if k.len() > LISTING_MAX {
-                        keep = None;
-                    }
+                if sink_done {
+                    keep.push((d.name.clone(), ino, d.attr.kind, d.off));
                 }
                 off = d.off;
             }
-            if eof || entries.is_empty() {
-                if after == 0 && self.inner.frozen {
-                    self.complete.store(true, Ordering::Release);
-                }
-                if let Some(k) = keep {
-                    let l = Listing { dir: self.me.clone(), at, from, entries: k.into(), end: off };
-                    self.inner.keep_listing(changes, l);
-                }
-                return Ok(());
+            let end = eof || entries.is_empty();
+            if end && after == 0 && self.inner.frozen {
+                self.complete.store(true, Ordering::Release);
             }
-            if sink_done && keep.is_none() {
+            if end || sink_done {
+                let l = Listing { dir: self.me.clone(), at, from, entries: keep.into(), end: off, eof: end };
+                self.inner.keep_listing(changes, l);
                 return Ok(());
             }
         }
@@ -1306,6 +1306,44 @@ mod lookup_tests {
         assert_eq!(lookups(20, true, FileAccess::Exclusive), 2, "one walk, one listing");
         assert_eq!(lookups(20, false, FileAccess::Exclusive), 21, "writable: a walk per name");
         assert_eq!(lookups(20, true, FileAccess::Shared), 21, "shared: a walk per name");
+    }
+
+    /// A directory read a page at a time, as the kernel reads one, costs a message
+    /// per message's worth of entries, not a listing from the start per page (a
+    /// directory of 20,000 entries used to take a listing of up to 4,096 entries,
+    /// each stat'd, per page of about 100), and every entry comes once.
+    #[test]
+    fn a_big_directory_is_read_once_a_page_at_a_time() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let n = 20_000;
+        for i in 0..n {
+            std::fs::write(t.path().join(format!("{i:05}")), b"").expect("write");
+        }
+        let fs = mount(t.path(), true, FileAccess::Exclusive);
+        let root = fs.root();
+        let before = fs.round_trips();
+        let (mut names, mut after) = (Vec::new(), 0);
+        loop {
+            let mut page = 0;
+            root.readdir(after, &mut |e| {
+                if page == 100 {
+                    return false;
+                }
+                page += 1;
+                names.push(e.name.to_vec());
+                after = e.offset;
+                true
+            })
+            .expect("readdir");
+            if page == 0 {
+                break;
+            }
+        }
+        let trips = fs.round_trips() - before;
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "entries missing or repeated");
+        assert!(trips <= 2 * (n as u64) / 1000, "{trips} messages for {n} entries read 100 at a time");
     }
 
     /// A big directory is listed only after misses in proportion to its size.
