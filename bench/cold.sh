@@ -8,19 +8,28 @@
 # `perf record` of the run's process tree: the FUSE requests by opcode (tracepoint
 # fuse:fuse_request_send), the gofer's replies (its sendmsg calls: one per round trip) and the CPU time of the FUSE server, the gofer,
 # the program and the sandbox's own processes, user and kernel (cpu-clock samples every 1 ms).
-# Writes the sections "## Cold walks (bench/cold.sh)" and "## Cold walks: where the time goes"
-# of BENCHMARKS.md. As root.
+# With BEFORE set, an earlier build of sandfs is a fourth contender, run the same way and
+# rotated with the others, for a before/after comparison in one run on one machine state (the
+# profile stays the current SANDFS's). The table's last column is issue 14's goal: at most 2x
+# the host's time. Writes the sections "## Cold walks (bench/cold.sh)" and "## Cold walks: where
+# the time goes" of BENCHMARKS.md, and the chart bench/cold.png (time / host time per workload
+# and contender, log scale; only where python3 has matplotlib). As root.
 #
 # Environment: SANDFS=path (default: cargo build --release here), RUNS=n, PROFILE=0|1,
 # BENCHMARKS=path, COLD_REPO=path of the generated git repository (default
 # /var/tmp/sandfs-cold-repo, made once: 12,000 files of generated text, committed),
-# NOTE=text (a line put under the table, e.g. which change was measured).
+# NOTE=text (a line put under the table, e.g. which change was measured),
+# BEFORE=path (a sandfs binary of an earlier build: adds its column to the table and the chart),
+# BEFORE_LABEL=text (what BEFORE is, in the column's name and the text; default "before").
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 . "$REPO/bench/lib.sh"
 OUT_MD=${BENCHMARKS:-$REPO/BENCHMARKS.md}
 RUNS=${RUNS:-3}
 PROFILE=${PROFILE:-1}
+BEFORE=${BEFORE:-}
+BEFORE_LABEL=${BEFORE_LABEL:-before}
+CHART=$REPO/bench/cold.png
 GREP_PATTERN='Copyright (C)'
 COLD_REPO=${COLD_REPO:-/var/tmp/sandfs-cold-repo}
 die() { echo "bench/cold.sh: $*" >&2; exit 1; }
@@ -30,6 +39,11 @@ command -v git >/dev/null || die "needs git"
 if [ -z "${SANDFS:-}" ]; then
   (cd "$REPO" && cargo build --release -q -p sandfs-cli) || die "build failed"
   SANDFS=$REPO/target/release/sandfs
+fi
+if [ -n "$BEFORE" ]; then
+  [ -x "$BEFORE" ] || die "BEFORE=$BEFORE is not an executable"
+  # absolute, like a path given as SANDFS should be: the runs may start elsewhere
+  BEFORE=$(cd "$(dirname "$BEFORE")" && pwd)/$(basename "$BEFORE")
 fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sandfs-cold.XXXXXX") || die "mktemp"
 trap 'rm -rf "$TMP"' EXIT
@@ -80,11 +94,14 @@ run_side() {
   case $side in
     host) sh -c "$cmd" ;;
     bwrap) bwrap --ro-bind / / --dev /dev --proc /proc sh -c "$cmd" ;;
+    before) "$BEFORE" run -- sh -c "$cmd" ;;
     sandfs) "$SANDFS" run -- sh -c "$cmd" ;;
   esac
 }
 ms_now() { date +%s%N; }
 SIDES=(host bwrap sandfs)
+[ -z "$BEFORE" ] || SIDES=(host bwrap before sandfs)
+NSIDES=${#SIDES[@]}
 times=$TMP/times # name side ms
 : >"$times"
 items_of=$TMP/items
@@ -96,8 +113,8 @@ for w in "${WORKLOADS[@]}"; do
   [ "$items_cmd" = - ] || n=$(sh -c "$items_cmd")
   echo "$name $n" >>"$items_of"
   for ((rep = 0; rep < RUNS; rep++)); do
-    for ((k = 0; k < 3; k++)); do
-      side=${SIDES[$(((k + rep) % 3))]}
+    for ((k = 0; k < NSIDES; k++)); do
+      side=${SIDES[$(((k + rep) % NSIDES))]}
       t0=$(ms_now)
       run_side "$side" "$cmd" >/dev/null 2>"$TMP/err" || die "$name on $side failed: $(head -c 300 "$TMP/err")"
       t1=$(ms_now)
@@ -108,21 +125,107 @@ for w in "${WORKLOADS[@]}"; do
   done
 done
 
-table=$(python3 - "$times" <<'PY'
+# The table (Markdown) from $times: medians and ratios to the host per contender, the sandfs
+# column's runs, issue 14's goal for the current sandfs. The "before" column only where $times
+# has that side, so without BEFORE the columns are the ones of earlier runs.
+desc=$TMP/desc # name<TAB>what the table calls it
+: >"$desc"
+for w in "${WORKLOADS[@]}"; do
+  IFS='|' read -r name _ <<<"$w"
+  printf '%s\t%s\n' "$name" "$(workload_desc "$name")" >>"$desc"
+done
+table=$(python3 - "$times" "$BEFORE_LABEL" "$desc" <<'PY'
 import sys, statistics, collections
+times, label = sys.argv[1], sys.argv[2].replace("|", "\\|")
+desc = {}
+if len(sys.argv) > 3:
+    for l in open(sys.argv[3]):
+        name, d = l.rstrip("\n").split("\t", 1)
+        desc[name] = d
 t = collections.defaultdict(list)
 order = []
-for l in open(sys.argv[1]):
+for l in open(times):
     name, side, ms = l.split()
     if name not in order: order.append(name)
     t[name, side].append(int(ms))
+before = any(side == "before" for _, side in t)
+sides = ["bwrap"] + (["before"] if before else []) + ["sandfs"]
+head = (["workload", "host", "bwrap"] + ([f"sandfs run, {label}"] if before else [])
+        + ["sandfs run", "sandfs runs (ms)", "≤ 2x host"])
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
 for name in order:
-    m = {s: statistics.median(t[name, s]) for s in ("host", "bwrap", "sandfs")}
-    r = lambda s: f"{m[s] / m['host']:.2f}x" if m["host"] else "-"
-    print(f"{name}|{m['host']:.0f} ms|{m['bwrap']:.0f} ms ({r('bwrap')})|{m['sandfs']:.0f} ms ({r('sandfs')})|"
-          + " ".join(str(x) for x in t[name, 'sandfs']))
+    m = {s: statistics.median(t[name, s]) for s in ["host"] + sides}
+    ratio = lambda s: m[s] / m["host"] if m["host"] else None
+    cell = lambda s: f"{m[s]:.0f} ms ({ratio(s):.2f}x)" if ratio(s) is not None else f"{m[s]:.0f} ms (-)"
+    r = ratio("sandfs")
+    # the goal as the table shows the ratio: 2.004x reads "2.00x", and so "met"
+    goal = "-" if name == "true" or r is None else "met" if round(r, 2) <= 2 else "**missed**"
+    row = ([desc.get(name, name), f"{m['host']:.0f} ms"] + [cell(s) for s in sides]
+           + [" ".join(str(x) for x in t[name, "sandfs"]), goal])
+    print("| " + " | ".join(row) + " |")
 PY
-)
+) || die "the table failed"
+
+# The chart, before the section so that the section mentions it only when it was drawn. Any
+# python3 with matplotlib: the distribution's may have it where the first on PATH has not.
+CHART_PY=
+for p in python3 /usr/bin/python3; do
+  if command -v "$p" >/dev/null && "$p" -c 'import matplotlib' 2>/dev/null; then CHART_PY=$p; break; fi
+done
+chart_note=
+if [ -z "$CHART_PY" ]; then
+  echo "bench/cold.sh: no python3 with matplotlib (apt-get install python3-matplotlib): no chart" >&2
+elif "$CHART_PY" - "$times" "$BEFORE_LABEL" "$CHART" <<'PY'
+import sys, statistics, collections, math
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
+times, label, png = sys.argv[1], sys.argv[2], sys.argv[3]
+t = collections.defaultdict(list)
+order = []
+for l in open(times):
+    name, side, ms = l.split()
+    if name not in order: order.append(name)
+    t[name, side].append(int(ms))
+names = [n for n in order if n != "true"]  # true is a run's start and end: no goal, other scale
+if not names: sys.exit("no workload but true")
+present = {side for _, side in t}
+bars = [(s, lab, c) for s, lab, c in (("bwrap", "bwrap", "#999999"),
+                                      ("before", f"sandfs run, {label}", "#e8a33d"),
+                                      ("sandfs", "sandfs run", "#3b75af")) if s in present]
+def ratio(name, side):
+    h = statistics.median(t[name, "host"]) if t[name, "host"] else 0
+    return statistics.median(t[name, side]) / h if h and t[name, side] else math.nan
+fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(names)), 4.5))
+ax.set_yscale("log")
+width = 0.8 / len(bars)
+vals_all = []
+for i, (side, lab, colour) in enumerate(bars):
+    xs = [j + (i - (len(bars) - 1) / 2) * width for j in range(len(names))]
+    vals = [ratio(n, side) for n in names]
+    vals_all += [v for v in vals if not math.isnan(v)]
+    drawn = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=lab, color=colour)
+    ax.bar_label(drawn, labels=["" if math.isnan(v) else f"{v:.2f}x" for v in vals], fontsize=8, padding=2)
+ax.axhline(2, color="black", linestyle="--", linewidth=1, label="goal: 2x host")
+lo, hi = min(vals_all + [2]), max(vals_all + [2])
+ax.set_ylim(min(0.5, lo / 1.5), hi * 2.5)  # room below 1x for bwrap, above the tallest label
+ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+ax.set_xticks(range(len(names)))
+ax.set_xticklabels(names)
+ax.set_ylabel("time / host time (log scale)")
+ax.set_title("Cold walks: time / host time (lower is better)")
+ax.legend(fontsize=8, loc="upper left")
+fig.tight_layout()
+fig.savefig(png, dpi=120)
+PY
+then
+  chart_note="Chart: \`bench/cold.png\`."
+  echo "== wrote $CHART" >&2
+else
+  echo "bench/cold.sh: the chart failed; the section is written without it" >&2
+fi
 
 HEADING="## Cold walks (bench/cold.sh)"
 sec=$TMP/section
@@ -134,14 +237,16 @@ sec=$TMP/section
   echo "host and under \`bwrap --ro-bind / / --dev /dev --proc /proc\`; the host's page cache warm for all"
   echo "(the command runs once on the host first). Wall time of the whole command, sandfs's start and end"
   echo "included (the \`true\` row); medians of $RUNS repetitions, the contenders' order rotated every"
-  echo "repetition; ratio = median / host median. Release build; the machine also ran other builds, so"
-  echo "single runs are noisy (the sandfs column's runs are listed)."
+  echo "repetition; ratio = median / host median. Release build; single runs vary by about ±10% on this"
+  echo "virtual machine (the sandfs column's runs are listed)."
+  if [ -n "$BEFORE" ]; then
+    echo "\"sandfs run, $BEFORE_LABEL\": an earlier build of sandfs ($BEFORE_LABEL), run the same way and"
+    echo "rotated with the others in the same repetitions; \"sandfs run\": the build measured."
+  fi
+  echo "Last column: issue 14's goal for \`sandfs run\`, at most 2x the host's time (not for \`true\`)."
+  [ -z "$chart_note" ] || echo "$chart_note"
   echo
-  echo "| workload | host | bwrap | sandfs run | sandfs runs (ms) |"
-  echo "|---|---|---|---|---|"
-  while IFS='|' read -r name h b s raw; do
-    echo "| $(workload_desc "$name") | $h | $b | $s | $raw |"
-  done <<<"$table"
+  echo "$table"
   echo
   [ -z "${NOTE:-}" ] || { echo "$NOTE"; echo; }
   machine_line

@@ -10,22 +10,27 @@
 #   2. start-to-exit latency of `true` under `sandfs run`, `runc run` (a busybox bundle made by
 #      `sandfs spec`), `bwrap --ro-bind / /` and `unshare --mount --pid --fork` (hyperfine);
 #   3. resident memory of all sandfs processes (the mount server and its gofer) after creating
-#      10,000 and 100,000 files in the upper layer (empty ones, and 100-byte ones).
+#      10,000 and 100,000 files in the upper layer (empty ones, and 100-byte ones);
+#   4. the cold walks of bench/cold.sh (issue 14: find, git status, grep in a fresh `sandfs run`
+#      against the host and bwrap; with BEFORE, against an earlier build too), last.
 #
 # It writes the section "## Container filesystem workloads" of BENCHMARKS.md (medians, ratios to
 # kernel overlayfs, the goals of issue 7, machine and date), the chart bench/ratios.png and the
-# raw lines bench/last-run.txt. Everything it mounts lives under its own temporary directory and
-# is unmounted by an EXIT trap, also when a step fails or the run is interrupted.
+# raw lines bench/last-run.txt; part 4, bench/cold.sh's sections and its chart bench/cold.png.
+# Everything it mounts lives under its own temporary directory and is unmounted by an EXIT trap,
+# also when a step fails or the run is interrupted.
 #
 # Environment (RENDER=bench/last-run.txt re-renders a saved run and exits):
 #   REPS=3            reps of the workload set per system
 #   FIO_S=10          seconds of fio per rep (harness.sh's own default is 20)
 #   SKIP=""           harness.sh workloads to skip ("c_ c_fio_randrw": prefixes or names)
 #   TARGETS="tmpfs ovl fovl sandfs"
-#   PARTS="fs startup memory"   which parts to run
+#   PARTS="fs startup memory cold"   which parts to run
 #   STARTUP_RUNS=30   hyperfine runs per startup command
 #   MEM_FILES="10000 100000"  MEM_SIZES="0 100"   the memory part's file counts and sizes
 #   SANDFS=path       the sandfs binary (default: `cargo build --release -p sandfs-cli` here)
+#   BEFORE=path  BEFORE_LABEL=text  PROFILE=0|1   for the cold part: an earlier sandfs build
+#                     to compare with and what to call it, and whether to profile (see bench/cold.sh)
 #   HARNESS=path      harness.sh (default ../shared/bench/harness.sh beside the repository)
 #   BENCHMARKS=path   the Markdown file to update (default BENCHMARKS.md in the repository)
 #   HARNESS_TIMEOUT=1800  seconds one harness run may take before it is stopped
@@ -40,7 +45,7 @@ REPS=${REPS:-3}
 export FIO_S=${FIO_S:-10}
 export SKIP=${SKIP:-}
 read -r -a TARGETS <<<"${TARGETS:-tmpfs ovl fovl sandfs}"
-PARTS=${PARTS:-fs startup memory}
+PARTS=${PARTS:-fs startup memory cold}
 STARTUP_RUNS=${STARTUP_RUNS:-30}
 MEM_FILES=${MEM_FILES:-10000 100000}
 MEM_SIZES=${MEM_SIZES:-0 100}
@@ -74,6 +79,8 @@ for t in fuse-overlayfs:fuse-overlayfs fio:fio hyperfine:hyperfine bwrap:bubblew
          unshare:util-linux gcc:gcc git:git busybox:busybox-static; do
   command -v "${t%%:*}" >/dev/null || need+=("${t#*:}")
 done
+# bench/cold.sh's profile needs perf: without it the cold part would fail after all the others
+if has_part cold && [ "${PROFILE:-1}" != 0 ] && ! command -v perf >/dev/null; then need+=(linux-perf); fi
 [ -z "$PY" ] && need+=(python3-matplotlib)
 if [ ${#need[@]} -gt 0 ]; then
   if [ -n "${NO_INSTALL:-}" ]; then
@@ -349,13 +356,24 @@ EOF
   done
 fi
 
-# ----- the report -----
-cp "$RUN/harness.raw" "$HERE/last-run.txt" 2>/dev/null || : >"$HERE/last-run.txt"
-{
-  for f in startup.tsv memory.tsv meta.txt; do [ -f "$RUN/$f" ] && { echo "# $f"; cat "$RUN/$f"; }; done
-} >>"$HERE/last-run.txt"
-section=$RUN/section.md
-"$PY" "$HERE/report.py" "$RUN" "$section" "$HERE/ratios.png" || die "report.py failed"
-replace_section "$OUT_MD" "$HEADING" "$section"
-say "wrote \"$HEADING\" in $OUT_MD, $HERE/ratios.png and $HERE/last-run.txt"
-cat "$section"
+# ----- the report (of parts 1-3: with only the cold part, the last section stays as it is) -----
+if has_part fs || has_part startup || has_part memory; then
+  cp "$RUN/harness.raw" "$HERE/last-run.txt" 2>/dev/null || : >"$HERE/last-run.txt"
+  {
+    for f in startup.tsv memory.tsv meta.txt; do [ -f "$RUN/$f" ] && { echo "# $f"; cat "$RUN/$f"; }; done
+  } >>"$HERE/last-run.txt"
+  section=$RUN/section.md
+  "$PY" "$HERE/report.py" "$RUN" "$section" "$HERE/ratios.png" || die "report.py failed"
+  replace_section "$OUT_MD" "$HEADING" "$section"
+  say "wrote \"$HEADING\" in $OUT_MD, $HERE/ratios.png and $HERE/last-run.txt"
+  cat "$section"
+fi
+
+# ----- part 4: the cold walks, after the report so that a failure here loses none of the above -----
+# The same binary and reps; BEFORE, BEFORE_LABEL, PROFILE (and NOTE, COLD_REPO) reach bench/cold.sh
+# from the environment as they are.
+if has_part cold; then
+  say "cold walks (bench/cold.sh)"
+  SANDFS=$SANDFS RUNS=$REPS BENCHMARKS=$OUT_MD bash "$HERE/cold.sh" || die "bench/cold.sh failed (exit $?)"
+  say "wrote the cold-walk sections in $OUT_MD"
+fi
