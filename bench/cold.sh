@@ -240,7 +240,7 @@ sec=$TMP/section
   echo "repetition; ratio = median / host median. Release build; single runs vary by about ±10% on this"
   echo "virtual machine (the sandfs column's runs are listed)."
   if [ -n "$BEFORE" ]; then
-    echo "\"sandfs run, $BEFORE_LABEL\": an earlier build of sandfs ($BEFORE_LABEL), run the same way and"
+    echo "\"sandfs run, $BEFORE_LABEL\": an earlier build of sandfs, run the same way and"
     echo "rotated with the others in the same repetitions; \"sandfs run\": the build measured."
   fi
   echo "Last column: issue 14's goal for \`sandfs run\`, at most 2x the host's time (not for \`true\`)."

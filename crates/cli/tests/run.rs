@@ -41,6 +41,24 @@ fn writes_stay_in_the_sandbox() {
     assert!(!Path::new(&name).exists(), "the write reached the host");
 }
 
+/// The view's readahead is raised to one request's worth (a sequential read of a
+/// lower file then takes 1 MiB requests instead of 128 KiB ones), and the view root
+/// is the FUSE mount the setting was found for.
+#[test]
+fn the_view_reads_ahead_a_request_at_a_time() {
+    if !root() {
+        return;
+    }
+    let out =
+        sh("d=$(grep ' / / ' /proc/self/mountinfo | cut -d' ' -f3); cat /sys/class/bdi/$d/read_ahead_kb");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        sandfs_fuse::READAHEAD_KIB.to_string(),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
+
 /// Issue 13 inside a sandbox: a host file with two names (under the overlaid host
 /// root) stays one file: a write through one name survives the other's lookup and
 /// shows through it, chmod too, st_nlink counts the names; the host is unchanged.

@@ -908,6 +908,10 @@ pub fn launch(
     let server = sandfs_fuse::Server::from_fd(prep.container.ns.clone(), fuse_fd, &prep.params.root, &opts)
         .context("serve the FUSE view")?;
     let fuse = server.spawn().context("serve the FUSE view")?;
+    let mountinfo = std::path::PathBuf::from(format!("/proc/{}/mountinfo", child.id()));
+    if let Err(e) = sandfs_fuse::raise_readahead(&mountinfo, &prep.params.root) {
+        tracing::debug!("the view's readahead stays the kernel's: {e}");
+    }
     let (pid, _) = expect_msg(&chan, msg::PID, &mut child)?;
     let pid1 = pid.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i32).unwrap_or(0);
     expect_msg(&chan, msg::MOUNTED, &mut child)?;
