@@ -114,7 +114,9 @@ impl Conn {
                 Ok(r) => break r,
                 Err(Errno::INTR) => continue,
                 Err(Errno::AGAIN) if spinning => {
-                    std::hint::spin_loop();
+                    // Polling only keeps this CPU from going idle: anything else
+                    // runnable on it goes first.
+                    rustix::thread::sched_yield();
                     continue;
                 }
                 Err(e) => return Err(RecvError::Io(e)),
