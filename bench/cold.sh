@@ -210,7 +210,7 @@ for i, (side, lab, colour) in enumerate(bars):
     ax.bar_label(drawn, labels=["" if math.isnan(v) else f"{v:.2f}x" for v in vals], fontsize=8, padding=2)
 ax.axhline(2, color="black", linestyle="--", linewidth=1, label="goal: 2x host")
 lo, hi = min(vals_all + [2]), max(vals_all + [2])
-ax.set_ylim(min(0.5, lo / 1.5), hi * 2.5)  # room below 1x for bwrap, above the tallest label
+ax.set_ylim(min(0.5, lo / 1.5), hi * 8)  # room below 1x for bwrap, above the tallest label
 ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
 ax.set_xticks(range(len(names)))
 ax.set_xticklabels(names)
