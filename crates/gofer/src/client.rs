@@ -546,8 +546,9 @@ impl GNode {
     /// A program that looks up one name after another in a directory it has not
     /// listed (git's lstat of its index, a loader's search, a compiler's includes)
     /// would otherwise pay a round trip each. The second miss lists a directory whose
-    /// size suggests a few hundred entries; a bigger one waits for proportionally more
-    /// misses, so a lone lookup in a huge directory does not pay for all of it.
+    /// size suggests up to about 128 entries (4 KiB on ext4); a bigger one waits for
+    /// proportionally more misses, so a lone lookup in a huge directory does not pay
+    /// for all of it.
     fn list_instead(&self) -> Result<bool> {
         let misses = self.misses.fetch_add(1, Ordering::Relaxed) + 1;
         // ext4 and tmpfs report a directory's size in bytes of entries (about 32 each
