@@ -408,6 +408,21 @@ fn binds_tmpfs_and_read_only_root() {
 /// The server raises its soft descriptor limit to the hard one: started with 256, it
 /// serves more lower files open at once than that (each open holds a descriptor the
 /// gofer donated).
+/// The mount reads ahead a request's worth (1 MiB, not the kernel's 128 KiB) for
+/// files it does not pass through.
+#[test]
+fn the_mount_reads_ahead_a_request_at_a_time() {
+    if skip("the_mount_reads_ahead_a_request_at_a_time") {
+        return;
+    }
+    let mut f = Fixture::new();
+    f.start(&[]);
+    let dev = std::fs::metadata(&f.mnt).expect("stat the mount").dev();
+    let (major, minor) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let kib = std::fs::read_to_string(format!("/sys/class/bdi/{major}:{minor}/read_ahead_kb")).expect("bdi");
+    assert_eq!(kib.trim(), sandfs_fuse::READAHEAD_KIB.to_string(), "server log:\n{}", f.log());
+}
+
 #[test]
 fn the_server_raises_its_descriptor_limit() {
     if skip("the_server_raises_its_descriptor_limit") {

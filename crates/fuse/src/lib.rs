@@ -185,7 +185,7 @@ impl Server {
         config.clone_fd = true;
         let mountpoint = mountpoint.canonicalize()?;
         let session = Session::new(fs, &mountpoint, &config)?;
-        if let Err(e) = raise_readahead(Path::new("/proc/self/mountinfo"), &mountpoint) {
+        if let Err(e) = raise_readahead(&mountpoint) {
             tracing::debug!("readahead of {} stays the kernel's: {e}", mountpoint.display());
         }
         let _ = notifier.set(session.notifier());
@@ -254,27 +254,18 @@ pub fn mount_data(fd: i32, uid: u32, gid: u32) -> String {
 /// (the 1 MiB `max_write` negotiated at init also raises a request's pages to 256).
 pub const READAHEAD_KIB: u32 = 1024;
 
-/// Raise the kernel's readahead of the FUSE mount at `mountpoint`, as `mountinfo`
-/// (a /proc/PID/mountinfo of its mount namespace) lists it, to [`READAHEAD_KIB`].
-/// The kernel starts a FUSE mount with 128 KiB, so a sequential read of a file that
-/// is not passed through (a lower file under the overlay) costs a request per
-/// 128 KiB. Only a host root may write the mount's /sys/class/bdi entry: otherwise
-/// the default stays (a tuning, not a setting a run depends on).
-pub fn raise_readahead(mountinfo: &Path, mountpoint: &Path) -> io::Result<()> {
-    let info = std::fs::read_to_string(mountinfo)?;
-    let want = mountpoint.to_string_lossy();
-    // Fields: id parent major:minor root mount-point options ... - fstype source opts
-    let dev = info
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            let fstype = f.get(sep + 1)?;
-            (f.get(4) == Some(&&*want) && fstype.starts_with("fuse")).then(|| f[2].to_string())
-        })
-        .next_back()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the mount is not in mountinfo"))?;
-    std::fs::write(format!("/sys/class/bdi/{dev}/read_ahead_kb"), READAHEAD_KIB.to_string())
+/// Raise the kernel's readahead of the FUSE mount whose root is at `root` to
+/// [`READAHEAD_KIB`]. The kernel starts a FUSE mount with 128 KiB, so a sequential
+/// read of a file that is not passed through (a lower file under the overlay) costs
+/// a request per 128 KiB. The mount's device comes from a statx that asks for no
+/// fresh attributes (AT_STATX_DONT_SYNC: no request, so the mount need not be
+/// served yet). Only a host root may write the mount's /sys/class/bdi entry:
+/// otherwise the default stays (a tuning, not a setting a run depends on).
+pub fn raise_readahead(root: &Path) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    let x = statx(CWD, root, AtFlags::STATX_DONT_SYNC, StatxFlags::empty())?;
+    let bdi = format!("/sys/class/bdi/{}:{}/read_ahead_kb", x.stx_dev_major, x.stx_dev_minor);
+    std::fs::write(bdi, READAHEAD_KIB.to_string())
 }
 
 /// Unmounts a server's mount from any thread.

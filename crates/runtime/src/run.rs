@@ -908,8 +908,10 @@ pub fn launch(
     let server = sandfs_fuse::Server::from_fd(prep.container.ns.clone(), fuse_fd, &prep.params.root, &opts)
         .context("serve the FUSE view")?;
     let fuse = server.spawn().context("serve the FUSE view")?;
-    let mountinfo = std::path::PathBuf::from(format!("/proc/{}/mountinfo", child.id()));
-    if let Err(e) = sandfs_fuse::raise_readahead(&mountinfo, &prep.params.root) {
+    // The view, as the sandbox's mount namespace has it.
+    let view = std::path::Path::new(&format!("/proc/{}/root", child.id()))
+        .join(prep.params.root.strip_prefix("/").unwrap_or(&prep.params.root));
+    if let Err(e) = sandfs_fuse::raise_readahead(&view) {
         tracing::debug!("the view's readahead stays the kernel's: {e}");
     }
     let (pid, _) = expect_msg(&chan, msg::PID, &mut child)?;
