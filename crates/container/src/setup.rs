@@ -184,8 +184,7 @@ impl<H: Host> Sandbox<H> {
         // lower layer), so its gofer serves it read-only too: a FUSE server that went
         // wrong still cannot change the host's root, and the client may take whole
         // listings as final (see the gofer client's lookup).
-        let overlay_root = !readonly && self.cfg.overlay2.scope != OverlayScope::None;
-        let gofer_readonly = readonly || overlay_root;
+        let gofer_readonly = !writes_host;
         let mut wants = vec![(root_path.clone(), gofer_readonly, owners)];
         for p in &plan.mounts {
             if let Kind::Bind { source } = &p.kind
@@ -201,6 +200,7 @@ impl<H: Host> Sandbox<H> {
             RestoreKey::Mount { container: name.to_string(), destination: "/".into() },
             RestoreSource { source: root_path.clone(), readonly },
         );
+        let overlay_root = !readonly && self.cfg.overlay2.scope != OverlayScope::None;
         let (root_fs, root_overlay): (Arc<dyn Filesystem>, Option<Arc<Overlay>>) = if readonly || overlay_root
         {
             // A read-only root still gets an (unwritable) memory upper: mount points

@@ -313,7 +313,8 @@ impl GoferFs {
     }
 
     /// Messages sent to the gofer so far (each is one round trip).
-    pub fn round_trips(&self) -> u64 {
+    #[cfg(test)]
+    fn round_trips(&self) -> u64 {
         u64::from(self.inner.client.tag.load(Ordering::Relaxed)) - 1
     }
 

@@ -239,7 +239,7 @@ impl Server {
 
     /// Answer requests until the peer closes the connection or breaks the protocol.
     ///
-    /// While requests come in a burst (each within [`SPIN`] of the last reply), the
+    /// While requests come in a burst (each within [`BURST`] of the last reply), the
     /// server polls for the next one for up to [`SPIN`] before it sleeps: a cold walk
     /// sends one every 50-150 µs, and waking a sleeping server costs each of them a
     /// wake-up of an idle CPU (on a virtual machine, an exit to the hypervisor). Once a
