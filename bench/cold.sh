@@ -88,7 +88,7 @@ workload_desc() {
   esac
 }
 
-# contender_cmd SIDE CMD: the argv that runs CMD on SIDE.
+# run_side SIDE CMD: run CMD on SIDE.
 run_side() {
   local side=$1 cmd=$2
   case $side in
@@ -134,14 +134,13 @@ for w in "${WORKLOADS[@]}"; do
   IFS='|' read -r name _ <<<"$w"
   printf '%s\t%s\n' "$name" "$(workload_desc "$name")" >>"$desc"
 done
-table=$(python3 - "$times" "$BEFORE_LABEL" "$desc" <<'PY'
-import sys, statistics, collections
-times, label = sys.argv[1], sys.argv[2].replace("|", "\\|")
-desc = {}
-if len(sys.argv) > 3:
-    for l in open(sys.argv[3]):
-        name, d = l.rstrip("\n").split("\t", 1)
-        desc[name] = d
+# One program for both, from one reading of $times: it prints the table and, where this python
+# has matplotlib, draws the chart to $TMP/cold.png (moved into place only once drawn whole).
+rm -f "$TMP/cold.png"
+table=$("$(plot_python)" - "$times" "$BEFORE_LABEL" "$desc" "$TMP/cold.png" <<'PY'
+import sys, statistics, collections, math
+times, label, desc_file, png = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+desc = dict(l.rstrip("\n").split("\t", 1) for l in open(desc_file))
 t = collections.defaultdict(list)
 order = []
 for l in open(times):
@@ -150,63 +149,48 @@ for l in open(times):
     t[name, side].append(int(ms))
 before = any(side == "before" for _, side in t)
 sides = ["bwrap"] + (["before"] if before else []) + ["sandfs"]
-head = (["workload", "host", "bwrap"] + ([f"sandfs run, {label}"] if before else [])
+med = lambda name, s: statistics.median(t[name, s]) if t[name, s] else math.nan
+def ratio(name, s):
+    h = med(name, "host")
+    return med(name, s) / h if h else math.nan
+
+# The table.
+tl = label.replace("|", "\\|")
+head = (["workload", "host", "bwrap"] + ([f"sandfs run, {tl}"] if before else [])
         + ["sandfs run", "sandfs runs (ms)", "≤ 2x host"])
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for name in order:
-    m = {s: statistics.median(t[name, s]) for s in ["host"] + sides}
-    ratio = lambda s: m[s] / m["host"] if m["host"] else None
-    cell = lambda s: f"{m[s]:.0f} ms ({ratio(s):.2f}x)" if ratio(s) is not None else f"{m[s]:.0f} ms (-)"
-    r = ratio("sandfs")
+    cell = lambda s: f"{med(name, s):.0f} ms ({ratio(name, s):.2f}x)" if not math.isnan(ratio(name, s)) else f"{med(name, s):.0f} ms (-)"
+    r = ratio(name, "sandfs")
     # the goal as the table shows the ratio: 2.004x reads "2.00x", and so "met"
-    goal = "-" if name == "true" or r is None else "met" if round(r, 2) <= 2 else "**missed**"
-    row = ([desc.get(name, name), f"{m['host']:.0f} ms"] + [cell(s) for s in sides]
+    goal = "-" if name == "true" or math.isnan(r) else "met" if round(r, 2) <= 2 else "**missed**"
+    row = ([desc.get(name, name), f"{med(name, 'host'):.0f} ms"] + [cell(s) for s in sides]
            + [" ".join(str(x) for x in t[name, "sandfs"]), goal])
     print("| " + " | ".join(row) + " |")
-PY
-) || die "the table failed"
 
-# The chart, before the section so that the section mentions it only when it was drawn. Any
-# python3 with matplotlib: the distribution's may have it where the first on PATH has not.
-CHART_PY=
-for p in python3 /usr/bin/python3; do
-  if command -v "$p" >/dev/null && "$p" -c 'import matplotlib' 2>/dev/null; then CHART_PY=$p; break; fi
-done
-chart_note=
-if [ -z "$CHART_PY" ]; then
-  echo "bench/cold.sh: no python3 with matplotlib (apt-get install python3-matplotlib): no chart" >&2
-elif "$CHART_PY" - "$times" "$BEFORE_LABEL" "$CHART" <<'PY'
-import sys, statistics, collections, math
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
-times, label, png = sys.argv[1], sys.argv[2], sys.argv[3]
-t = collections.defaultdict(list)
-order = []
-for l in open(times):
-    name, side, ms = l.split()
-    if name not in order: order.append(name)
-    t[name, side].append(int(ms))
-names = [n for n in order if n != "true"]  # true is a run's start and end: no goal, other scale
-if not names: sys.exit("no workload but true")
-present = {side for _, side in t}
-bars = [(s, lab, c) for s, lab, c in (("bwrap", "bwrap", "#999999"),
-                                      ("before", f"sandfs run, {label}", "#e8a33d"),
-                                      ("sandfs", "sandfs run", "#3b75af")) if s in present]
-def ratio(name, side):
-    h = statistics.median(t[name, "host"]) if t[name, "host"] else 0
-    return statistics.median(t[name, side]) / h if h and t[name, side] else math.nan
+# The chart: time / host time per workload and contender (not `true`: a run's start and end,
+# no goal, another scale), log scale, the goal as a dashed line.
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+except ImportError:
+    print("bench/cold.sh: no python3 with matplotlib (apt-get install python3-matplotlib): no chart", file=sys.stderr)
+    sys.exit(0)
+names = [n for n in order if n != "true"]
+colours = {"bwrap": "#999999", "before": "#e8a33d", "sandfs": "#3b75af"}
+labels = {"bwrap": "bwrap", "before": f"sandfs run, {label}", "sandfs": "sandfs run"}
 fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(names)), 4.5))
 ax.set_yscale("log")
-width = 0.8 / len(bars)
+width = 0.8 / len(sides)
 vals_all = []
-for i, (side, lab, colour) in enumerate(bars):
-    xs = [j + (i - (len(bars) - 1) / 2) * width for j in range(len(names))]
+for i, side in enumerate(sides):
+    xs = [j + (i - (len(sides) - 1) / 2) * width for j in range(len(names))]
     vals = [ratio(n, side) for n in names]
     vals_all += [v for v in vals if not math.isnan(v)]
-    drawn = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=lab, color=colour)
+    drawn = ax.bar(xs, [0 if math.isnan(v) else v for v in vals], width, label=labels[side], color=colours[side])
     ax.bar_label(drawn, labels=["" if math.isnan(v) else f"{v:.2f}x" for v in vals], fontsize=8, padding=2)
 ax.axhline(2, color="black", linestyle="--", linewidth=1, label="goal: 2x host")
 lo, hi = min(vals_all + [2]), max(vals_all + [2])
@@ -220,11 +204,11 @@ ax.legend(fontsize=8, loc="upper left")
 fig.tight_layout()
 fig.savefig(png, dpi=120)
 PY
-then
+) || die "the table failed"
+chart_note=
+if [ -s "$TMP/cold.png" ] && mv "$TMP/cold.png" "$CHART"; then
   chart_note="Chart: \`bench/cold.png\`."
   echo "== wrote $CHART" >&2
-else
-  echo "bench/cold.sh: the chart failed; the section is written without it" >&2
 fi
 
 HEADING="## Cold walks (bench/cold.sh)"
@@ -370,8 +354,8 @@ HEADING="## Cold walks: where the time goes"
   echo "|---|---|---|---|---|---|"
   sed -n 's/^C//p' <<<"$rows"
   echo
-  echo "Machine: $(nproc) CPUs; Linux $(uname -r); $(date -u '+%Y-%m-%d %H:%M') UTC; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  machine_line
   echo
 } >"$sec"
 cat "$sec"
-[ "${PROFILE_SECTION:-1}" = 1 ] && replace_section "$OUT_MD" "$HEADING" "$sec"
+replace_section "$OUT_MD" "$HEADING" "$sec"

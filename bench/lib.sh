@@ -72,6 +72,19 @@ replace_section() {
   ' "$md" | cat -s >"$tmp" && mv "$tmp" "$md"
 }
 
+# plot_python: a python3 that has matplotlib (the distribution's may have it where the first
+# on PATH has not), else python3.
+plot_python() {
+  local p
+  for p in python3 /usr/bin/python3; do
+    if command -v "$p" >/dev/null && "$p" -c 'import matplotlib' 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+  echo python3
+}
+
 # machine_line: the machine and time a section was measured on, for its last line.
 machine_line() {
   echo "Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1); Linux $(uname -r);" \

@@ -60,8 +60,7 @@ has_part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
 
 if [ -n "${RENDER:-}" ]; then  # re-render a saved run: RENDER=bench/last-run.txt bench/run.sh
   sec=$(mktemp)
-  py=python3; /usr/bin/python3 -c 'import matplotlib' 2>/dev/null && py=/usr/bin/python3
-  "$py" "$HERE/report.py" "$RENDER" "$sec" "$HERE/ratios.png" || exit 1
+  "$(plot_python)" "$HERE/report.py" "$RENDER" "$sec" "$HERE/ratios.png" || exit 1
   replace_section "$OUT_MD" "$HEADING" "$sec"
   rm -f "$sec"; exit 0
 fi
@@ -70,10 +69,9 @@ fi
 HARNESS=$(cd "$(dirname "$HARNESS")" && pwd)/$(basename "$HARNESS")
 
 # ----- tools, installed idempotently -----
-PY=
-for p in /usr/bin/python3 python3; do
-  if command -v "$p" >/dev/null && "$p" -c 'import matplotlib' 2>/dev/null; then PY=$p; break; fi
-done
+# PY: a python3 with matplotlib, or empty.
+with_matplotlib() { PY=$(plot_python); "$PY" -c 'import matplotlib' 2>/dev/null || PY=; }
+with_matplotlib
 need=()
 for t in fuse-overlayfs:fuse-overlayfs fio:fio hyperfine:hyperfine bwrap:bubblewrap runc:runc \
          unshare:util-linux gcc:gcc git:git busybox:busybox-static; do
@@ -91,11 +89,7 @@ if [ ${#need[@]} -gt 0 ]; then
       say "apt-get install failed; going on with what there is"
   fi
 fi
-if [ -z "$PY" ]; then
-  for p in /usr/bin/python3 python3; do
-    if command -v "$p" >/dev/null && "$p" -c 'import matplotlib' 2>/dev/null; then PY=$p; break; fi
-  done
-fi
+[ -n "$PY" ] || with_matplotlib
 if [ -z "$PY" ] && [ -z "${NO_INSTALL:-}" ] && command -v python3 >/dev/null; then
   python3 -m pip install --quiet matplotlib >/dev/null 2>&1 ||
     python3 -m pip install --quiet --break-system-packages matplotlib >/dev/null 2>&1
