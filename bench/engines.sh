@@ -204,30 +204,39 @@ done
 echo "runtimes: ${RTS[*]}${CRUN_NOTE:+ ($CRUN_NOTE)}" >&2
 NRT=${#RTS[@]}
 
-# interleave PHASE FN: WARM warm-up runs per runtime, then RUNS rounds, the order rotated every
-# round; one "phase runtime ms" line per run in $T/times.
+# timed PHASE FN RT: one run of FN with runtime RT, which must succeed; its "phase runtime
+# time" line (hundredths of a ms) in $T/times.
+timed() {
+  local phase=$1 fn=$2 rt=$3 t0 t1
+  t0=$EPOCHREALTIME
+  "$fn" "$rt" >/dev/null 2>"$T/err" || die "$phase with $rt failed: $(tail -2 "$T/err")"
+  t1=$EPOCHREALTIME
+  echo "$phase $rt $(((${t1/./} - ${t0/./}) / 10))" >>"$T/times"
+}
+
+# start_exec RT: the container the exec phases exec into.
+start_exec() {
+  pod "$1" "${RUN[@]}" --label "bench.rt=$1" -d --name "b-exec-$1" $IMG sleep 1000 >/dev/null 2>"$T/err" ||
+    die "run -d with $1: $(tail -2 "$T/err")"
+}
+
+# interleave PHASE FN: 2 warm-up runs per runtime, then RUNS rounds, the order rotated every
+# round.
 interleave() {
-  local phase=$1 fn=$2 i k rt t0 t1
+  local phase=$1 fn=$2 i k rt
   for ((i = 0; i < 2; i++)); do
     for rt in "${RTS[@]}"; do "$fn" "$rt" >/dev/null 2>&1; done
   done
   for ((i = 0; i < RUNS; i++)); do
     for ((k = 0; k < NRT; k++)); do
-      rt=${RTS[$(((k + i) % NRT))]}
-      t0=$EPOCHREALTIME
-      "$fn" "$rt" >/dev/null 2>"$T/err" || die "$phase with $rt failed: $(tail -2 "$T/err")"
-      t1=$EPOCHREALTIME
-      echo "$phase $rt $(((${t1/./} - ${t0/./}) / 10))" >>"$T/times" # hundredths of a ms
+      timed "$phase" "$fn" "${RTS[$(((k + i) % NRT))]}"
     done
     echo "== $phase: round $((i + 1)) of $RUNS: $(tail -n $NRT "$T/times" | awk '{printf "%s %.1f ms  ", $2, $3 / 100}')" >&2
   done
 }
 : >"$T/times"
 interleave run run_rm
-for rt in "${RTS[@]}"; do
-  pod "$rt" "${RUN[@]}" --label "bench.rt=$rt" -d --name "b-exec-$rt" $IMG sleep 1000 >/dev/null 2>"$T/err" ||
-    die "run -d with $rt: $(tail -2 "$T/err")"
-done
+for rt in "${RTS[@]}"; do start_exec "$rt"; done
 interleave exec exec_true
 for rt in "${RTS[@]}"; do pod "$rt" rm -f -t 0 "b-exec-$rt" >/dev/null 2>&1; done
 
@@ -236,13 +245,10 @@ MEMCG=/sys/fs/cgroup/memory/$CG
 for rt in sandfs runc; do
   # The conmons' cgroup before, for its growth (it keeps charges of earlier runs: page cache).
   { cat "$MEMCG/conmon/memory.usage_in_bytes"; cat "$MEMCG/conmon/memory.stat"; } >"$T/conmon-before" 2>/dev/null
-  t0=$EPOCHREALTIME
   for ((i = 1; i <= CONTAINERS; i++)); do
     pod "$rt" "${RUN[@]}" --label "bench.rt=$rt" -d --name "b-idle-$rt-$i" $IMG sleep 1000 >/dev/null 2>"$T/err" ||
       die "run -d #$i with $rt: $(tail -2 "$T/err")"
   done
-  t1=$EPOCHREALTIME
-  echo "start$CONTAINERS $rt $(((${t1/./} - ${t0/./}) / 10))" >>"$T/times"
   sleep 3
   python3 - "$MEMCG" "$SANDFS" "$rt" "$T/conmon-before" >"$T/mem.$rt" <<'PY' || die "memory of $rt"
 import os, sys, json
@@ -307,19 +313,9 @@ if [ "$PROFILE" = 1 ]; then
   PROFILING=1
   echo "profile: ${RTS[*]}: $PROFILE_RUNS runs and execs each under perf" >&2
   for rt in "${RTS[@]}"; do
-    for ((i = 0; i < PROFILE_RUNS; i++)); do
-      t0=$EPOCHREALTIME
-      run_rm "$rt" >/dev/null 2>&1
-      t1=$EPOCHREALTIME
-      echo "prun $rt $(((${t1/./} - ${t0/./}) / 10))" >>"$T/times"
-    done
-    pod "$rt" "${RUN[@]}" --label "bench.rt=$rt" -d --name "b-exec-$rt" $IMG sleep 1000 >/dev/null 2>&1
-    for ((i = 0; i < PROFILE_RUNS; i++)); do
-      t0=$EPOCHREALTIME
-      exec_true "$rt" >/dev/null 2>&1
-      t1=$EPOCHREALTIME
-      echo "pexec $rt $(((${t1/./} - ${t0/./}) / 10))" >>"$T/times"
-    done
+    for ((i = 0; i < PROFILE_RUNS; i++)); do timed prun run_rm "$rt"; done
+    start_exec "$rt"
+    for ((i = 0; i < PROFILE_RUNS; i++)); do timed pexec exec_true "$rt"; done
     pod "$rt" rm -f -t 0 "b-exec-$rt" >/dev/null 2>&1
   done
   PROFILING=0
@@ -503,7 +499,10 @@ if g.get("total"):
              f"/run/.containerenv), {g['sandbox']:.0f} ms from the sandbox process's exec to `create`'s exit (the FUSE mount, the "
              f"view, the namespaces: {g['secc_sandbox']:.0f} ms of libseccomp there). The profile is compiled once per "
              f"container (sandfs's CPU in libseccomp during `create`: {med(secc['sandfs', 'create']):.0f} ms; runc's "
-             f"{med(secc['runc', 'create']):.0f} ms). The largest item is the gofers' start.")
+             f"{med(secc['runc', 'create']):.0f} ms). The largest item is "
+             + max((("the monitor's fork", g["to_monitor"]), ("the way to the first gofer", g["to_gofer"]),
+                    ("the gofers' start", g["gofers"]), ("the sandbox's start", g["sandbox"])), key=lambda x: x[1])[0]
+             + ".")
 w(line)
 if ("sandfs", "exec") in cpu:
     w(f"- `podman exec`: {ratio('exec', 'sandfs')} of runc's; the runtime's `exec` call is {med(dur['sandfs', 'exec']):.0f} ms "
