@@ -125,6 +125,22 @@ fn refused(o: &str) -> bool {
     !o.is_empty() && !o.starts_with("run failed") && o.split(' ').all(|w| w != "ok")
 }
 
+/// The "unfiltered" probe's verdict: inside, it read at least its own status,
+/// its own Seccomp mode is 2 (filter) and no other process is unfiltered; on the
+/// host the same probe read its own status and found unfiltered processes.
+fn unfiltered_ok(inside: &str, host: &str) -> bool {
+    // `read N self S others none|pids K` as (N, S, others).
+    fn parse(o: &str) -> Option<(usize, &str, &str)> {
+        let rest = o.strip_prefix("read ")?;
+        let (n, rest) = rest.split_once(" self ")?;
+        let (own, others) = rest.split_once(" others ")?;
+        Some((n.parse().ok()?, own, others))
+    }
+    let inside_ok = matches!(parse(inside), Some((n, "2", "none")) if n >= 1);
+    let host_ok = matches!(parse(host), Some((n, _, others)) if n >= 2 && others.starts_with("pids "));
+    inside_ok && host_ok
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("__probe") {
@@ -217,14 +233,17 @@ fn suite(s: &mut Suite) {
     }
     if s.wants("ptrace") {
         // The program is pid 1: no sandfs process without the filter (an init, a
-        // supervisor) is in its pid namespace to attach to. The control: the host
-        // shows such processes to the same probe.
+        // supervisor) is in its pid namespace to attach to. The probe says how many
+        // /proc status files it read, its own included, and its own Seccomp mode:
+        // "none" counts only when it read its own status and found itself filtered
+        // (2), so a /proc that is masked or shows nothing cannot pass. The control:
+        // the host shows such processes to the same probe.
         let o = s.inside(&[], "unfiltered", &[], |_| {});
         let host = on_host("unfiltered", &[]);
         s.check(
             "an unfiltered process to ptrace in the sandbox",
             format!("{o} (host: {host})"),
-            o == "none" && host.starts_with("pids"),
+            unfiltered_ok(&o, &host),
         );
     }
     if s.wants("network") {

@@ -199,21 +199,32 @@ pub fn probe(what: &str, args: &[String]) -> String {
             }
             // Every other process this one can see that runs without a seccomp
             // filter (a ptrace or /proc/PID/mem target that could make the system
-            // calls the filter refuses): "none", or their pids.
+            // calls the filter refuses). The answer says how far the look went, so
+            // a /proc that shows nothing cannot pass for "none":
+            // `read N self S others none|pids K`: N status files read (this
+            // process's own included), S this process's own Seccomp: mode (0 none,
+            // 1 strict, 2 filter; `-` when its status had no such line), K the
+            // unfiltered others.
             "unfiltered" => {
                 let me = std::process::id().to_string();
-                let mut found = Vec::new();
+                let (mut read, mut own, mut found) = (0usize, "-".to_string(), 0usize);
                 for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
                     let n = e.file_name().to_string_lossy().into_owned();
-                    if n == me || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    if !n.bytes().all(|b| b.is_ascii_digit()) {
                         continue;
                     }
-                    let st = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
-                    if st.lines().any(|l| l.starts_with("Seccomp:") && l.ends_with('0')) {
-                        found.push(n);
+                    // A process that exited since the listing has no status left.
+                    let Ok(st) = std::fs::read_to_string(e.path().join("status")) else { continue };
+                    read += 1;
+                    let mode = st.lines().find_map(|l| l.strip_prefix("Seccomp:")).map(str::trim);
+                    if n == me {
+                        own = mode.unwrap_or("-").to_string();
+                    } else if mode == Some("0") {
+                        found += 1;
                     }
                 }
-                if found.is_empty() { "none".into() } else { format!("pids {}", found.len()) }
+                let others = if found == 0 { "none".to_string() } else { format!("pids {found}") };
+                format!("read {read} self {own} others {others}")
             }
             "whoami" => format!("{} {}", libc::getuid(), libc::geteuid()),
             "unshare-user" => res(libc::unshare(libc::CLONE_NEWUSER) as _),
