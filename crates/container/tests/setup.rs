@@ -107,9 +107,17 @@ fn root_gofer_is_writable_only_without_an_overlay() {
         let cfg = RuntimeConfig { overlay2: overlay2.parse().unwrap(), ..RuntimeConfig::default() };
         let (mut sb, _c) = build(host_with_root(&["etc/"]), cfg, &mounts("", false)).unwrap();
         let calls = &sb.host().calls;
-        assert!(
-            calls.iter().any(|(src, ro, _, _)| src == Path::new("/bundle/rootfs") && *ro != writable),
-            "--overlay2 {overlay2}: {calls:?}"
+        // Exactly one gofer for the root, with the expected flag: a read-only and a
+        // writable one side by side would not do.
+        let root_ro: Vec<bool> = calls
+            .iter()
+            .filter(|(src, ..)| src == Path::new("/bundle/rootfs"))
+            .map(|(_, ro, _, _)| *ro)
+            .collect();
+        assert_eq!(
+            root_ro,
+            [!writable],
+            "--overlay2 {overlay2}: read-only flags of /bundle/rootfs in {calls:?}"
         );
     }
 }
