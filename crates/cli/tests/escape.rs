@@ -37,6 +37,8 @@ struct Mode {
     probe: PathBuf,
     map: sandfs_vfs::IdMap,
     _dir: Option<tempfile::TempDir>,
+    /// Rootless: /dev/fuse's mode, put back when the mode's suite is done.
+    _fuse: Option<sandfs_testkit::devfuse::OpenToUsers>,
 }
 
 impl Mode {
@@ -48,6 +50,7 @@ impl Mode {
             probe: me(),
             map: sandfs_confine::userns::for_caller().0,
             _dir: None,
+            _fuse: None,
         }
     }
 
@@ -58,12 +61,17 @@ impl Mode {
             println!("SKIP rootless escape suite: no setpriv");
             return None;
         }
-        std::fs::set_permissions("/dev/fuse", std::os::unix::fs::PermissionsExt::from_mode(0o666)).ok()?;
-        let dir = tempfile::Builder::new().prefix("sandfs-rootless-").tempdir().ok()?;
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
+        let Some(fuse) = sandfs_testkit::devfuse::OpenToUsers::new().expect("make /dev/fuse mode 0666")
+        else {
+            println!("SKIP rootless escape suite: no /dev/fuse");
+            return None;
+        };
+        let dir = tempfile::Builder::new().prefix("sandfs-rootless-").tempdir().expect("temporary directory");
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod the directory");
         let (s, p) = (dir.path().join("sandfs"), dir.path().join("probe"));
-        std::fs::copy(sandfs(), &s).ok()?;
-        std::fs::copy(me(), &p).ok()?;
+        std::fs::copy(sandfs(), &s).expect("copy sandfs");
+        std::fs::copy(me(), &p).expect("copy the probe");
         let prefix = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"];
         Some(Mode {
             label: "rootless",
@@ -72,6 +80,7 @@ impl Mode {
             probe: p,
             map: sandfs_confine::userns::rootless_map(65534, 65534, None),
             _dir: Some(dir),
+            _fuse: Some(fuse),
         })
     }
 

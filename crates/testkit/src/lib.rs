@@ -18,6 +18,7 @@
 //!   and st_ino are not compared (allocation and numbering are the filesystem's).
 
 pub mod alloc;
+pub mod devfuse;
 pub mod probe;
 
 use proptest::prelude::*;
