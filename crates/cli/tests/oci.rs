@@ -627,8 +627,8 @@ fn as_nobody(args: &[&str]) -> Outcome {
 /// directory are 0711, the files in it 0600 (config.json holds the container's
 /// environment, secrets maybe), its control socket not writable by others. So
 /// another user (nobody) can neither read the state nor list the containers, nor
-/// start, kill or delete one, nor talk to its control socket. sandfs only: runc's
-/// state layout differs.
+/// start, kill, exec in, pause, update or delete one, nor talk to its control
+/// socket. sandfs only: runc's state layout differs.
 #[test]
 fn the_state_directory_keeps_other_users_out() {
     let Some(env) = Env::new(&["sleep", "1000"]) else { return };
@@ -684,7 +684,38 @@ fn the_state_directory_keeps_other_users_out() {
     assert!(!o.ok() && o.stderr.contains("PermissionError"), "nobody: connect to {sock}: {o}");
     assert_eq!(rt.status(&id), "created");
 
-    for args in [&["start", &id][..], &["kill", &id, "KILL"], &["delete", "--force", &id]] {
+    // What nobody's exec would leave, looked for by root's exec (the host cannot
+    // read pid 1's /proc root); the control: root's exec leaves its file there.
+    let exists_inside = |f: &str| {
+        let o =
+            rt.must(&["exec", &id, "sh", "-c", &format!("if [ -e {f} ]; then echo yes; else echo no; fi")]);
+        match o.stdout.trim() {
+            "yes" => true,
+            "no" => false,
+            _ => panic!("root: exec [ -e {f} ]: {o}"),
+        }
+    };
+    rt.must(&["exec", &id, "touch", "/tmp/root-was-here"]);
+    assert!(exists_inside("/tmp/root-was-here"), "root's exec left no /tmp/root-was-here");
+    assert_eq!(rt.status(&id), "created", "after root's exec");
+    let pid = pid_of(&rt.state(&id));
+    // A limit nobody's update would change, and the file it would give it in.
+    let max = pids_file(pid, "pids.max");
+    let max_before = std::fs::read_to_string(&max).unwrap();
+    let res = bin_dir.path().join("resources.json");
+    std::fs::write(&res, json!({"pids": {"limit": 42}}).to_string()).unwrap();
+    std::fs::set_permissions(&res, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let res = res.to_str().unwrap();
+
+    let attempts: [&[&str]; 6] = [
+        &["start", &id],
+        &["kill", &id, "KILL"],
+        &["exec", &id, "touch", "/tmp/nobody-was-here"],
+        &["pause", &id],
+        &["update", "--resources", res, &id],
+        &["delete", "--force", &id],
+    ];
+    for args in attempts {
         let mut v = vec![bin, "--root", root];
         v.extend(args);
         let o = as_nobody(&v);
@@ -692,6 +723,13 @@ fn the_state_directory_keeps_other_users_out() {
         assert!(!o.ok(), "nobody: sandfs {args:?} succeeded: {o}");
         assert_eq!(rt.status(&id), "created", "after nobody's {args:?}");
     }
+    assert!(!exists_inside("/tmp/nobody-was-here"), "nobody's exec made /tmp/nobody-was-here");
+    assert_eq!(
+        std::fs::read_to_string(&max).unwrap(),
+        max_before,
+        "nobody's update changed {}",
+        max.display()
+    );
     assert!(dir.is_dir() && std::path::Path::new(config).is_file(), "the state went");
 }
 
