@@ -95,11 +95,41 @@ fn exit_codes_and_signals() {
     let out = sh("kill -9 $$; echo survived");
     assert_eq!((out.status.code(), text(&out.stdout).as_str()), (Some(0), "survived\n"));
     assert_eq!(sh("sh -c 'kill -9 $$'; exit $?").status.code(), Some(137));
-    let mut child = Command::new(sandfs()).args(["run", "--", "sleep", "30"]).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    nix_kill(child.id(), 15);
-    let st = child.wait().unwrap();
+    // A duration no other test uses: the TERM goes once the program is sleep.
+    let secs = format!("{}", 8000 + std::process::id() % 1000);
+    let mut child = Reaped(Command::new(sandfs()).args(["run", "--", "sleep", &secs]).spawn().unwrap());
+    wait_until_running(&["sleep", &secs]);
+    nix_kill(child.0.id(), 15);
+    let st = child.0.wait().unwrap();
     assert_eq!(st.code(), Some(143), "SIGTERM is forwarded to the program");
+}
+
+/// A spawned `sandfs run`, killed and reaped on drop (when the test fails before
+/// waiting for it).
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until a process runs with command line `args` (the program has
+/// exec'd), failing the test if none does within a generous bound.
+fn wait_until_running(args: &[&str]) {
+    let want: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let is_running = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !is_running() {
+        assert!(std::time::Instant::now() < deadline, "the program never became {args:?}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 fn nix_kill(pid: u32, sig: i32) {
@@ -639,24 +669,13 @@ fn signals_are_forwarded_even_when_the_caller_ignored_them() {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().unwrap();
+        let mut child = Reaped(cmd.spawn().unwrap());
         let mut line = String::new();
-        std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(child.0.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         assert_eq!(line, "started\n");
-        let want = format!("sleep\0{secs}\0");
-        let is_sleeping = || {
-            std::fs::read_dir("/proc")
-                .unwrap()
-                .flatten()
-                .any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !is_sleeping() {
-            assert!(std::time::Instant::now() < deadline, "the program never became sleep");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        nix_kill(child.id(), n);
-        let st = child.wait().unwrap();
+        wait_until_running(&["sleep", &secs]);
+        nix_kill(child.0.id(), n);
+        let st = child.0.wait().unwrap();
         assert_eq!(st.code(), Some(128 + n), "SIG{sig}");
     }
 }
