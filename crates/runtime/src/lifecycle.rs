@@ -330,7 +330,12 @@ pub(crate) fn send_master(sock: UnixStream, master: &OwnedFd) -> Result<()> {
 fn listen(dir: &Path) -> Result<UnixListener> {
     let d = std::fs::File::open(dir).with_context(|| format!("open {}", dir.display()))?;
     let path = format!("/proc/self/fd/{}/ctl.sock", d.as_raw_fd());
-    UnixListener::bind(&path).with_context(|| format!("bind {}/ctl.sock", dir.display()))
+    let l = UnixListener::bind(&path).with_context(|| format!("bind {}/ctl.sock", dir.display()))?;
+    // The directory lets others through (0711): the socket's own mode keeps them out,
+    // whatever umask the caller had.
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("chmod {}/ctl.sock", dir.display()))?;
+    Ok(l)
 }
 
 /// Connects to a container's monitor.
@@ -364,6 +369,12 @@ fn serve(store: &Store, id: &str, launched: &Launched, listener: UnixListener) {
             continue;
         }
         let Ok((conn, _)) = listener.accept() else { continue };
+        // Only this runtime's own user commands a container, whatever the socket's
+        // mode let through.
+        let peer = rustix::net::sockopt::socket_peercred(&conn).map(|c| c.uid);
+        if peer != Ok(rustix::process::geteuid()) {
+            continue;
+        }
         let mut line = String::new();
         let mut r = std::io::BufReader::new(&conn);
         if r.read_line(&mut line).is_err() {
