@@ -9,7 +9,7 @@ use crate::lifecycle::{Global, spec_of};
 use crate::state::{Status, Store};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `exec`.
@@ -61,6 +61,9 @@ const NAMESPACES: &[(&str, rustix::thread::LinkNameSpaceType)] = {
 fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
     let mut spec = spec_of(store, &a.id)?;
     if let Some(p) = &a.process {
+        if !a.cmd.is_empty() {
+            bail!("exec: --process gives the command; drop the words after the id");
+        }
         let text = std::fs::read(p).with_context(|| format!("--process {}", p.display()))?;
         let raw: serde_json::Value =
             serde_json::from_slice(&text).with_context(|| format!("--process {}", p.display()))?;
@@ -97,31 +100,17 @@ fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
         p.env.push(kv.clone());
     }
     if let Some(u) = &a.user {
-        let (uid, gid) = u.split_once(':').unwrap_or((u.as_str(), "0"));
+        // A uid alone keeps the process's group, as runc does.
+        let (uid, gid) = u.split_once(':').map_or((u.as_str(), None), |(u, g)| (u, Some(g)));
         p.uid = uid.parse().with_context(|| format!("--user {u}: want uid[:gid] numbers"))?;
-        p.gid = gid.parse().with_context(|| format!("--user {u}: want uid[:gid] numbers"))?;
+        if let Some(g) = gid {
+            p.gid = g.parse().with_context(|| format!("--user {u}: want uid[:gid] numbers"))?;
+        }
     }
     p.groups.extend(&a.additional_gids);
     p.tty =
         a.tty || (a.process.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
     Ok(p)
-}
-
-/// Writes `pid` to `name` in the directory `dir` (opened before this process left
-/// the host's mount namespace), atomically.
-fn write_pid(dir: &OwnedFd, name: &Path, pid: i32) -> Result<()> {
-    use rustix::fs::{Mode, OFlags};
-    let tmp = format!(".{}.{}", name.display(), std::process::id());
-    let fd = rustix::fs::openat(
-        dir,
-        tmp.as_str(),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-    )
-    .context("--pid-file")?;
-    rustix::io::write(&fd, pid.to_string().as_bytes()).context("--pid-file")?;
-    rustix::fs::renameat(dir, tmp.as_str(), dir, name).context("--pid-file")?;
-    Ok(())
 }
 
 /// Runs `exec`; the exit status to exit with.
@@ -135,15 +124,17 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         Status::Stopped => bail!("cannot exec in a stopped container"),
     }
     let p = params(&store, a)?;
-    let filter = p.seccomp.clone();
     if p.tty && a.detach && a.console_socket.is_none() {
         bail!("--tty with --detach needs --console-socket");
+    }
+    if a.console_socket.is_some() && !p.tty {
+        // As create refuses it: the socket would get nothing.
+        bail!("--console-socket given but the process has no terminal (--tty, or terminal in --process)");
     }
     // Everything on the host's side is opened first.
     let console = a
         .console_socket
         .as_ref()
-        .filter(|_| p.tty)
         .map(|s| {
             std::os::unix::net::UnixStream::connect(s)
                 .with_context(|| format!("--console-socket {}", s.display()))
@@ -163,7 +154,11 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         }
         None => None,
     };
-    let sigs = if a.detach { None } else { Some(crate::sandbox::take_signals(&[])?) };
+    let sigs = if a.detach {
+        None
+    } else {
+        Some(crate::sandbox::take_signals(&[nix::sys::signal::Signal::SIGCHLD])?)
+    };
     let raw = if p.tty && console.is_none() { Some(crate::tty::Raw::enter()?) } else { None };
     if let Some(cg) = &st.cgroup {
         cg.add_pid(std::process::id() as i32).context("join the container's cgroup")?;
@@ -186,7 +181,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
             if let Some(s) = &sigs {
                 let _ = s.thread_unblock();
             }
-            let (why, code) = crate::sandbox::exec_program(&p, filter.as_ref(), term);
+            let (why, code) = crate::sandbox::exec_program(&p, term);
             if a.detach {
                 let _ = (&started_w).write_all(why.as_bytes());
             } else {
@@ -207,7 +202,8 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     }
     drop(started_r);
     if let Some((dir, name)) = &pid_file {
-        write_pid(dir, name, child.as_raw())?;
+        crate::state::write_atomic_at(dir, name, child.as_raw().to_string().as_bytes())
+            .context("--pid-file")?;
     }
     let mut relay = None;
     if let Some(m) = master {
@@ -274,7 +270,6 @@ fn wait_forwarding(child: nix::unistd::Pid, sigs: &nix::sys::signal::SigSet) -> 
     let c = child;
     let mut set = *sigs;
     set.add(nix::sys::signal::Signal::SIGCHLD);
-    set.thread_block().context("block signals")?;
     loop {
         match waitpid(c, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),

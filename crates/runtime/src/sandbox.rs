@@ -349,7 +349,15 @@ fn exec_failure(prog: &str, err: &std::io::Error) -> (String, i32) {
 
 /// In the program's process: session, limits, umask, identity, descriptors,
 /// seccomp, exec. Returns only on failure, with the exit status to use.
-pub(crate) fn exec_program(p: &Params, filter: Option<&Filter>, term: Option<OwnedFd>) -> (String, i32) {
+pub(crate) fn exec_program(p: &Params, term: Option<OwnedFd>) -> (String, i32) {
+    let filter = p.seccomp.as_ref();
+    // Not dumpable until exec (which resets it): once this process has the program's
+    // identity and capabilities and until its filter is on, another process of the
+    // container with the same ones could otherwise ptrace it or write its memory, and
+    // so run unfiltered (exec joins a container whose processes already run).
+    if let Err(e) = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable) {
+        return (format!("make the process not dumpable: {e}"), 125);
+    }
     let setup = (|| -> Result<()> {
         if let Some(t) = term {
             rustix::process::setsid().context("setsid")?;
@@ -706,7 +714,7 @@ fn find_program(p: &Params) -> Result<(), String> {
 /// pid 1 of the container: mounts (then the runtime's hooks), pivot_root, the
 /// terminal, then waits for `start`, runs the startContainer hooks and becomes the
 /// program. Returns only on failure: the reason and the exit status.
-fn pid1(p: &Params, chan: &Conn, filter: Option<&Filter>) -> (String, i32) {
+fn pid1(p: &Params, chan: &Conn) -> (String, i32) {
     let setup = (|| -> Result<Option<OwnedFd>> {
         mount_all(p)?;
         chan.send(&[msg::MOUNTED], &[]).context("tell the runtime")?;
@@ -737,7 +745,7 @@ fn pid1(p: &Params, chan: &Conn, filter: Option<&Filter>) -> (String, i32) {
     if let Err(e) = crate::hooks::run_all(crate::hooks::Point::StartContainer, &p.start_hooks, &state) {
         return (format!("{e:#}"), 125);
     }
-    exec_program(p, filter, term)
+    exec_program(p, term)
 }
 
 /// `sandfs __sandbox PARAMS_FD`: runs in the new namespaces, in the runtime's pid
@@ -765,9 +773,6 @@ pub fn run(params_fd: i32) -> Result<i32> {
     let runtime = rustix::process::getppid();
     let dev = enter_namespaces(&p, runtime)?;
     let chan = mount_view(&p, dev)?;
-    // Built before any fork: allocation and name resolution happen here, the child
-    // only installs it.
-    let filter = p.seccomp.clone();
     // pid 1 waits until its pid is sent, so the runtime hears of it first.
     let (mut go_r, go_w) = std::io::pipe().context("pipe")?;
     let init = match fork_or_die()? {
@@ -784,7 +789,7 @@ pub fn run(params_fd: i32) -> Result<i32> {
             if let Some(s) = &sigs {
                 let _ = s.thread_unblock();
             }
-            let (why, code) = pid1(&p, &chan, filter.as_ref());
+            let (why, code) = pid1(&p, &chan);
             let mut m = vec![msg::ERROR];
             m.extend_from_slice(why.as_bytes());
             if chan.send(&m, &[]).is_err() {

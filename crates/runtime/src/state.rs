@@ -6,6 +6,7 @@
 //! ended is `stopped`, one whose cgroup is frozen is `paused`).
 
 use anyhow::{Context, Result, bail};
+use rustix::fs::{Mode, OFlags};
 use sandfs_confine::cgroup::Cgroup;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -246,22 +247,31 @@ impl Store {
     }
 }
 
-/// Writes `data` to `path` through a temporary file in the same directory (mode
-/// 0600), synced and renamed over it.
+/// Writes `data` to `path` atomically (a temporary file, synced, renamed over it),
+/// readable by the owner only.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    f.write_all(data).and_then(|()| f.sync_all()).with_context(|| format!("write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename onto {}", path.display()))
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let d = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .with_context(|| format!("open {}", dir.display()))?;
+    let name = path.file_name().with_context(|| format!("{}: no file name", path.display()))?;
+    write_atomic_at(&d, Path::new(name), data).with_context(|| format!("write {}", path.display()))
+}
+
+/// [`write_atomic`] of `name` in the directory open at `dir` (for a caller that has
+/// left the mount namespace the directory's path names it in).
+pub fn write_atomic_at(dir: &OwnedFd, name: &Path, data: &[u8]) -> Result<()> {
+    let tmp = format!(".{}.{}", name.display(), std::process::id());
+    let fd = rustix::fs::openat(
+        dir,
+        tmp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .with_context(|| format!("create {tmp}"))?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(data).and_then(|()| f.sync_all()).with_context(|| format!("write {tmp}"))?;
+    rustix::fs::renameat(dir, tmp.as_str(), dir, name).with_context(|| format!("rename {tmp}"))?;
+    Ok(())
 }
 
 /// Now as RFC 3339 in UTC with nanoseconds (`2026-12-06T04:39:15.123456789Z`).
