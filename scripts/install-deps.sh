@@ -12,9 +12,10 @@ set -eu
 # pasta, for --network pasta; podman, docker.io and containerd: the container
 # engines scripts/engines.sh drives with a given OCI runtime (conmon, netavark,
 # fuse-overlayfs and containerd-shim-runc-v2 come as their dependencies); crun: a
-# second reference OCI runtime for those flows; catatonit: podman's --init binary.
+# second reference OCI runtime for those flows; catatonit: podman's --init binary;
+# python3: the OCI state-directory test connects to a control socket with it.
 PACKAGES="util-linux mount fuse3 stress-ng busybox-static runc uidmap iproute2 passt
-podman docker.io containerd crun catatonit"
+podman docker.io containerd crun catatonit python3"
 
 missing=""
 for p in $PACKAGES; do

@@ -767,12 +767,13 @@ fn failing_hook(code: i32) -> Value {
     json!({"path": "/bin/sh", "args": ["sh", "-c", format!("exit {code}")]})
 }
 
-/// A directory for the hooks' log, bound at /hooks in the container. Writable by
-/// anyone: the container's root, which runs the createContainer hook, is a mapped
-/// id under sandfs.
+/// A directory for the hooks' log, bound at /hooks in the container. The log in
+/// it is writable by anyone ([`fresh_log`]): the container's root, which runs the
+/// createContainer hook, is a mapped id under sandfs. The directory itself is
+/// root's alone (0755), as a directory holding what root's hooks use should be.
 fn hooks_dir(env: &mut Env) -> tempfile::TempDir {
     let d = tempfile::Builder::new().prefix("sandfs-oci-hooks-").tempdir_in("/var/tmp").unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let m = json!({"destination": "/hooks", "type": "bind", "source": d.path(), "options": ["rbind", "rw"]});
     env.config["mounts"].as_array_mut().unwrap().push(m);
     d
@@ -897,8 +898,10 @@ fn check_namespaces(rt: &str, lines: &[(String, String, i32, String)], host: &st
 #[test]
 fn a_create_container_hook_sees_the_hosts_tmp() {
     let Some(mut env) = Env::new(&["true"]) else { return };
-    let dir = tempfile::Builder::new().prefix("sandfs-oci-tmphook-").tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    // Under the host's /tmp itself (not wherever TMPDIR points); root's alone, as
+    // a directory holding a hook root runs must be (the log in it is anyone's).
+    let dir = tempfile::Builder::new().prefix("sandfs-oci-tmphook-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let (hook, log) = (dir.path().join("hook.sh"), dir.path().join("log"));
     std::fs::write(&hook, format!("#!/bin/sh\necho ran >> {}\n", log.display())).unwrap();
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
