@@ -289,7 +289,7 @@ SLEEPER='trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done'
 p_run_rm() {
     must "run --rm" $PR --rm $IMG echo hello-run
     [ "$(cat "$T/o")" = hello-run ] || fail "output '$(cat "$T/o")'"
-    t $P ps -aq
+    must "ps -aq" $P ps -aq
     [ ! -s "$T/o" ] || fail "container left after --rm: $(cat "$T/o")"
 }
 
@@ -394,7 +394,11 @@ p_pause() {
     sleep 1
     b=$(cat "$T/vol-pause/n")
     [ "$a" = "$b" ] || fail "counter went on while paused ($a -> $b)"
-    t $P exec p-pause true && fail "exec into a paused container was accepted"
+    # refused for the state (podman 4.3: "can only create exec sessions on running
+    # containers: container state improper"), not for a timeout or a missing container
+    t $P exec p-pause true; r=$?
+    [ $r -ne 0 ] || fail "exec into a paused container was accepted"
+    grep -qi 'exec sessions on running containers' "$T/e" || fail "exec into the paused container failed otherwise: exit $r: $(why)"
     must "unpause" $P unpause p-pause
     [ "$(pinspect p-pause '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after unpause"
     advanced() { c=$(cat "$T/vol-pause/n"); [ -n "$c" ] && [ "$c" != "$b" ]; }
@@ -404,8 +408,9 @@ p_pause() {
 p_rm_f() {
     prun p-rmf $IMG sleep 1000
     pid=$(pinspect p-rmf '{{.State.Pid}}')
+    [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
     must "rm -f" $P rm -f -t 0 p-rmf
-    t $P ps -aq
+    must "ps -aq" $P ps -aq
     [ ! -s "$T/o" ] || fail "container still listed"
     poll 50 sh -c "! kill -0 $pid" || fail "container process $pid still alive"
 }
@@ -468,6 +473,14 @@ leftovers() { # leftovers ID...
     done
 }
 
+# probe_sees ID KIND...: leftovers reports at least one line of each KIND for ID.
+probe_sees() {
+    _seen=$(leftovers "$1"); shift
+    for _k in "$@"; do
+        printf '%s\n' "$_seen" | grep -q "^$_k " || fail "leftover probe sees no $_k of the running container"
+    done
+}
+
 # SIGKILL of the container's pid 1 from the host: exit code 137, and after rm
 # nothing of it is left.
 p_sigkill_host() {
@@ -477,12 +490,13 @@ p_sigkill_host() {
     poll 100 plogs_have p-k9 ready || fail "container never ready"
     pid=$(pinspect p-k9 '{{.State.Pid}}')
     [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
+    # the probe is not blind: it sees the running container's shm mount (podman's),
+    # processes (conmon, the runtime's), cgroups and state files
+    probe_sees "$id" mount process cgroup file
     kill -KILL "$pid" || fail "kill -9 $pid failed"
     must "wait" $P wait p-k9
     [ "$(cat "$T/o")" = 137 ] || fail "podman wait says $(cat "$T/o"), not 137"
     [ "$(pinspect p-k9 '{{.State.ExitCode}}')" = 137 ] || fail "inspect exit code $(cat "$T/o"), not 137"
-    # the probe is not blind: it sees the stopped container's state before rm
-    [ -n "$(leftovers "$id")" ] || fail "leftover probe finds nothing even before rm"
     must "rm" $P rm p-k9
     kill -0 "$pid" 2>/dev/null && fail "pid $pid still alive"
     left=$(leftovers "$id")
@@ -491,7 +505,8 @@ p_sigkill_host() {
     [ "$before" = "$after" ] || fail "mounts differ: $(mountdiff "$before" "$after")"
 }
 
-# 50 rounds of create+rm and run --rm: nothing left behind.
+# 50 rounds of create+rm and run --rm: nothing left behind, probed by the ids of both
+# (create's output, run's --cidfile).
 P_LOOPS=${ENGINES_LOOPS:-50}
 p_loop() {
     before=$(mounts)
@@ -502,15 +517,17 @@ p_loop() {
         must "create #$i" $PC --name "p-loop-c$i" $IMG true
         ids="$ids $(cat "$T/o")"
         must "rm #$i" $P rm "p-loop-c$i"
-        must "run --rm #$i" $PR --rm --name "p-loop-r$i" $IMG true
+        must "run --rm #$i" $PR --rm --cidfile "$T/loop-r$i.cid" --name "p-loop-r$i" $IMG true
+        [ -s "$T/loop-r$i.cid" ] || fail "run --rm #$i wrote no --cidfile"
+        ids="$ids $(cat "$T/loop-r$i.cid")"
     done
-    t $P ps -aq
+    must "ps -aq" $P ps -aq
     [ ! -s "$T/o" ] || fail "containers left: $(cat "$T/o" | tr '\n' ' ')"
     left=$(leftovers $ids p-loop-r)
     [ -z "$left" ] || fail "left: $(echo "$left" | head -5 | tr '\n' ';')"
     after=$(mounts)
     [ "$before" = "$after" ] || fail "mounts differ: $(mountdiff "$before" "$after")"
-    # run --rm ids are gone with the containers: look for their cgroups by count.
+    # and no container cgroup of any id under the parent
     n=$(for d in $(cgdirs "$PODMAN_CGPARENT"); do find "$d" -mindepth 1 -maxdepth 1 -type d -name 'libpod-*'; done | wc -l)
     [ "$n" -eq 0 ] || fail "$n container cgroups left under $PODMAN_CGPARENT"
 }
@@ -591,8 +608,8 @@ dinspect() { t $D inspect --format "$2" "$1" && cat "$T/o"; }
 d_run_rm() {
     must "run --rm" $DR --rm $DIMG echo hello-run
     [ "$(cat "$T/o")" = hello-run ] || fail "output '$(cat "$T/o")'"
-    t $D ps -aq
-    [ ! -s "$T/o" ] || fail "container left after --rm"
+    must "ps -aq" $D ps -aq
+    [ ! -s "$T/o" ] || fail "container left after --rm: $(cat "$T/o")"
 }
 
 d_run_d_logs() {
@@ -671,8 +688,9 @@ d_pause() {
 d_rm_f() {
     drun d-rmf $DIMG sleep 1000
     pid=$(dinspect d-rmf '{{.State.Pid}}')
+    [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
     must "rm -f" $D rm -f d-rmf
-    t $D ps -aq
+    must "ps -aq" $D ps -aq
     [ ! -s "$T/o" ] || fail "container still listed"
     poll 50 sh -c "! kill -0 $pid" || fail "container process $pid still alive"
 }
@@ -713,11 +731,15 @@ d_sigkill_host() {
     poll 100 dlogs_have d-k9 ready || fail "container never ready"
     pid=$(dinspect d-k9 '{{.State.Pid}}')
     [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
+    # the probe is not blind: it sees the running container's processes (the shim,
+    # the runtime's), cgroups and state files. No mount carries a docker container's
+    # id (rootfs under the layer's id, /dev/shm private to the container): the
+    # before/after mount lists cover mounts.
+    probe_sees "$id" process cgroup file
     kill -KILL "$pid" || fail "kill -9 $pid failed"
     must "wait" $D wait d-k9
     [ "$(cat "$T/o")" = 137 ] || fail "docker wait says $(cat "$T/o"), not 137"
     [ "$(dinspect d-k9 '{{.State.ExitCode}}')" = 137 ] || fail "inspect exit code $(cat "$T/o"), not 137"
-    [ -n "$(leftovers "$id")" ] || fail "leftover probe finds nothing even before rm"
     must "rm" $D rm d-k9
     kill -0 "$pid" 2>/dev/null && fail "pid $pid still alive"
     # the shim goes away on its own after the delete
