@@ -82,14 +82,9 @@ if [ "${ENGINES_INNER:-}" != 1 ]; then
     if [ "$WHICH" != podman ] && { [ ! -x /usr/bin/docker ] || ! command -v dockerd >/dev/null 2>&1; }; then
         echo "engines: docker.io missing (scripts/install-deps.sh)" >&2; exit 2
     fi
-    T=$(mktemp -d /tmp/engines.XXXXXX)
-    chmod 755 "$T"
-    # Mount points the inner half covers with a tmpfs; made here when absent and
-    # removed again at the end.
+    # Mount points the inner half covers with a tmpfs, made below when absent (and
+    # removed again at the end); the inner half's pid while it runs.
     made=""
-    for d in /var/lib/containers; do
-        [ -d "$d" ] || { mkdir -p "$d" && made="$made $d"; }
-    done
     inner=""
     outer_cleanup() {
         trap '' INT TERM
@@ -111,7 +106,14 @@ if [ "${ENGINES_INNER:-}" != 1 ]; then
         fi
         for d in $made; do rmdir "$d" 2>/dev/null; done
     }
+    T=$(mktemp -d /tmp/engines.XXXXXX) || exit 2
     trap outer_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    chmod 755 "$T"
+    for d in /var/lib/containers; do
+        [ -d "$d" ] || { mkdir -p "$d" && made="$made $d"; }
+    done
     # The inner half gets the signal too (same process group) and cleans up; wait for it.
     trap 'kill -TERM "$inner" 2>/dev/null' INT TERM
     if [ -n "${ENGINES_CALL_LOG:-}" ]; then
@@ -281,7 +283,8 @@ prun() {
     [ $r -eq 0 ] || fail "run -d: exit $r: $(why)"
     cat "$T/o" > "$T/cid"
 }
-plogs_have() { $P logs "$1" 2>&1 | grep -q "$2"; }
+# The container's output (stdout and stderr) in its logs: logs_have NAME STRING.
+plogs_have() { t $P logs "$1" && grep -q -e "$2" "$T/o" "$T/e"; }
 pinspect() { t $P inspect --format "$2" "$1" && cat "$T/o"; }
 
 SLEEPER='trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done'
@@ -295,7 +298,7 @@ p_run_rm() {
 
 p_run_d_logs() {
     prun p-logs $IMG sh -c 'echo out-line; echo err-line >&2; exec sleep 1000'
-    poll 100 plogs_have p-logs out-line || fail "stdout line not in logs: $($P logs p-logs 2>&1 | head -3)"
+    poll 100 plogs_have p-logs out-line || fail "stdout line not in logs: $(why)"
     poll 50 plogs_have p-logs err-line || fail "stderr line not in logs"
     [ "$(pinspect p-logs '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o"), not running"
 }
@@ -375,8 +378,8 @@ p_top() {
     # container's user namespace, which the kernel closes to every process outside
     # it, host root included (fuse.allow_sys_admin_access=N): refused, by design.
     if [ "$RTNAME" = sandfs ]; then
-        if $P top p-top > "$T/o" 2>&1; then fail "podman top reached into the view from the host"; fi
-        grep -q 'permission denied' "$T/o" || fail "podman top failed otherwise: $(why)"
+        if t $P top p-top; then fail "podman top reached into the view from the host"; fi
+        grep -q 'permission denied' "$T/e" "$T/o" || fail "podman top failed otherwise: $(why)"
     else
         must "top" $P top p-top
         grep -q 'sleep 1000' "$T/o" || fail "top lacks the container's process: $(why)"
@@ -579,7 +582,7 @@ EOF
         --iptables=false --ip6tables=false --bridge=none --ip-masq=false --ip-forward=false \
         --userland-proxy=false --log-level warn >"$T/dockerd.log" 2>&1 &
     DOCKERD_PID=$!
-    up() { $D version >/dev/null 2>&1; }
+    up() { t $D version; }
     if ! poll 300 up; then
         echo "engines: dockerd did not come up: $(tail -3 "$T/dockerd.log" | tr '\n' ' ')" > "$T/e"
         : > "$T/o"
@@ -602,7 +605,7 @@ drun() {
     [ $r -eq 0 ] || fail "run -d: exit $r: $(why)"
     cat "$T/o" > "$T/cid"
 }
-dlogs_have() { $D logs "$1" 2>&1 | grep -q "$2"; }
+dlogs_have() { t $D logs "$1" && grep -q -e "$2" "$T/o" "$T/e"; }
 dinspect() { t $D inspect --format "$2" "$1" && cat "$T/o"; }
 
 d_run_rm() {
