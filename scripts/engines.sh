@@ -233,7 +233,8 @@ poll() {
     done
     return 1
 }
-# Run one check: check NAME function. Each check runs in a subshell.
+# Run one check: check NAME function. Each check runs in a subshell; then the
+# engine's containers are removed (ENGINE, set by run_podman / run_docker).
 check() {
     name=$1; fn=$2
     if [ -n "${ENGINES_ONLY:-}" ]; then
@@ -820,8 +821,6 @@ trap inner_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-ENGINE=none
-none_clean() { :; }
 if ! busybox_tar "$T"; then
     echo "engines: cannot build the busybox rootfs" >&2
     exit 2
