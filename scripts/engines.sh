@@ -252,66 +252,55 @@ check() {
     "${ENGINE}_clean"
 }
 
-# --- podman ------------------------------------------------------------------------
-podman_setup() {
-    podman_confs "$T" "$RTNAME" "$RTNAME=$RUNTIME"
-    P="podman --root $T/storage --runroot $T/run --cgroup-manager cgroupfs --events-backend file --runtime $RUNTIME"
-    PR="$P run --cgroup-parent /$PODMAN_CGPARENT"
-    PC="$P create --cgroup-parent /$PODMAN_CGPARENT"
-    IMG=localhost/engines-busybox:latest
-    # overlay on ext4 works; fall back to vfs where it does not.
-    if ! t $P import --change 'CMD ["/bin/sh"]' "$T/busybox.tar" $IMG; then
-        echo "engines: podman import with overlay failed ($(why)); trying vfs" >&2
-        sed -i 's/^driver = .*/driver = "vfs"/' "$T/storage.conf"
-        rm -rf "$T/storage" "$T/run"
-        P="$P --storage-driver vfs"
-        PR="$P run --cgroup-parent /$PODMAN_CGPARENT"
-        PC="$P create --cgroup-parent /$PODMAN_CGPARENT"
-        t $P import --change 'CMD ["/bin/sh"]' "$T/busybox.tar" $IMG || return 1
-    fi
-}
+# --- the checks both engines run ----------------------------------------------------
+# run_podman / run_docker set, for the engine under test:
+#   ENGINE  podman or docker (also picks ENGINE_clean after each check)
+#   E       the client command        ER  E run with the engine's per-container options
+#   EIMG    the image                 EN  prefix of check, container and dir names (p, d)
+#   ERMF    forced removal: podman's rm -f first waits for a stop timeout (-t 0: none),
+#           docker's kills at once
+#   EPAUSED the engine's words when it refuses exec into a paused container (podman
+#           4.3: "can only create exec sessions on running containers: container
+#           state improper"; docker 20.10: "Container NAME is paused, unpause the
+#           container before exec")
+#   EPROBE  the kinds of leftovers (see leftovers) a running container of the engine
+#           shows under its id
 
-podman_clean() {
-    t $P ps -aq
-    [ -s "$T/o" ] && t $P rm -f -t 0 $(cat "$T/o")
-    return 0
-}
-
-# Run a detached container: prun NAME ARGS... (name recorded in $T/cid).
-prun() {
+# Run a detached container: erun NAME ARGS... (id recorded in $T/cid).
+erun() {
     n=$1; shift
-    t $PR -d --name "$n" "$@"; r=$?
+    t $ER -d --name "$n" "$@"; r=$?
     [ $r -eq 0 ] || fail "run -d: exit $r: $(why)"
     cat "$T/o" > "$T/cid"
 }
-# The container's output (stdout and stderr) in its logs: logs_have NAME STRING.
-plogs_have() { t $P logs "$1" && grep -q -e "$2" "$T/o" "$T/e"; }
-pinspect() { t $P inspect --format "$2" "$1" && cat "$T/o"; }
+# The container's output (stdout or stderr) in its logs: elogs_have NAME STRING.
+elogs_have() { t $E logs "$1" && grep -q -e "$2" "$T/o" "$T/e"; }
+einspect() { t $E inspect --format "$2" "$1" && cat "$T/o"; }
 
 SLEEPER='trap "exit 0" TERM; echo ready; while :; do sleep 0.1; done'
 
-p_run_rm() {
-    must "run --rm" $PR --rm $IMG echo hello-run
+e_run_rm() {
+    must "run --rm" $ER --rm $EIMG echo hello-run
     [ "$(cat "$T/o")" = hello-run ] || fail "output '$(cat "$T/o")'"
-    must "ps -aq" $P ps -aq
+    must "ps -aq" $E ps -aq
     [ ! -s "$T/o" ] || fail "container left after --rm: $(cat "$T/o")"
 }
 
-p_run_d_logs() {
-    prun p-logs $IMG sh -c 'echo out-line; echo err-line >&2; exec sleep 1000'
-    poll 100 plogs_have p-logs out-line || fail "stdout line not in logs: $(why)"
-    poll 50 plogs_have p-logs err-line || fail "stderr line not in logs"
-    [ "$(pinspect p-logs '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o"), not running"
+e_run_d_logs() {
+    erun "$EN-logs" $EIMG sh -c 'echo out-line; echo err-line >&2; exec sleep 1000'
+    poll 100 elogs_have "$EN-logs" out-line || fail "stdout line not in logs: $(why)"
+    poll 50 elogs_have "$EN-logs" err-line || fail "stderr line not in logs: $(why)"
+    [ "$(einspect "$EN-logs" '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o"), not running"
 }
 
-p_exec() {
-    prun p-exec $IMG sleep 1000
-    must "exec" $P exec p-exec sh -c 'echo exec-ok; cat /proc/1/cmdline | tr "\0" " "'
+e_exec() {
+    erun "$EN-exec" $EIMG sleep 1000
+    must "exec" $E exec "$EN-exec" sh -c 'echo exec-ok; cat /proc/1/cmdline | tr "\0" " "'
     grep -q exec-ok "$T/o" || fail "exec output: $(why)"
     grep -q 'sleep 1000' "$T/o" || fail "exec did not see the container's pid 1: $(why)"
-    t $P exec p-exec sh -c 'exit 7'; r=$?
+    t $E exec "$EN-exec" sh -c 'exit 7'; r=$?
     [ $r -eq 7 ] || fail "exec exit code $r, not 7"
-    must "exec -u" $P exec -u 65534 p-exec id -u
+    must "exec -u" $E exec -u 65534 "$EN-exec" id -u
     [ "$(cat "$T/o")" = 65534 ] || fail "exec -u 65534 ran as $(cat "$T/o")"
 }
 
@@ -330,129 +319,128 @@ ttyrun() {
     return $r
 }
 
-p_exec_tty() {
-    prun p-tty $IMG sleep 1000
-    ttyrun "$P exec -it p-tty sh -c 'tty; echo tty-done'"; r=$?
+e_exec_tty() {
+    erun "$EN-tty" $EIMG sleep 1000
+    ttyrun "$E exec -it $EN-tty sh -c 'tty; echo tty-done'"; r=$?
     [ $r -eq 0 ] || fail "exec -it: exit $r: $(why)"
     grep -q '/dev/pts/' "$T/o" || fail "no pty in the exec: $(why)"
     grep -q tty-done "$T/o" || fail "exec output: $(why)"
 }
 
-p_run_tty() {
-    ttyrun "$PR -it --rm $IMG sh -c 'tty; echo tty-done'"; r=$?
+e_run_tty() {
+    ttyrun "$ER -it --rm $EIMG sh -c 'tty; echo tty-done'"; r=$?
     [ $r -eq 0 ] || fail "run -it: exit $r: $(why)"
     grep -q '/dev/pts/' "$T/o" || fail "no pty in the container: $(why)"
     grep -q tty-done "$T/o" || fail "output: $(why)"
 }
 
 # SIGTERM reaches a trap: the exit code is the trap's, not SIGKILL's.
-p_stop_term() {
-    prun p-stop $IMG sh -c 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'
-    poll 100 plogs_have p-stop ready || fail "container never ready"
-    must "stop" $P stop -t 30 p-stop
-    [ "$(pinspect p-stop '{{.State.ExitCode}}')" = 42 ] || fail "exit code $(cat "$T/o"), not 42 from the TERM trap"
+e_stop_term() {
+    erun "$EN-stop" $EIMG sh -c 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'
+    poll 100 elogs_have "$EN-stop" ready || fail "container never ready"
+    must "stop" $E stop -t 30 "$EN-stop"
+    [ "$(einspect "$EN-stop" '{{.State.ExitCode}}')" = 42 ] || fail "exit code $(cat "$T/o"), not 42 from the TERM trap"
 }
 
 # SIGTERM ignored: stop -t 2 falls back to SIGKILL.
-p_stop_kill() {
-    prun p-stopk $IMG sh -c 'trap "" TERM; echo ready; while :; do sleep 0.1; done'
-    poll 100 plogs_have p-stopk ready || fail "container never ready"
-    must "stop -t 2" $P stop -t 2 p-stopk
-    [ "$(pinspect p-stopk '{{.State.ExitCode}}')" = 137 ] || fail "exit code $(cat "$T/o"), not 137"
+e_stop_kill() {
+    erun "$EN-stopk" $EIMG sh -c 'trap "" TERM; echo ready; while :; do sleep 0.1; done'
+    poll 100 elogs_have "$EN-stopk" ready || fail "container never ready"
+    must "stop -t 2" $E stop -t 2 "$EN-stopk"
+    [ "$(einspect "$EN-stopk" '{{.State.ExitCode}}')" = 137 ] || fail "exit code $(cat "$T/o"), not 137"
 }
 
-p_kill_hup() {
-    prun p-hup $IMG sh -c 'trap "echo got-hup" HUP; echo ready; while :; do sleep 0.1; done'
-    poll 100 plogs_have p-hup ready || fail "container never ready"
-    must "kill -s HUP" $P kill -s HUP p-hup
-    poll 100 plogs_have p-hup got-hup || fail "trap never saw HUP"
-    [ "$(pinspect p-hup '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after HUP"
+e_kill_hup() {
+    erun "$EN-hup" $EIMG sh -c 'trap "echo got-hup" HUP; echo ready; while :; do sleep 0.1; done'
+    poll 100 elogs_have "$EN-hup" ready || fail "container never ready"
+    must "kill -s HUP" $E kill -s HUP "$EN-hup"
+    poll 100 elogs_have "$EN-hup" got-hup || fail "trap never saw HUP"
+    [ "$(einspect "$EN-hup" '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after HUP"
 }
 
-p_top() {
-    prun p-top $IMG sleep 1000
-    # ps(1) run in the container (podman falls back to it for ps's own options).
-    must "top -ef" $P top p-top -ef
-    grep -q 'sleep 1000' "$T/o" || fail "top -ef lacks the container's process: $(why)"
-    # podman's own top (psgo) reads /proc from the host after joining only the
-    # container's mount namespace. sandfs's view is a FUSE mount owned by the
-    # container's user namespace, which the kernel closes to every process outside
-    # it, host root included (fuse.allow_sys_admin_access=N): refused, by design.
-    if [ "$RTNAME" = sandfs ]; then
-        if t $P top p-top; then fail "podman top reached into the view from the host"; fi
-        grep -q 'permission denied' "$T/e" "$T/o" || fail "podman top failed otherwise: $(why)"
-    else
-        must "top" $P top p-top
-        grep -q 'sleep 1000' "$T/o" || fail "top lacks the container's process: $(why)"
+e_top() {
+    erun "$EN-top" $EIMG sleep 1000
+    if [ "$ENGINE" = podman ]; then
+        # ps(1) run in the container (podman falls back to it for ps's own options).
+        must "top -ef" $E top "$EN-top" -ef
+        grep -q 'sleep 1000' "$T/o" || fail "top -ef lacks the container's process: $(why)"
+        # podman's own top (psgo) reads /proc from the host after joining only the
+        # container's mount namespace. sandfs's view is a FUSE mount owned by the
+        # container's user namespace, which the kernel closes to every process outside
+        # it, host root included (fuse.allow_sys_admin_access=N): refused, by design.
+        if [ "$RTNAME" = sandfs ]; then
+            if t $E top "$EN-top"; then fail "podman top reached into the view from the host"; fi
+            grep -q 'permission denied' "$T/e" "$T/o" || fail "podman top failed otherwise: $(why)"
+            return 0
+        fi
     fi
+    # (docker's top runs ps(1) on the host for the container's pids)
+    must "top" $E top "$EN-top"
+    grep -q 'sleep 1000' "$T/o" || fail "top lacks the container's process: $(why)"
 }
 
-# A counter in a host dir: unchanged while paused (state "paused"), advancing again after.
-p_pause() {
-    mkdir -p "$T/vol-pause"
-    prun p-pause -v "$T/vol-pause:/data" $IMG sh -c 'i=0; while :; do i=$((i+1)); echo $i > /data/n; sleep 0.05; done'
-    poll 100 test -s "$T/vol-pause/n" || fail "counter never written"
-    must "pause" $P pause p-pause
-    [ "$(pinspect p-pause '{{.State.Status}}')" = paused ] || fail "state $(cat "$T/o"), not paused"
-    a=$(cat "$T/vol-pause/n")
+# A counter in a host dir: unchanged while paused (state "paused"; exec refused),
+# advancing again after.
+e_pause() {
+    v=$T/$EN-vol-pause
+    mkdir -p "$v"
+    erun "$EN-pause" -v "$v:/data" $EIMG sh -c 'i=0; while :; do i=$((i+1)); echo $i > /data/n; sleep 0.05; done'
+    poll 100 test -s "$v/n" || fail "counter never written"
+    must "pause" $E pause "$EN-pause"
+    [ "$(einspect "$EN-pause" '{{.State.Status}}')" = paused ] || fail "state $(cat "$T/o"), not paused"
+    a=$(cat "$v/n")
     sleep 1
-    b=$(cat "$T/vol-pause/n")
+    b=$(cat "$v/n")
     [ "$a" = "$b" ] || fail "counter went on while paused ($a -> $b)"
-    # refused for the state (podman 4.3: "can only create exec sessions on running
-    # containers: container state improper"), not for a timeout or a missing container
-    t $P exec p-pause true; r=$?
+    # refused for the state, not for a timeout or a missing container
+    t $E exec "$EN-pause" true; r=$?
     [ $r -ne 0 ] || fail "exec into a paused container was accepted"
-    grep -qi 'exec sessions on running containers' "$T/e" || fail "exec into the paused container failed otherwise: exit $r: $(why)"
-    must "unpause" $P unpause p-pause
-    [ "$(pinspect p-pause '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after unpause"
-    advanced() { c=$(cat "$T/vol-pause/n"); [ -n "$c" ] && [ "$c" != "$b" ]; }
+    grep -qi -e "$EPAUSED" "$T/e" || fail "exec into the paused container failed otherwise: exit $r: $(why)"
+    must "unpause" $E unpause "$EN-pause"
+    [ "$(einspect "$EN-pause" '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after unpause"
+    advanced() { c=$(cat "$v/n"); [ -n "$c" ] && [ "$c" != "$b" ]; }
     poll 100 advanced || fail "counter stuck after unpause"
 }
 
-p_rm_f() {
-    prun p-rmf $IMG sleep 1000
-    pid=$(pinspect p-rmf '{{.State.Pid}}')
+e_rm_f() {
+    erun "$EN-rmf" $EIMG sleep 1000
+    pid=$(einspect "$EN-rmf" '{{.State.Pid}}')
     [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
-    must "rm -f" $P rm -f -t 0 p-rmf
-    must "ps -aq" $P ps -aq
+    must "rm -f" $E $ERMF "$EN-rmf"
+    must "ps -aq" $E ps -aq
     [ ! -s "$T/o" ] || fail "container still listed"
     poll 50 sh -c "! kill -0 $pid" || fail "container process $pid still alive"
 }
 
-p_volume() {
-    mkdir -p "$T/vol"
-    echo from-host > "$T/vol/in"
-    must "run -v" $PR --rm -v "$T/vol:/data" $IMG sh -c 'cat /data/in; echo from-container > /data/out'
+e_volume() {
+    v=$T/$EN-vol
+    mkdir -p "$v"
+    echo from-host > "$v/in"
+    must "run -v" $ER --rm -v "$v:/data" $EIMG sh -c 'cat /data/in; echo from-container > /data/out'
     grep -q from-host "$T/o" || fail "host file not seen inside: $(why)"
-    [ "$(cat "$T/vol/out" 2>/dev/null)" = from-container ] || fail "file written inside not on the host"
+    [ "$(cat "$v/out" 2>/dev/null)" = from-container ] || fail "file written inside not on the host"
 }
 
-p_read_only() {
-    must "run --read-only" $PR --rm --read-only $IMG sh -c 'if touch /x 2>/dev/null; then echo root-writable; else echo root-ro; fi'
+e_read_only() {
+    must "run --read-only" $ER --rm --read-only $EIMG sh -c 'if touch /x 2>/dev/null; then echo root-writable; else echo root-ro; fi'
     [ "$(cat "$T/o")" = root-ro ] || fail "a write to / worked: $(why)"
 }
 
-p_tmpfs() {
-    must "run --tmpfs" $PR --rm --read-only --tmpfs /scratch $IMG sh -c 'echo x > /scratch/f && cat /scratch/f; touch /rootfile 2>/dev/null || echo root-ro'
+e_tmpfs() {
+    must "run --tmpfs" $ER --rm --read-only --tmpfs /scratch $EIMG sh -c 'echo x > /scratch/f && cat /scratch/f; touch /rootfile 2>/dev/null || echo root-ro'
     grep -q '^x$' "$T/o" || fail "/scratch not writable: $(why)"
     grep -q '^root-ro$' "$T/o" || fail "/ writable beside the tmpfs: $(why)"
     # A kernel tmpfs under runc; sandfs's own memory filesystem inside its view
     # (gVisor's semantics), which the kernel's /proc/mounts does not list.
     if [ "$RTNAME" != sandfs ]; then
-        must "run --tmpfs" $PR --rm --tmpfs /scratch $IMG grep " /scratch " /proc/mounts
+        must "run --tmpfs" $ER --rm --tmpfs /scratch $EIMG grep " /scratch " /proc/mounts
         grep -q ' /scratch tmpfs ' "$T/o" || fail "/scratch is no tmpfs: $(why)"
     fi
 }
 
-p_network_none() {
-    must "run --network none" $PR --rm --network none $IMG ip -o link
+e_network_none() {
+    must "run --network none" $ER --rm --network none $EIMG ip -o link
     [ "$(wc -l < "$T/o")" -eq 1 ] && grep -q ': lo:' "$T/o" || fail "links other than lo: $(why)"
-}
-
-# Podman's default network (netavark bridge; in this script's own network namespace).
-p_network_bridge() {
-    must "run (default network)" $PR --rm $IMG ip -o addr
-    grep -q 'eth0.*inet ' "$T/o" || fail "no eth0 address: $(why)"
 }
 
 # What is left of the engine's and the runtime's state: mount points, processes,
@@ -487,26 +475,62 @@ probe_sees() {
 
 # SIGKILL of the container's pid 1 from the host: exit code 137, and after rm
 # nothing of it is left.
-p_sigkill_host() {
+e_sigkill_host() {
     before=$(mounts)
-    prun p-k9 $IMG sh -c "$SLEEPER"
+    erun "$EN-k9" $EIMG sh -c "$SLEEPER"
     id=$(cat "$T/cid")
-    poll 100 plogs_have p-k9 ready || fail "container never ready"
-    pid=$(pinspect p-k9 '{{.State.Pid}}')
+    poll 100 elogs_have "$EN-k9" ready || fail "container never ready"
+    pid=$(einspect "$EN-k9" '{{.State.Pid}}')
     [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
-    # the probe is not blind: it sees the running container's shm mount (podman's),
-    # processes (conmon, the runtime's), cgroups and state files
-    probe_sees "$id" mount process cgroup file
+    # the probe is not blind: it sees what the running container has under its id
+    probe_sees "$id" $EPROBE
     kill -KILL "$pid" || fail "kill -9 $pid failed"
-    must "wait" $P wait p-k9
-    [ "$(cat "$T/o")" = 137 ] || fail "podman wait says $(cat "$T/o"), not 137"
-    [ "$(pinspect p-k9 '{{.State.ExitCode}}')" = 137 ] || fail "inspect exit code $(cat "$T/o"), not 137"
-    must "rm" $P rm p-k9
+    must "wait" $E wait "$EN-k9"
+    [ "$(cat "$T/o")" = 137 ] || fail "$ENGINE wait says $(cat "$T/o"), not 137"
+    [ "$(einspect "$EN-k9" '{{.State.ExitCode}}')" = 137 ] || fail "inspect exit code $(cat "$T/o"), not 137"
+    must "rm" $E rm "$EN-k9"
     kill -0 "$pid" 2>/dev/null && fail "pid $pid still alive"
-    left=$(leftovers "$id")
-    [ -z "$left" ] || fail "left after rm: $(echo "$left" | head -5 | tr '\n' ';')"
+    if [ "$ENGINE" = docker ]; then
+        # the shim goes away on its own after the delete
+        gone() { [ -z "$(leftovers "$id")" ]; }
+        poll 50 gone || fail "left after rm: $(leftovers "$id" | head -5 | tr '\n' ';')"
+    else
+        left=$(leftovers "$id")
+        [ -z "$left" ] || fail "left after rm: $(echo "$left" | head -5 | tr '\n' ';')"
+    fi
     after=$(mounts)
     [ "$before" = "$after" ] || fail "mounts differ: $(mountdiff "$before" "$after")"
+}
+
+# --- podman ------------------------------------------------------------------------
+podman_setup() {
+    podman_confs "$T" "$RTNAME" "$RTNAME=$RUNTIME"
+    P="podman --root $T/storage --runroot $T/run --cgroup-manager cgroupfs --events-backend file --runtime $RUNTIME"
+    PR="$P run --cgroup-parent /$PODMAN_CGPARENT"
+    PC="$P create --cgroup-parent /$PODMAN_CGPARENT"
+    IMG=localhost/engines-busybox:latest
+    # overlay on ext4 works; fall back to vfs where it does not.
+    if ! t $P import --change 'CMD ["/bin/sh"]' "$T/busybox.tar" $IMG; then
+        echo "engines: podman import with overlay failed ($(why)); trying vfs" >&2
+        sed -i 's/^driver = .*/driver = "vfs"/' "$T/storage.conf"
+        rm -rf "$T/storage" "$T/run"
+        P="$P --storage-driver vfs"
+        PR="$P run --cgroup-parent /$PODMAN_CGPARENT"
+        PC="$P create --cgroup-parent /$PODMAN_CGPARENT"
+        t $P import --change 'CMD ["/bin/sh"]' "$T/busybox.tar" $IMG || return 1
+    fi
+}
+
+podman_clean() {
+    t $P ps -aq
+    [ -s "$T/o" ] && t $P rm -f -t 0 $(cat "$T/o")
+    return 0
+}
+
+# Podman's default network (netavark bridge; in this script's own network namespace).
+p_network_bridge() {
+    must "run (default network)" $PR --rm $IMG ip -o addr
+    grep -q 'eth0.*inet ' "$T/o" || fail "no eth0 address: $(why)"
 }
 
 # 50 rounds of create+rm and run --rm: nothing left behind, probed by the ids of both
@@ -543,23 +567,28 @@ run_podman() {
         FAILN=$((FAILN + 1))
         return
     fi
-    check p-run-rm p_run_rm
-    check p-run-d-logs p_run_d_logs
-    check p-exec p_exec
-    check p-exec-tty p_exec_tty
-    check p-run-tty p_run_tty
-    check p-stop-term p_stop_term
-    check p-stop-kill p_stop_kill
-    check p-kill-hup p_kill_hup
-    check p-top p_top
-    check p-pause p_pause
-    check p-rm-f p_rm_f
-    check p-volume p_volume
-    check p-read-only p_read_only
-    check p-tmpfs p_tmpfs
-    check p-network-none p_network_none
+    E=$P ER=$PR EIMG=$IMG EN=p ERMF="rm -f -t 0"
+    EPAUSED='exec sessions on running containers'
+    # podman's shm mount for the container, conmon and the runtime's processes, the
+    # container's cgroups, its state files
+    EPROBE="mount process cgroup file"
+    check p-run-rm e_run_rm
+    check p-run-d-logs e_run_d_logs
+    check p-exec e_exec
+    check p-exec-tty e_exec_tty
+    check p-run-tty e_run_tty
+    check p-stop-term e_stop_term
+    check p-stop-kill e_stop_kill
+    check p-kill-hup e_kill_hup
+    check p-top e_top
+    check p-pause e_pause
+    check p-rm-f e_rm_f
+    check p-volume e_volume
+    check p-read-only e_read_only
+    check p-tmpfs e_tmpfs
+    check p-network-none e_network_none
     check p-network-bridge p_network_bridge
-    check p-sigkill-host p_sigkill_host
+    check p-sigkill-host e_sigkill_host
     check p-loop p_loop
 }
 
@@ -600,159 +629,6 @@ docker_clean() {
     return 0
 }
 
-drun() {
-    n=$1; shift
-    t $DR -d --name "$n" "$@"; r=$?
-    [ $r -eq 0 ] || fail "run -d: exit $r: $(why)"
-    cat "$T/o" > "$T/cid"
-}
-dlogs_have() { t $D logs "$1" && grep -q -e "$2" "$T/o" "$T/e"; }
-dinspect() { t $D inspect --format "$2" "$1" && cat "$T/o"; }
-
-d_run_rm() {
-    must "run --rm" $DR --rm $DIMG echo hello-run
-    [ "$(cat "$T/o")" = hello-run ] || fail "output '$(cat "$T/o")'"
-    must "ps -aq" $D ps -aq
-    [ ! -s "$T/o" ] || fail "container left after --rm: $(cat "$T/o")"
-}
-
-d_run_d_logs() {
-    drun d-logs $DIMG sh -c 'echo out-line; echo err-line >&2; exec sleep 1000'
-    poll 100 dlogs_have d-logs out-line || fail "stdout line not in logs"
-    poll 50 dlogs_have d-logs err-line || fail "stderr line not in logs"
-    [ "$(dinspect d-logs '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o"), not running"
-}
-
-d_exec() {
-    drun d-exec $DIMG sleep 1000
-    must "exec" $D exec d-exec sh -c 'echo exec-ok; cat /proc/1/cmdline | tr "\0" " "'
-    grep -q exec-ok "$T/o" || fail "exec output: $(why)"
-    grep -q 'sleep 1000' "$T/o" || fail "exec did not see the container's pid 1: $(why)"
-    t $D exec d-exec sh -c 'exit 7'; r=$?
-    [ $r -eq 7 ] || fail "exec exit code $r, not 7"
-}
-
-d_exec_tty() {
-    drun d-tty $DIMG sleep 1000
-    ttyrun "$D exec -it d-tty sh -c 'tty; echo tty-done'"; r=$?
-    [ $r -eq 0 ] || fail "exec -it: exit $r: $(why)"
-    grep -q '/dev/pts/' "$T/o" || fail "no pty in the exec: $(why)"
-}
-
-d_run_tty() {
-    ttyrun "$DR -it --rm $DIMG sh -c 'tty; echo tty-done'"; r=$?
-    [ $r -eq 0 ] || fail "run -it: exit $r: $(why)"
-    grep -q '/dev/pts/' "$T/o" || fail "no pty in the container: $(why)"
-    grep -q tty-done "$T/o" || fail "output: $(why)"
-}
-
-d_top() {
-    drun d-top $DIMG sleep 1000
-    must "top" $D top d-top
-    grep -q 'sleep 1000' "$T/o" || fail "top lacks the container's process: $(why)"
-}
-
-d_stop_term() {
-    drun d-stop $DIMG sh -c 'trap "exit 42" TERM; echo ready; while :; do sleep 0.1; done'
-    poll 100 dlogs_have d-stop ready || fail "container never ready"
-    must "stop" $D stop -t 30 d-stop
-    [ "$(dinspect d-stop '{{.State.ExitCode}}')" = 42 ] || fail "exit code $(cat "$T/o"), not 42 from the TERM trap"
-}
-
-d_stop_kill() {
-    drun d-stopk $DIMG sh -c 'trap "" TERM; echo ready; while :; do sleep 0.1; done'
-    poll 100 dlogs_have d-stopk ready || fail "container never ready"
-    must "stop -t 2" $D stop -t 2 d-stopk
-    [ "$(dinspect d-stopk '{{.State.ExitCode}}')" = 137 ] || fail "exit code $(cat "$T/o"), not 137"
-}
-
-d_kill_hup() {
-    drun d-hup $DIMG sh -c 'trap "echo got-hup" HUP; echo ready; while :; do sleep 0.1; done'
-    poll 100 dlogs_have d-hup ready || fail "container never ready"
-    must "kill -s HUP" $D kill -s HUP d-hup
-    poll 100 dlogs_have d-hup got-hup || fail "trap never saw HUP"
-}
-
-d_pause() {
-    mkdir -p "$T/dvol-pause"
-    drun d-pause -v "$T/dvol-pause:/data" $DIMG sh -c 'i=0; while :; do i=$((i+1)); echo $i > /data/n; sleep 0.05; done'
-    poll 100 test -s "$T/dvol-pause/n" || fail "counter never written"
-    must "pause" $D pause d-pause
-    [ "$(dinspect d-pause '{{.State.Status}}')" = paused ] || fail "state $(cat "$T/o"), not paused"
-    a=$(cat "$T/dvol-pause/n")
-    sleep 1
-    b=$(cat "$T/dvol-pause/n")
-    [ "$a" = "$b" ] || fail "counter went on while paused ($a -> $b)"
-    must "unpause" $D unpause d-pause
-    [ "$(dinspect d-pause '{{.State.Status}}')" = running ] || fail "state $(cat "$T/o") after unpause"
-    advanced() { c=$(cat "$T/dvol-pause/n"); [ -n "$c" ] && [ "$c" != "$b" ]; }
-    poll 100 advanced || fail "counter stuck after unpause"
-}
-
-d_rm_f() {
-    drun d-rmf $DIMG sleep 1000
-    pid=$(dinspect d-rmf '{{.State.Pid}}')
-    [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
-    must "rm -f" $D rm -f d-rmf
-    must "ps -aq" $D ps -aq
-    [ ! -s "$T/o" ] || fail "container still listed"
-    poll 50 sh -c "! kill -0 $pid" || fail "container process $pid still alive"
-}
-
-d_volume() {
-    mkdir -p "$T/dvol"
-    echo from-host > "$T/dvol/in"
-    must "run -v" $DR --rm -v "$T/dvol:/data" $DIMG sh -c 'cat /data/in; echo from-container > /data/out'
-    grep -q from-host "$T/o" || fail "host file not seen inside: $(why)"
-    [ "$(cat "$T/dvol/out" 2>/dev/null)" = from-container ] || fail "file written inside not on the host"
-}
-
-d_read_only() {
-    must "run --read-only" $DR --rm --read-only $DIMG sh -c 'if touch /x 2>/dev/null; then echo root-writable; else echo root-ro; fi'
-    [ "$(cat "$T/o")" = root-ro ] || fail "a write to / worked: $(why)"
-}
-
-d_tmpfs() {
-    must "run --tmpfs" $DR --rm --read-only --tmpfs /scratch $DIMG sh -c 'echo x > /scratch/f && cat /scratch/f; touch /rootfile 2>/dev/null || echo root-ro'
-    grep -q '^x$' "$T/o" || fail "/scratch not writable: $(why)"
-    grep -q '^root-ro$' "$T/o" || fail "/ writable beside the tmpfs: $(why)"
-    # A kernel tmpfs under runc; sandfs's own memory filesystem (see p_tmpfs).
-    if [ "$RTNAME" != sandfs ]; then
-        must "run --tmpfs" $DR --rm --tmpfs /scratch $DIMG grep " /scratch " /proc/mounts
-        grep -q ' /scratch tmpfs ' "$T/o" || fail "/scratch is no tmpfs: $(why)"
-    fi
-}
-
-d_network_none() {
-    must "run --network none" $DR --rm --network none $DIMG ip -o link
-    [ "$(wc -l < "$T/o")" -eq 1 ] && grep -q ': lo:' "$T/o" || fail "links other than lo: $(why)"
-}
-
-d_sigkill_host() {
-    before=$(mounts)
-    drun d-k9 $DIMG sh -c "$SLEEPER"
-    id=$(cat "$T/cid")
-    poll 100 dlogs_have d-k9 ready || fail "container never ready"
-    pid=$(dinspect d-k9 '{{.State.Pid}}')
-    [ -n "$pid" ] && [ "$pid" -gt 0 ] || fail "no pid: $(why)"
-    # the probe is not blind: it sees the running container's processes (the shim,
-    # the runtime's), cgroups and state files. No mount carries a docker container's
-    # id (rootfs under the layer's id, /dev/shm private to the container): the
-    # before/after mount lists cover mounts.
-    probe_sees "$id" process cgroup file
-    kill -KILL "$pid" || fail "kill -9 $pid failed"
-    must "wait" $D wait d-k9
-    [ "$(cat "$T/o")" = 137 ] || fail "docker wait says $(cat "$T/o"), not 137"
-    [ "$(dinspect d-k9 '{{.State.ExitCode}}')" = 137 ] || fail "inspect exit code $(cat "$T/o"), not 137"
-    must "rm" $D rm d-k9
-    kill -0 "$pid" 2>/dev/null && fail "pid $pid still alive"
-    # the shim goes away on its own after the delete
-    gone() { [ -z "$(leftovers "$id")" ]; }
-    poll 50 gone || fail "left after rm: $(leftovers "$id" | head -5 | tr '\n' ';')"
-    after=$(mounts)
-    [ "$before" = "$after" ] || fail "mounts differ: $(mountdiff "$before" "$after")"
-}
-
 run_docker() {
     ENGINE=docker
     if ! docker_setup; then
@@ -760,22 +636,29 @@ run_docker() {
         FAILN=$((FAILN + 1))
         return
     fi
-    check d-run-rm d_run_rm
-    check d-run-d-logs d_run_d_logs
-    check d-exec d_exec
-    check d-exec-tty d_exec_tty
-    check d-run-tty d_run_tty
-    check d-stop-term d_stop_term
-    check d-stop-kill d_stop_kill
-    check d-kill-hup d_kill_hup
-    check d-pause d_pause
-    check d-rm-f d_rm_f
-    check d-volume d_volume
-    check d-read-only d_read_only
-    check d-tmpfs d_tmpfs
-    check d-network-none d_network_none
-    check d-top d_top
-    check d-sigkill-host d_sigkill_host
+    E=$D ER=$DR EIMG=$DIMG EN=d ERMF="rm -f"
+    EPAUSED='is paused'
+    # the shim's and the runtime's processes, the container's cgroups, its state
+    # files. No mount carries a docker container's id (the rootfs is under the
+    # layer's id, /dev/shm private to the container): the before/after mount lists
+    # cover mounts.
+    EPROBE="process cgroup file"
+    check d-run-rm e_run_rm
+    check d-run-d-logs e_run_d_logs
+    check d-exec e_exec
+    check d-exec-tty e_exec_tty
+    check d-run-tty e_run_tty
+    check d-stop-term e_stop_term
+    check d-stop-kill e_stop_kill
+    check d-kill-hup e_kill_hup
+    check d-pause e_pause
+    check d-rm-f e_rm_f
+    check d-volume e_volume
+    check d-read-only e_read_only
+    check d-tmpfs e_tmpfs
+    check d-network-none e_network_none
+    check d-top e_top
+    check d-sigkill-host e_sigkill_host
 }
 
 # --- teardown ----------------------------------------------------------------------
