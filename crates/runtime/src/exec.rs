@@ -110,6 +110,13 @@ fn params(store: &Store, a: &ExecArgs) -> Result<crate::sandbox::Params> {
     p.groups.extend(&a.additional_gids);
     p.tty =
         a.tty || (a.process.is_some() && spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false));
+    // A --process file's consoleSize sizes the terminal, as the bundle's does for pid 1.
+    if p.tty
+        && a.process.is_some()
+        && let Some(size) = spec.process().as_ref().and_then(|p| p.console_size())
+    {
+        p.console_size = Some((size.height() as u16, size.width() as u16));
+    }
     Ok(p)
 }
 
@@ -163,10 +170,16 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
     if let Some(cg) = &st.cgroup {
         cg.add_pid(std::process::id() as i32).context("join the container's cgroup")?;
     }
+    if let Some(adj) = p.oom_score_adj {
+        // Set here, while this process has the host's privileges (lowering it needs
+        // them); the program, forked below, inherits it.
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("process.oomScoreAdj {adj}"))?;
+    }
     join(st.pid)?;
     // In the container's mount namespace: its /dev/pts.
     let (master, term) = match p.tty {
-        true => crate::sandbox::open_pty().map(|(m, t)| (Some(m), Some(t)))?,
+        true => crate::sandbox::open_pty(p.console_size).map(|(m, t)| (Some(m), Some(t)))?,
         false => (None, None),
     };
     // Detached, the caller learns whether the program started (as from runc): the
@@ -218,7 +231,8 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32> {
         }
     }
     let Some(sigs) = sigs else { return Ok(0) };
-    let code = wait_forwarding(child, &sigs)?;
+    let resize = relay.as_ref().map(|(r, _)| r.resizer()).transpose()?;
+    let code = wait_forwarding(child, &sigs, resize.as_ref())?;
     if let Some((r, out)) = relay {
         r.finish(out);
     }
@@ -264,8 +278,14 @@ fn join(pid1: i32) -> Result<()> {
     Ok(())
 }
 
-/// Waits for `child`, forwarding signals; its status (128+N for a signal).
-fn wait_forwarding(child: nix::unistd::Pid, sigs: &nix::sys::signal::SigSet) -> Result<i32> {
+/// Waits for `child`, forwarding signals; its status (128+N for a signal). With the
+/// program's terminal relayed (`resize`: its master), SIGWINCH resizes that terminal
+/// to the caller's instead, and the kernel signals the program's foreground group.
+fn wait_forwarding(
+    child: nix::unistd::Pid,
+    sigs: &nix::sys::signal::SigSet,
+    resize: Option<&std::os::fd::OwnedFd>,
+) -> Result<i32> {
     use nix::sys::wait::{WaitStatus, waitpid};
     let c = child;
     let mut set = *sigs;
@@ -277,9 +297,12 @@ fn wait_forwarding(child: nix::unistd::Pid, sigs: &nix::sys::signal::SigSet) -> 
             Ok(_) => {}
             Err(e) => bail!("wait for the process: {e}"),
         }
-        let sig = set.wait().context("wait for signals")?;
-        if sig != nix::sys::signal::Signal::SIGCHLD {
-            let _ = nix::sys::signal::kill(c, sig);
+        match (set.wait().context("wait for signals")?, resize) {
+            (nix::sys::signal::Signal::SIGCHLD, _) => {}
+            (nix::sys::signal::Signal::SIGWINCH, Some(m)) => crate::tty::resize(m),
+            (sig, _) => {
+                let _ = nix::sys::signal::kill(c, sig);
+            }
         }
     }
 }

@@ -609,17 +609,14 @@ fn mount_view(p: &Params, dev: OwnedFd) -> Result<Conn> {
 /// the program (sized as `process.consoleSize` asks); the master goes to the
 /// runtime, the terminal is returned.
 fn make_terminal(chan: &Conn, size: Option<(u16, u16)>) -> Result<OwnedFd> {
-    let (master, term) = open_pty()?;
-    if let Some((height, width)) = size {
-        let ws = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
-        rustix::termios::tcsetwinsize(&master, ws).context("process.consoleSize")?;
-    }
+    let (master, term) = open_pty(size)?;
     chan.send(&[msg::TERMINAL], &[master.as_fd()]).context("hand the terminal to the runtime")?;
     Ok(term)
 }
 
-/// A new pty of this mount namespace's devpts: (master, terminal), close-on-exec.
-pub(crate) fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
+/// A new pty of this mount namespace's devpts, `size` (rows, columns) if given:
+/// (master, terminal), close-on-exec.
+pub(crate) fn open_pty(size: Option<(u16, u16)>) -> Result<(OwnedFd, OwnedFd)> {
     use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
     let master =
         openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).context("open /dev/ptmx")?;
@@ -632,6 +629,10 @@ pub(crate) fn open_pty() -> Result<(OwnedFd, OwnedFd)> {
         rustix::fs::Mode::empty(),
     )
     .context("open the terminal")?;
+    if let Some((height, width)) = size {
+        let ws = rustix::termios::Winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+        rustix::termios::tcsetwinsize(&master, ws).context("process.consoleSize")?;
+    }
     Ok((master, term))
 }
 
