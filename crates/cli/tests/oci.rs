@@ -656,7 +656,20 @@ fn the_state_directory_keeps_other_users_out() {
     }
     let rt = env.sandfs();
     let id = unique("perms");
-    let _c = rt.created(&env.bundle(), &id, &[]);
+    // Created under umask 000: the modes below are the runtime's, not the caller's.
+    let _c = Ctr { rt: rt.clone(), id: id.clone() };
+    let mut create = rt.cmd(&["create", "--bundle", env.bundle().to_str().unwrap(), &id]);
+    // SAFETY: umask(2) only, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut create, || {
+            rustix::process::umask(rustix::fs::Mode::empty());
+            Ok(())
+        })
+    };
+    // Output to files, as Rt::create: the monitor keeps its stdio open.
+    let err = std::fs::File::create(rt.file(&id, "err")).unwrap();
+    let st = create.stdout(Stdio::null()).stderr(err).status().expect("start the runtime");
+    assert!(st.success(), "create under umask 000: {st}: {}", rt.err_of(&id));
     let dir = rt.root.join(&id);
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&rt.root), 0o711, "the state root");
@@ -672,7 +685,7 @@ fn the_state_directory_keeps_other_users_out() {
     println!("sandfs: {}: {files:?}", dir.display());
     let (config, state, sock) = (dir.join("config.json"), dir.join("state.json"), dir.join("ctl.sock"));
     assert!(config.is_file() && state.is_file(), "{files:?}");
-    assert_eq!(mode(&sock) & 0o022, 0, "ctl.sock writable by others");
+    assert_eq!(mode(&sock), 0o600, "ctl.sock open to others");
 
     // A copy of sandfs nobody can run (the build directory may not be reachable).
     let bin_dir = tempfile::Builder::new().prefix("sandfs-oci-bin-").tempdir().unwrap();
@@ -1120,6 +1133,28 @@ fn execs(env: &Env, rt: &Rt) -> Vec<String> {
     let o = rt.must(&["exec", "--process", file.to_str().unwrap(), &id]);
     assert_eq!(o.stdout, "from-file /proc 1000\n", "{n}: exec --process");
     seen.push(format!("--process: {:?}", o.stdout));
+    // Its oomScoreAdj is applied: it is the process's field. (runc 1.1.5 leaves the
+    // exec'd process at 0: printed, not compared.)
+    let mut oom = process.clone();
+    oom["args"] = json!(["cat", "/proc/self/oom_score_adj"]);
+    oom["oomScoreAdj"] = json!(500);
+    std::fs::write(&file, oom.to_string()).unwrap();
+    let o = rt.must(&["exec", "--process", file.to_str().unwrap(), &id]);
+    if n == "sandfs" {
+        assert_eq!(o.stdout, "500\n", "{n}: exec --process with oomScoreAdj");
+    }
+    println!("{n}: exec --process with oomScoreAdj 500: {}", o.stdout.trim());
+    // A console socket for a process without a terminal is refused, not dropped
+    // (the socket named does not even exist: a runtime that ignored it would run).
+    let o = rt.run(&["exec", "--console-socket", "/nonexistent/console.sock", &id, "true"]);
+    assert!(!o.ok(), "{n}: exec --console-socket without a terminal ran: {o}");
+    seen.push("--console-socket without a terminal refused".to_string());
+    if n == "sandfs" {
+        // A command after the id beside --process: refused, not silently preferred.
+        std::fs::write(&file, process.to_string()).unwrap();
+        let o = rt.run(&["exec", "--process", file.to_str().unwrap(), &id, "echo", "other"]);
+        assert!(!o.ok() && o.stderr.contains("--process"), "{n}: --process and a command: {o}");
+    }
     if n == "sandfs" {
         // A --process file gets a bundle's checks: what sandfs does not apply is
         // refused, not ignored, and capability names are checked (runc 1.1 ignores
