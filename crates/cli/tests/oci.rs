@@ -686,6 +686,12 @@ fn the_state_directory_keeps_other_users_out() {
     let (config, state, sock) = (dir.join("config.json"), dir.join("state.json"), dir.join("ctl.sock"));
     assert!(config.is_file() && state.is_file(), "{files:?}");
     assert_eq!(mode(&sock), 0o600, "ctl.sock open to others");
+    // Nor does the umask reach the container's cgroups.
+    let cgs = cgroups_named(&id);
+    assert!(!cgs.is_empty(), "no cgroup named {id}");
+    for d in &cgs {
+        assert_eq!(mode(d) & 0o022, 0, "{} writable by others", d.display());
+    }
 
     // A copy of sandfs nobody can run (the build directory may not be reachable).
     let bin_dir = tempfile::Builder::new().prefix("sandfs-oci-bin-").tempdir().unwrap();

@@ -38,6 +38,7 @@ mod settings;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Write as _};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -308,7 +309,9 @@ fn make_dirs(dir: &mut Dir) -> Result<(), CgroupError> {
         let mut cur = dir.mount.clone();
         for c in rel.components() {
             cur.push(c);
-            match fs::create_dir(&cur) {
+            // 0755 whatever the caller's umask: a cgroup others could write would
+            // let them make groups in it or move their own processes about.
+            match fs::DirBuilder::new().mode(0o755).create(&cur) {
                 Ok(()) => dir.owned.push(cur.clone()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => continue 'again,
